@@ -1,0 +1,90 @@
+// The contract between the FUSE layer (fs/) and whatever watches an image's writes
+// (the migration engine on a source, the receiver on a target).
+//
+// The FUSE layer calls an ImageHook for every modification of a backing file that
+// has a hook attached: every byte written, every truncate, punch-hole, zero-range
+// and allocating fallocate, and every fsync/fdatasync/flush. Files with no hook pay
+// no more than one atomic load per operation.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace migratefs {
+
+// A deferred FUSE reply. The FUSE layer fills it in (a function pointer plus the
+// request, no heap); the hook calls Complete() exactly once, from any thread, possibly
+// before the hook call returns. Calling it later is how a hook delays the VM's
+// acknowledgement (disk throttle, phase-3 mirroring) without occupying a FUSE
+// worker thread.
+class Completion {
+ public:
+  using Fn = void (*)(void* ctx, uint64_t arg, int err);
+  Completion() = default;
+  Completion(Fn fn, void* ctx, uint64_t arg) : fn_(fn), ctx_(ctx), arg_(arg) {}
+  // err = 0 for success or a positive errno. Idempotent: only the first call replies.
+  void Complete(int err) {
+    Fn fn = fn_;
+    fn_ = nullptr;
+    if (fn) fn(ctx_, arg_, err);
+  }
+  bool pending() const { return fn_ != nullptr; }
+
+ private:
+  Fn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  uint64_t arg_ = 0;
+};
+
+class ImageHook {
+ public:
+  virtual ~ImageHook() = default;
+
+  // open()/create() asking for write access (O_WRONLY, O_RDWR, O_TRUNC) through the
+  // mount. Returns 0 or the errno the caller gets: EBUSY on a copy being received
+  // (invariant I6), EROFS on a fenced source copy.
+  virtual int CheckWriteOpen() = 0;
+
+  // Before any modification (write, truncate, fallocate, punch) through an already
+  // open fd. Returns 0 to proceed or an errno (EROFS once fenced). Never blocks.
+  virtual int BeforeModify() = 0;
+
+  // unlink/rename of the file through the mount: 0 or an errno (EBUSY while migrating).
+  virtual int CheckNamespaceChange() = 0;
+
+  // After a successful local pwrite of `len` bytes at `off`; `data` is valid only
+  // during this call. The hook marks blocks dirty, mirrors, throttles, and then calls
+  // done.Complete(0); the VM sees its write acknowledged only then. A migration
+  // problem (dead peer, full target disk) never completes with an error (I4).
+  virtual void AfterWrite(uint64_t off, const void* data, size_t len, Completion done) = 0;
+
+  // After a successful size change (truncate, ftruncate, size-extending fallocate).
+  virtual void AfterResize(uint64_t new_size) = 0;
+
+  // After a successful FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE of [off, off+len).
+  virtual void AfterZero(uint64_t off, uint64_t len) = 0;
+
+  // After a successful local fsync/fdatasync (and on flush). In phase 3 the engine
+  // forwards it to the peer and completes when the peer has synced.
+  virtual void AfterSync(bool datasync, Completion done) = 0;
+};
+
+// Maps backing files, by (st_dev, st_ino), to the hook watching them. Owned by the
+// FUSE layer; the engine and receiver attach and detach hooks.
+class HookRegistry {
+ public:
+  virtual ~HookRegistry() = default;
+  // Attach returns only after every modification of that file that started before
+  // the call has finished, so every modification that finishes later is reported.
+  // Replaces any hook already attached.
+  virtual void Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) = 0;
+  // After Detach returns, no call into the detached hook is in progress or will start
+  // (completions already handed out may still be called).
+  virtual void Detach(dev_t dev, ino_t ino) = 0;
+  virtual std::shared_ptr<ImageHook> Find(dev_t dev, ino_t ino) const = 0;
+};
+
+}  // namespace migratefs

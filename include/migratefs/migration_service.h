@@ -1,0 +1,114 @@
+// What the control socket can ask of the daemon (DESIGN.md "Control socket"; seed 004
+// Table I). The control server (net/control_*) parses and validates JSON lines and calls
+// this interface; the migration engine implements it. Tests use a fake.
+//
+// Every call is thread-safe, returns quickly (never waits for the network), and on
+// error changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "migratefs/status.h"
+
+namespace migratefs {
+
+// Phases, as the strings the API reports.
+namespace phase {
+inline constexpr const char* kConnecting = "connecting";
+inline constexpr const char* kBulk = "bulk";        // phase 1
+inline constexpr const char* kDirty = "dirty";      // phase 2
+inline constexpr const char* kMirror = "mirror";    // phase 3 (completed = true)
+inline constexpr const char* kPaused = "paused";    // peer lost / target disk full; retrying
+inline constexpr const char* kFinished = "finished";  // finish done; source fenced
+inline constexpr const char* kCancelled = "cancelled";
+inline constexpr const char* kFailed = "failed";
+}  // namespace phase
+
+struct StartRequest {
+  std::vector<std::string> images;  // relative to SRC; one VM's disks
+  std::string target;               // HOST:PORT of the peer daemon's listen=
+  uint64_t network_kbps = 0;        // optional initial limits (0 = none)
+  uint64_t disk_kbps = 0;
+};
+
+enum class RateKind { kNetwork, kDisk };
+
+struct Progress {
+  std::string phase;
+  std::string pause_reason;     // set while phase == paused or failed
+  double kbps = 0;              // current rate of the asked kind, KB/s (1 KB = 1000 B... see README)
+  uint64_t bytes_total = 0;     // sum of image sizes
+  uint64_t bytes_sent = 0;      // data bytes put on the wire so far (incl. resends)
+  uint64_t bytes_left = 0;      // dirty blocks * block size, clipped to image sizes
+  uint64_t blocks_left = 0;
+  uint64_t dirty_blocks = 0;
+  double dirty_kbps = 0;        // rate at which the VM dirties clean blocks
+  double network_kbps = 0;      // both rates, always filled
+  double disk_kbps = 0;         // the VM's write rate to the images
+  double eta_s = -1;            // Expression 1 of seed 004; -1 = cannot converge at current rates
+  uint64_t network_limit_kbps = 0;
+  uint64_t disk_limit_kbps = 0;
+};
+
+struct MigrationInfo {
+  std::string id;
+  std::vector<std::string> images;
+  std::string target;
+  Progress progress;
+  bool completed = false;
+};
+
+struct VerifyReport {
+  bool identical = false;
+  uint64_t blocks_compared = 0;
+  // Mismatching byte ranges [offset, offset+length) per image.
+  struct Range { std::string image; uint64_t offset; uint64_t length; };
+  std::vector<Range> mismatches;
+};
+
+// Streamed to `events` subscribers, in order, as JSON lines.
+struct Event {
+  std::string id;       // migration id
+  std::string type;     // "phase", "paused", "resumed", "failed", "completed", "finished", "cancelled"
+  std::string phase;    // phase after the event
+  std::string detail;   // reason / message
+  double time = 0;      // seconds since the epoch
+};
+
+class MigrationService {
+ public:
+  virtual ~MigrationService() = default;
+
+  virtual Result<std::string> Start(const StartRequest& req) = 0;  // -> id "m1", "m2", ...
+  virtual Status SetNetworkLimit(const std::string& id, uint64_t kbps) = 0;  // 0 = none
+  virtual Status SetDiskLimit(const std::string& id, uint64_t kbps) = 0;     // 0 = none
+  virtual Result<Progress> QueryProgress(const std::string& id, RateKind what) = 0;
+  virtual Result<bool> QueryCompletion(const std::string& id) = 0;
+  // Flush, fsync the target, stop mirroring, fence the source. Waits for the peer, so
+  // the control server calls it off its I/O thread. Idempotent.
+  virtual Status Finish(const std::string& id) = 0;
+  // Stops the migration; the source is untouched. keep_partial: leave the target's copy
+  // (marked incomplete) instead of removing it.
+  virtual Status Cancel(const std::string& id, bool keep_partial) = 0;
+  virtual Result<VerifyReport> Verify(const std::string& id) = 0;  // may take long
+  // Lifts the fence of a finished migration's source copies.
+  virtual Status Release(const std::string& id) = 0;
+  virtual std::vector<MigrationInfo> List() = 0;
+  virtual Result<MigrationInfo> Status(const std::string& id) = 0;
+
+  // Calls `sink` for every later event, in order, from one thread at a time, until the
+  // returned handle is destroyed.
+  using EventSink = std::function<void(const Event&)>;
+  class Subscription {
+   public:
+    virtual ~Subscription() = default;
+  };
+  virtual std::unique_ptr<Subscription> Subscribe(EventSink sink) = 0;
+};
+
+}  // namespace migratefs
