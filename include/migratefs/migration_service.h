@@ -41,7 +41,7 @@ enum class RateKind { kNetwork, kDisk };
 struct Progress {
   std::string phase;
   std::string pause_reason;     // set while phase == paused or failed
-  double kbps = 0;              // current rate of the asked kind, KB/s (1 KB = 1000 B... see README)
+  double kbps = 0;              // current rate of the asked kind, KB/s; everywhere in the API 1 KB = 1000 bytes
   uint64_t bytes_total = 0;     // sum of image sizes
   uint64_t bytes_sent = 0;      // data bytes put on the wire so far (incl. resends)
   uint64_t bytes_left = 0;      // dirty blocks * block size, clipped to image sizes
@@ -99,7 +99,7 @@ class MigrationService {
   // Lifts the fence of a finished migration's source copies.
   virtual Status Release(const std::string& id) = 0;
   virtual std::vector<MigrationInfo> List() = 0;
-  virtual Result<MigrationInfo> Status(const std::string& id) = 0;
+  virtual Result<MigrationInfo> GetStatus(const std::string& id) = 0;
 
   // Calls `sink` for every later event, in order, from one thread at a time, until the
   // returned handle is destroyed.
