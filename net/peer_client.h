@@ -1,0 +1,90 @@
+// Source side of the peer protocol: one authenticated TCP connection to a target
+// daemon's listen= address, carrying the blocks, zero ranges, mirrored writes, resizes
+// and syncs of one migration's images (DESIGN.md "Peer protocol").
+//
+// Ordering contract: frames go on the wire in the order the Send* calls were made
+// (calls from several threads are serialized by an internal lock), and the target
+// applies writes/zeroes/resizes of one image that overlap in the order they arrived.
+// So a later call for the same bytes always wins on the target (invariant I3).
+//
+// Acknowledgement contract: every Send* takes an AckFn that is called exactly once,
+// on the client's I/O thread: with an ok Status once the target has applied the frame
+// (written by the target, not necessarily fsynced — SendSync is for that), or with an
+// Error when the target refused it (e.g. code "io_error" with ENOSPC in the message)
+// or the connection died. After the connection dies every pending AckFn is called
+// with code errc::kPeerUnreachable, and later calls fail the same way at once.
+// AckFns must not block; they may call Send* again.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "migratefs/status.h"
+
+namespace migratefs::net {
+
+struct PeerClientOptions {
+  std::string target;        // "HOST:PORT"
+  std::string key;           // pre-shared key bytes; empty = no authentication (peer must run insecure)
+  uint64_t max_inflight_bytes = 64ull << 20;  // flow control window: unacknowledged payload bytes
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds io_timeout{30000};  // a peer that acks nothing for this long is dead
+};
+
+using AckFn = std::function<void(const Status&)>;
+
+class PeerClient {
+ public:
+  virtual ~PeerClient() = default;  // closes the connection; pending AckFns get errors
+
+  // Connects, runs the handshake (magic, version, features, mutual HMAC-SHA256
+  // challenge-response), and starts the I/O thread. Blocking.
+  // Errors: kPeerUnreachable (connect/timeout), kAuthFailed (key mismatch, peer wants a
+  // key we do not have, or the peer failed to prove it knows ours).
+  static Result<std::unique_ptr<PeerClient>> Connect(const PeerClientOptions& opts);
+
+  struct OpenedImage {
+    uint32_t handle = 0;        // names the image in later calls on this connection
+    bool existed = false;       // the target already had a (partial) copy
+    uint64_t target_size = 0;   // its size then
+  };
+  // Opens `name` (relative to the target's SRC; validated on both sides) for receiving,
+  // creating it if needed, and sets its size to `size`. `resume` = keep an existing
+  // partial copy (its blocks are compared with HashBlocks); otherwise it is truncated to
+  // 0 first. The target refuses local writers of the file until FinishImage or Abort
+  // (invariant I6). Blocking round trip.
+  virtual Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size,
+                                        bool resume) = 0;
+
+  // Waits until `bytes` more payload fits the window, the timeout passes, or the
+  // connection dies. Returns true when the caller may send.
+  virtual bool WaitForWindow(uint64_t bytes, std::chrono::milliseconds timeout) = 0;
+
+  // Asynchronous sends (see the contracts above). `data` is copied before returning.
+  virtual void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) = 0;
+  virtual void SendZero(uint32_t handle, uint64_t offset, uint64_t len, AckFn done) = 0;  // punch/zero: stays sparse
+  virtual void SendResize(uint32_t handle, uint64_t new_size, AckFn done) = 0;
+  virtual void SendSync(uint32_t handle, AckFn done) = 0;  // fdatasync on the target, after all earlier frames
+
+  // xxh3-64 of each block [first, first+count) of the target copy (a block past EOF
+  // hashes as empty; an all-zero block hashes like the same zeros). Blocking.
+  virtual Result<std::vector<uint64_t>> HashBlocks(uint32_t handle, uint64_t first_block, uint64_t count) = 0;
+
+  // Final fsync, then the target marks the copy complete and lets local writers in.
+  virtual Status FinishImage(uint32_t handle) = 0;  // blocking
+  // Cancel: the target removes its copy, or keeps it marked incomplete. Blocking.
+  virtual Status AbortImage(uint32_t handle, bool keep_partial) = 0;
+
+  virtual bool alive() const = 0;
+  virtual uint64_t inflight_bytes() const = 0;
+};
+
+// xxh3-64 of a block as HashBlocks computes it (an all-zero block and a block beyond
+// EOF of the same length hash the same), so both sides can compare.
+uint64_t HashBlock(const void* data, size_t len);
+
+}  // namespace migratefs::net

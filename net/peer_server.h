@@ -1,0 +1,40 @@
+// Target side of the peer protocol: accepts peers on listen=HOST:PORT, authenticates
+// them, and writes the images they send into SRC (and nowhere else: invariant I5).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "migratefs/status.h"
+
+namespace migratefs::net {
+
+struct PeerServerOptions {
+  std::string listen;     // "HOST:PORT" (port 0 = pick one; see PeerServer::port())
+  std::string key;        // pre-shared key; empty only with insecure
+  bool insecure = false;
+  int src_dirfd = -1;     // received images are created under this directory only
+};
+
+// The daemon's reaction to images being received: it attaches a hook that refuses
+// write opens through the mount (I6) while a copy is incomplete.
+class ReceiveObserver {
+ public:
+  virtual ~ReceiveObserver() = default;
+  virtual void OnReceiving(const std::string& name, dev_t dev, ino_t ino) = 0;
+  // complete = FinishImage; false after AbortImage with keep_partial (removed copies
+  // are reported too, before the unlink).
+  virtual void OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) = 0;
+};
+
+class PeerServer {
+ public:
+  virtual ~PeerServer() = default;  // stops: closes the listener and every session
+  // Errors: kInvalidArgument (bad address, key missing without insecure), kIo (bind).
+  static Result<std::unique_ptr<PeerServer>> Start(const PeerServerOptions& opts, ReceiveObserver* observer);
+  virtual uint16_t port() const = 0;
+};
+
+}  // namespace migratefs::net
