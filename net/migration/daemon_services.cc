@@ -1,0 +1,75 @@
+// StartServices: the migration side of the daemon (see include/migratefs/services.h).
+#include "migratefs/services.h"
+
+#include <spdlog/spdlog.h>
+
+#include "net/control/control_server.h"
+#include "net/handshake.h"
+#include "net/migration/engine.h"
+#include "net/migration/receive_guard.h"
+#include "net/peer_client.h"
+#include "net/peer_server.h"
+
+namespace migratefs {
+namespace {
+
+class DaemonServices : public Services {
+ public:
+  ~DaemonServices() override { Stop(); }
+
+  void Stop() override {
+    // Outside in: no new requests or peers, then the migrations themselves.
+    if (control) control->Stop();
+    control.reset();
+    peers.reset();
+    if (engine) engine->StopAll();
+    engine.reset();
+  }
+
+  std::unique_ptr<migration::Engine> engine;
+  std::unique_ptr<migration::ReceiveGuard> guard;
+  std::unique_ptr<net::PeerServer> peers;
+  std::unique_ptr<control::ControlServer> control;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int src_dirfd, HookRegistry& hooks) {
+  auto services = std::make_unique<DaemonServices>();
+  std::string key;
+  if (!opts.keyfile.empty()) {
+    auto loaded = net::LoadKeyFile(opts.keyfile);
+    if (!loaded.ok()) return loaded.error();
+    key = loaded.value();
+  }
+
+  migration::MigrationContext ctx;
+  ctx.hooks = &hooks;
+  ctx.src_dirfd = src_dirfd;
+  ctx.block_size = opts.block_size;
+  ctx.key = key;
+  ctx.connect = [](const net::PeerClientOptions& o) { return net::PeerClient::Connect(o); };
+  services->engine = std::make_unique<migration::Engine>(std::move(ctx));
+
+  if (!opts.listen.empty()) {
+    services->guard = std::make_unique<migration::ReceiveGuard>(hooks);
+    net::PeerServerOptions po;
+    po.listen = opts.listen;
+    po.key = key;
+    po.insecure = opts.insecure;
+    po.src_dirfd = src_dirfd;
+    auto server = net::PeerServer::Start(po, services->guard.get());
+    if (!server.ok()) return server.error();
+    services->peers = std::move(server.value());
+    spdlog::info("accepting peers on {}", opts.listen);
+  }
+  if (!opts.control.empty()) {
+    auto server = control::ControlServer::Start(opts.control, services->engine.get());
+    if (!server.ok()) return server.error();
+    services->control = std::move(server.value());
+    spdlog::info("control socket at {}", opts.control);
+  }
+  return std::unique_ptr<Services>(std::move(services));
+}
+
+}  // namespace migratefs

@@ -1,0 +1,51 @@
+// The daemon's MigrationService: owns every migration whose source is this host and
+// answers the control socket's requests about them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "migratefs/migration_service.h"
+#include "net/migration/migration.h"
+
+namespace migratefs::migration {
+
+class Engine : public MigrationService {
+ public:
+  // ctx.completer and ctx.events are created and owned by the engine if null.
+  explicit Engine(MigrationContext ctx);
+  ~Engine() override;
+
+  Result<std::string> Start(const StartRequest& req) override;
+  Status SetNetworkLimit(const std::string& id, uint64_t kbps) override;
+  Status SetDiskLimit(const std::string& id, uint64_t kbps) override;
+  Result<Progress> QueryProgress(const std::string& id, RateKind what) override;
+  Result<bool> QueryCompletion(const std::string& id) override;
+  Status Finish(const std::string& id) override;
+  Status Cancel(const std::string& id, bool keep_partial) override;
+  Result<VerifyReport> Verify(const std::string& id) override;
+  Status Release(const std::string& id) override;
+  std::vector<MigrationInfo> List() override;
+  Result<MigrationInfo> GetStatus(const std::string& id) override;
+  std::unique_ptr<Subscription> Subscribe(EventSink sink) override;
+
+  // Pauses nothing, stops everything: used at daemon shutdown.
+  void StopAll();
+
+ private:
+  Result<std::shared_ptr<Migration>> Find(const std::string& id);
+
+  MigrationContext ctx_;
+  std::unique_ptr<DelayedCompleter> own_completer_;
+  std::unique_ptr<EventBus> own_events_;
+  std::mutex mu_;
+  uint64_t next_id_ = 1;
+  std::map<std::string, std::shared_ptr<Migration>> migrations_;
+};
+
+}  // namespace migratefs::migration

@@ -1,0 +1,170 @@
+#include "net/migration/image_migration.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "net/migration/migration.h"
+
+namespace migratefs::migration {
+
+ImageMigration::ImageMigration(Migration* owner, std::string name, int fd, dev_t dev, ino_t ino,
+                               uint64_t block_size)
+    : owner_(owner), name_(std::move(name)), fd_(fd), dev_(dev), ino_(ino), block_size_(block_size) {}
+
+ImageMigration::~ImageMigration() { ::close(fd_); }
+
+uint64_t ImageMigration::CurrentSize() const {
+  struct stat st;
+  return ::fstat(fd_, &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+
+int ImageMigration::CheckWriteOpen() { return fenced_.load() ? EROFS : 0; }
+int ImageMigration::BeforeModify() { return fenced_.load() ? EROFS : 0; }
+// Renaming or removing an image under a running migration would leave the target
+// with a copy of a file that no longer exists here.
+int ImageMigration::CheckNamespaceChange() { return EBUSY; }
+
+void ImageMigration::SetMirroring(bool on) {
+  mirroring_.store(on);
+  epoch_.WaitForOlderWriters();
+}
+
+void ImageMigration::SetFenced(bool on) {
+  fenced_.store(on);
+  epoch_.WaitForOlderWriters();
+}
+
+template <typename Fn>
+void ImageMigration::ForEachStripe(uint64_t first, uint64_t last, Fn fn) {
+  // Always in increasing stripe order, so two lockers never deadlock.
+  if (last - first + 1 >= kStripes) {
+    for (uint64_t s = 0; s < kStripes; s++) fn(stripes_[s]);
+    return;
+  }
+  bool seen[kStripes] = {};
+  for (uint64_t b = first; b <= last; b++) seen[b % kStripes] = true;
+  for (uint64_t s = 0; s < kStripes; s++)
+    if (seen[s]) fn(stripes_[s]);
+}
+
+void ImageMigration::LockBlocks(uint64_t first, uint64_t last) {
+  ForEachStripe(first, last, [](std::mutex& m) { m.lock(); });
+}
+
+void ImageMigration::UnlockBlocks(uint64_t first, uint64_t last) {
+  ForEachStripe(first, last, [](std::mutex& m) { m.unlock(); });
+}
+
+void ImageMigration::MarkDirty(uint64_t off, uint64_t len) {
+  if (len == 0) return;
+  uint64_t first = off / block_size_;
+  uint64_t last = (off + len - 1) / block_size_;
+  uint64_t fresh = bitmap_.SetRange(first, last - first + 1);
+  if (fresh) owner_->dirty_meter().Add(fresh * block_size_);
+}
+
+namespace {
+// Joins the two things a throttled, mirrored write waits for: the peer's ack and the
+// disk limit's delay. The VM's write is acknowledged when both have arrived.
+struct JoinedCompletion {
+  std::atomic<int> left{2};
+  Completion done;
+  void Arrive() {
+    if (left.fetch_sub(1) == 1) {
+      done.Complete(0);
+      delete this;
+    }
+  }
+  static void Trampoline(void* ctx, uint64_t, int) { static_cast<JoinedCompletion*>(ctx)->Arrive(); }
+};
+}  // namespace
+
+void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Completion done) {
+  auto delay = owner_->disk_bucket().Reserve(len);
+  auto when = std::chrono::steady_clock::now() + delay;
+  owner_->disk_meter().Add(len);
+  WriterEpoch::Guard guard(epoch_);
+  std::shared_ptr<net::PeerClient> peer;
+  if (len > 0 && mirroring_.load()) peer = owner_->peer();
+  if (!peer) {
+    MarkDirty(off, len);
+    owner_->completer().CompleteAt(when, done);
+    return;
+  }
+  // Phase 3: the VM's write is acknowledged once the target applied it. A failed
+  // mirror re-marks the blocks (the sender resends them after the reconnect) and still
+  // acknowledges the VM: its write is safe here (I4).
+  uint64_t first = off / block_size_;
+  uint64_t last = (off + len - 1) / block_size_;
+  auto* join = new JoinedCompletion();
+  join->done = done;
+  LockBlocks(first, last);
+  peer->SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join](const Status& s) {
+    if (!s.ok()) {
+      MarkDirty(off, len);
+      owner_->OnPeerError(s);
+    }
+    join->Arrive();
+  });
+  UnlockBlocks(first, last);
+  owner_->NoteSent(len);
+  owner_->completer().CompleteAt(when, Completion(&JoinedCompletion::Trampoline, join, 0));
+}
+
+void ImageMigration::AfterZero(uint64_t off, uint64_t len) {
+  WriterEpoch::Guard guard(epoch_);
+  std::shared_ptr<net::PeerClient> peer;
+  if (len > 0 && mirroring_.load()) peer = owner_->peer();
+  if (!peer) {
+    MarkDirty(off, len);
+    return;
+  }
+  uint64_t first = off / block_size_;
+  uint64_t last = (off + len - 1) / block_size_;
+  LockBlocks(first, last);
+  peer->SendZero(handle.load(), off, len, [this, off, len](const Status& s) {
+    if (!s.ok()) {
+      MarkDirty(off, len);
+      owner_->OnPeerError(s);
+    }
+  });
+  UnlockBlocks(first, last);
+}
+
+void ImageMigration::AfterResize(uint64_t new_size) {
+  WriterEpoch::Guard guard(epoch_);
+  // All stripes: a sender that read a block before the truncate must queue it before
+  // the resize frame, never after (it would re-extend the target).
+  LockBlocks(0, kStripes);
+  bitmap_.Resize(BlocksFor(new_size));
+  // The partial last block changed (truncate zeroes its tail); resend it.
+  if (new_size % block_size_) MarkDirty(new_size - 1, 1);
+  if (auto peer = owner_->peer()) {
+    peer->SendResize(handle.load(), new_size, [this](const Status& s) {
+      if (!s.ok()) owner_->OnPeerError(s);
+    });
+  }
+  UnlockBlocks(0, kStripes);
+}
+
+void ImageMigration::AfterSync(bool datasync, Completion done) {
+  std::shared_ptr<net::PeerClient> peer;
+  if (mirroring_.load()) peer = owner_->peer();
+  if (!peer) {
+    done.Complete(0);
+    return;
+  }
+  // Forwarded in phase 3 so the guest's flush means durable on both hosts. If the peer
+  // is lost meanwhile the flush still succeeds locally (I4); the migration pauses and
+  // the unacknowledged blocks are resent after the reconnect.
+  auto* holder = new Completion(done);
+  peer->SendSync(handle.load(), [holder](const Status&) {
+    holder->Complete(0);
+    delete holder;
+  });
+}
+
+}  // namespace migratefs::migration

@@ -1,0 +1,90 @@
+// One image of a migration, on the source: its dirty bitmap and the ImageHook that the
+// FUSE layer calls for every modification of it.
+//
+// Phases 1-2: a modification marks its blocks dirty (after the local write returned);
+// the sender clears a bit before reading the block (DESIGN.md, "with that order a
+// block is never lost, at worst sent twice").
+// Phase 3: a modification is forwarded to the peer and the VM's write is acknowledged
+// only when the peer applied it. The sender still drains bits left from phase 2.
+// I3 (no stale overwrite): the sender holds the block's stripe lock from its read
+// until the frame is queued, and a mirrored write holds it while queueing; frames
+// leave in queue order and the target applies overlapping frames in arrival order,
+// so an older copy of a block can never be queued after a newer one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "migratefs/image_hook.h"
+#include "net/migration/dirty_bitmap.h"
+#include "net/migration/writer_epoch.h"
+
+namespace migratefs::migration {
+
+class Migration;
+
+class ImageMigration : public ImageHook {
+ public:
+  // Takes ownership of `fd` (read-only, on the backing file).
+  ImageMigration(Migration* owner, std::string name, int fd, dev_t dev, ino_t ino, uint64_t block_size);
+  ~ImageMigration() override;
+
+  // ImageHook.
+  int CheckWriteOpen() override;
+  int BeforeModify() override;
+  int CheckNamespaceChange() override;
+  void AfterWrite(uint64_t off, const void* data, size_t len, Completion done) override;
+  void AfterResize(uint64_t new_size) override;
+  void AfterZero(uint64_t off, uint64_t len) override;
+  void AfterSync(bool datasync, Completion done) override;
+
+  const std::string& name() const { return name_; }
+  int fd() const { return fd_; }
+  dev_t dev() const { return dev_; }
+  ino_t ino() const { return ino_; }
+  uint64_t block_size() const { return block_size_; }
+  DirtyBitmap& bitmap() { return bitmap_; }
+  uint64_t CurrentSize() const;  // fstat of the backing file
+  uint64_t BlocksFor(uint64_t size) const { return (size + block_size_ - 1) / block_size_; }
+
+  // Handle of this image on the migration's current peer connection.
+  std::atomic<uint32_t> handle{0};
+
+  // Mirroring on/off; returns once no hook call acts on the old setting.
+  void SetMirroring(bool on);
+  bool mirroring() const { return mirroring_.load(); }
+  // Fence (after finish): modifications fail with EROFS. Returns once no hook call
+  // acts on the old setting.
+  void SetFenced(bool on);
+  bool fenced() const { return fenced_.load(); }
+
+  // Stripe locks over blocks [first, last] (see the I3 note above).
+  void LockBlocks(uint64_t first, uint64_t last);
+  void UnlockBlocks(uint64_t first, uint64_t last);
+
+ private:
+  void MarkDirty(uint64_t off, uint64_t len);
+  template <typename Fn>
+  void ForEachStripe(uint64_t first, uint64_t last, Fn fn);
+
+  static constexpr uint64_t kStripes = 64;
+
+  Migration* owner_;
+  const std::string name_;
+  const int fd_;
+  const dev_t dev_;
+  const ino_t ino_;
+  const uint64_t block_size_;
+  DirtyBitmap bitmap_;
+  std::atomic<bool> mirroring_{false};
+  std::atomic<bool> fenced_{false};
+  WriterEpoch epoch_;
+  std::array<std::mutex, kStripes> stripes_;
+};
+
+}  // namespace migratefs::migration

@@ -1,0 +1,148 @@
+// One VM's migration on the source: its images, its connection to the target daemon,
+// the sender threads and the control thread that walks the phases
+// (DESIGN.md "The data path"):
+//
+//   connecting -> bulk (phase 1) -> dirty (phase 2) -> mirror (phase 3) -> finished
+//                  \______________ paused (peer lost / target full) ___/
+//
+// Phase 1 is the first pass of the phase-2 loop over a bitmap that starts with every
+// data block set (holes are skipped; a target that already holds a partial copy is
+// compared block by block with hashes instead, so a restarted source never starts
+// from scratch). Phase 2 ends when what is dirty is small enough to drain in a
+// fraction of a second; mirroring is switched on *before* that last drain. All images
+// of the VM switch together and report completion together.
+//
+// A lost peer or a failing target never fails the VM's I/O (I4): unacknowledged blocks
+// are re-marked dirty, mirroring falls back to marking, the migration shows "paused"
+// with the reason and reconnects with exponential backoff (1 s doubling to 30 s),
+// resuming from the bitmap. After `fail_after` of continuous pause it fails.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "migratefs/image_hook.h"
+#include "migratefs/migration_service.h"
+#include "net/migration/delayed_completer.h"
+#include "net/migration/event_bus.h"
+#include "net/migration/image_migration.h"
+#include "net/migration/rate_meter.h"
+#include "net/migration/token_bucket.h"
+#include "net/peer_client.h"
+
+namespace migratefs::migration {
+
+using Connector = std::function<Result<std::unique_ptr<net::PeerClient>>(const net::PeerClientOptions&)>;
+
+// What every migration of one daemon shares. Outlives the migrations.
+struct MigrationContext {
+  HookRegistry* hooks = nullptr;
+  int src_dirfd = -1;
+  uint64_t block_size = 512 * 1024;
+  std::string key;                 // pre-shared key proven to targets ("" = insecure peers)
+  unsigned sender_threads = 4;     // blocks read and in flight at once (queue depth)
+  std::chrono::milliseconds fail_after{std::chrono::minutes(10)};
+  std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
+  Connector connect;               // seam: tests inject faulty peers
+  DelayedCompleter* completer = nullptr;
+  EventBus* events = nullptr;
+};
+
+class Migration {
+ public:
+  // Opens and checks every image (names confined to SRC). Does not start anything.
+  static Result<std::unique_ptr<Migration>> Create(std::string id, const StartRequest& req, MigrationContext* ctx);
+  ~Migration();  // stops threads; detaches hooks (a fenced copy stays fenced until Release)
+
+  // Attaches the hooks and starts the control thread.
+  void Begin();
+
+  Status SetNetworkLimit(uint64_t kbps);
+  Status SetDiskLimit(uint64_t kbps);
+  Progress GetProgress(RateKind what);
+  bool Completed();
+  Status Finish();
+  Status Cancel(bool keep_partial);
+  Result<VerifyReport> Verify();
+  Status Release();
+  MigrationInfo Info();
+  const std::vector<std::unique_ptr<ImageMigration>>& images() const { return images_; }
+  const std::string& id() const { return id_; }
+  bool terminal() const;  // finished, cancelled or failed
+
+  // For ImageMigration.
+  std::shared_ptr<net::PeerClient> peer();
+  void OnPeerError(const Status& error);
+  TokenBucket& disk_bucket() { return disk_bucket_; }
+  RateMeter& disk_meter() { return disk_meter_; }
+  RateMeter& net_meter() { return net_meter_; }
+  RateMeter& dirty_meter() { return dirty_meter_; }
+  DelayedCompleter& completer() { return *ctx_->completer; }
+  void NoteSent(uint64_t bytes);
+
+ private:
+  Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
+  void Run();
+  bool ConnectAndOpen(bool first);
+  void InitialCompare(ImageMigration& img, net::PeerClient& peer, bool target_has_copy);
+  void RunConnected();
+  void StartSenders();
+  void StopSenders();
+  void SenderLoop();
+  bool ClaimNext(ImageMigration** img, uint64_t* block);
+  bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block, char* buf);
+  void PayNetwork(uint64_t bytes);
+  void EnterMirror();
+  void Pause(const std::string& reason);
+  void DropPeer();
+  void SetPhase(const char* phase, const char* event_type, const std::string& detail = "");
+  bool SleepInterruptible(std::chrono::milliseconds d);
+  uint64_t DirtyBlocks() const;
+  bool DrainedLocked();
+
+  const std::string id_;
+  const std::vector<std::string> names_;
+  const std::string target_;
+  MigrationContext* ctx_;
+  std::vector<std::unique_ptr<ImageMigration>> images_;
+
+  mutable std::mutex mu_;        // phase, reasons, peer_, flags below
+  std::condition_variable cv_;   // wakes the control thread and sleepers
+  std::string phase_;
+  std::string reason_;
+  bool stop_ = false;            // cancel / destruction
+  bool finishing_ = false;
+  bool ever_connected_ = false;
+  bool completed_event_sent_ = false;
+  std::chrono::steady_clock::time_point paused_since_{};
+  std::shared_ptr<net::PeerClient> peer_;
+  std::string peer_error_;       // set by acks that failed; read by the control thread
+
+  std::mutex finish_mu_;         // one Finish/Cancel/Verify/Release at a time
+
+  std::atomic<bool> senders_run_{false};
+  std::vector<std::thread> senders_;
+  std::mutex scan_mu_;
+  size_t scan_image_ = 0;
+  uint64_t scan_block_ = 0;
+  std::atomic<uint64_t> passes_{0};
+  std::atomic<int64_t> data_inflight_{0};
+  std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> limit_generation_{0};
+
+  TokenBucket net_bucket_;
+  TokenBucket disk_bucket_;
+  RateMeter net_meter_;
+  RateMeter disk_meter_;
+  RateMeter dirty_meter_;
+  std::thread control_;
+};
+
+}  // namespace migratefs::migration

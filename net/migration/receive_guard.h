@@ -1,0 +1,39 @@
+// Invariant I6 on the target: while a copy is being received (until the source's
+// finish or cancel), opening it for writing through this
+// daemon's mount fails with EBUSY, and it cannot be renamed or removed there. Reads
+// are allowed (an operator may inspect it).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "migratefs/image_hook.h"
+#include "net/peer_server.h"
+
+namespace migratefs::migration {
+
+class ReceiveGuard : public net::ReceiveObserver {
+ public:
+  explicit ReceiveGuard(HookRegistry& hooks) : hooks_(hooks) {}
+  void OnReceiving(const std::string& name, dev_t dev, ino_t ino) override;
+  void OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) override;
+
+ private:
+  HookRegistry& hooks_;
+};
+
+// The hook itself: refuses writers, lets everything else through.
+class IncomingImageHook : public ImageHook {
+ public:
+  int CheckWriteOpen() override;
+  int BeforeModify() override;
+  int CheckNamespaceChange() override;
+  void AfterWrite(uint64_t, const void*, size_t, Completion done) override { done.Complete(0); }
+  void AfterResize(uint64_t) override {}
+  void AfterZero(uint64_t, uint64_t) override {}
+  void AfterSync(bool, Completion done) override { done.Complete(0); }
+};
+
+}  // namespace migratefs::migration
