@@ -1,0 +1,16 @@
+# End-to-end migration tests (need root, /dev/fuse, fio, qemu-utils, iproute2).
+if(TARGET migratefs_engine)
+  add_library(migratefs_test_harness ${CMAKE_CURRENT_LIST_DIR}/harness/harness.cc
+              ${CMAKE_CURRENT_LIST_DIR}/migration_fixture.cc)
+  target_link_libraries(migratefs_test_harness PUBLIC GTest::gtest nlohmann_json::nlohmann_json)
+  target_compile_definitions(migratefs_test_harness PRIVATE MIGRATEFS_BINARY="$<TARGET_FILE:migratefs>")
+
+  foreach(t migration_test migration_netns_test)
+    if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.cc)
+      add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cc)
+      target_link_libraries(${t} migratefs_test_harness GTest::gtest_main)
+      add_dependencies(${t} migratefs)
+      gtest_discover_tests(${t} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE)
+    endif()
+  endforeach()
+endif()
