@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -16,6 +17,9 @@ struct PeerServerOptions {
   std::string key;        // pre-shared key; empty only with insecure
   bool insecure = false;
   int src_dirfd = -1;     // received images are created under this directory only
+  // Added by the protocol work (defaults are what the daemon wants):
+  unsigned max_sessions = 64;                        // further connections get Error(busy)
+  std::chrono::milliseconds handshake_timeout{5000}; // a peer that stalls before auth is dropped
 };
 
 // The daemon's reaction to images being received: it attaches a hook that refuses
