@@ -41,7 +41,7 @@ Result<std::string> Engine::Start(const StartRequest& req) {
   std::shared_ptr<Migration> m = std::move(created.value());
   // One migration per image at a time; a finished (fenced, unreleased) one still counts.
   for (auto& [other_id, other] : migrations_) {
-    if (other->terminal() && !other->Completed()) continue;  // cancelled / failed
+    if (!other->HoldsImages()) continue;
     for (auto& mine : m->images())
       for (auto& theirs : other->images())
         if (mine->dev() == theirs->dev() && mine->ino() == theirs->ino())

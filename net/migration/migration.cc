@@ -26,6 +26,15 @@ double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Errors that retrying cannot fix: the target refuses the name or the request itself.
+// Everything else (unreachable, auth, I/O such as a full disk, busy) is retried with
+// backoff, so an operator can fix the cause without restarting the migration.
+bool IsPermanent(const std::string& reason) {
+  for (const char* code : {errc::kBadName, errc::kInvalidArgument, errc::kBadRequest, errc::kNotFound, errc::kTooLarge})
+    if (reason.find(std::string(code) + ":") != std::string::npos) return true;
+  return false;
+}
+
 bool AllZero(const char* p, size_t n) {
   if (n == 0) return true;
   return p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0;
@@ -148,6 +157,12 @@ bool Migration::terminal() const {
   return phase_ == phase::kFinished || phase_ == phase::kCancelled || phase_ == phase::kFailed;
 }
 
+bool Migration::HoldsImages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (phase_ == phase::kFinished) return !released_;
+  return phase_ != phase::kCancelled && phase_ != phase::kFailed;
+}
+
 uint64_t Migration::DirtyBlocks() const {
   uint64_t n = 0;
   for (auto& img : images_) n += img->bitmap().count();
@@ -171,6 +186,16 @@ void Migration::Run() {
       continue;
     }
     if (terminal()) return;
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      why = reason_;
+    }
+    if (IsPermanent(why)) {
+      for (auto& img : images_) ctx_->hooks->Detach(img->dev(), img->ino());
+      SetPhase(phase::kFailed, "failed", why);
+      return;
+    }
     // Paused: wait and retry, doubling up to max_backoff; give up after fail_after.
     if (Clock::now() - paused_since_ >= ctx_->fail_after) {
       std::string why;
@@ -204,10 +229,6 @@ bool Migration::ConnectAndOpen(bool first) {
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);
-    if (client.error().code == errc::kAuthFailed) {
-      // A key mismatch will not heal by retrying quickly; still retried with backoff so
-      // an operator can fix the key file without restarting the migration.
-    }
     return false;
   }
   std::shared_ptr<net::PeerClient> peer(std::move(client.value()));
@@ -695,6 +716,10 @@ Status Migration::Release() {
   for (auto& img : images_) {
     img->SetFenced(false);
     ctx_->hooks->Detach(img->dev(), img->ino());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
   }
   if (ctx_->events) ctx_->events->Publish(Event{id_, "released", phase::kFinished, "source copies writable again", NowSeconds()});
   return OkStatus();

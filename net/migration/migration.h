@@ -76,6 +76,8 @@ class Migration {
   const std::vector<std::unique_ptr<ImageMigration>>& images() const { return images_; }
   const std::string& id() const { return id_; }
   bool terminal() const;  // finished, cancelled or failed
+  // Whether its images are taken: running, or finished and not yet released.
+  bool HoldsImages() const;
 
   // For ImageMigration.
   std::shared_ptr<net::PeerClient> peer();
@@ -121,6 +123,7 @@ class Migration {
   bool finishing_ = false;
   bool ever_connected_ = false;
   bool completed_event_sent_ = false;
+  bool released_ = false;
   std::chrono::steady_clock::time_point paused_since_{};
   std::shared_ptr<net::PeerClient> peer_;
   std::string peer_error_;       // set by acks that failed; read by the control thread
