@@ -1,0 +1,23 @@
+// Carries out one parsed request against the migration service and builds its answer.
+// Knows nothing of sockets; the control server decides on which thread this runs.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "migratefs/migration_service.h"
+#include "net/control/request.h"
+#include "net/control/response.h"
+
+namespace migratefs::control {
+
+// True for the commands whose service call may wait for the peer or read whole images
+// (finish, verify): the server runs them on its worker pool, never on the I/O thread.
+bool IsSlow(const Command& command);
+
+// Calls the service for `command` and returns the answer object (ok or error, tag
+// echoed). An exception escaping the service becomes an `internal` error answer.
+// EventsCommand is not handled here (the server owns subscriptions): it answers
+// `internal`.
+nlohmann::json Execute(const Command& command, MigrationService& service, const Tag& tag);
+
+}  // namespace migratefs::control

@@ -1,0 +1,307 @@
+#include "net/control/request.h"
+
+#include <cmath>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "migratefs/control_protocol.h"
+#include "net/control/host_port.h"
+
+namespace migratefs::control {
+namespace {
+
+using nlohmann::json;
+
+Error BadRequest(std::string message) { return MakeError(errc::kBadRequest, std::move(message)); }
+Error InvalidArgument(std::string message) {
+  return MakeError(errc::kInvalidArgument, std::move(message));
+}
+
+std::string Quoted(std::string_view key) { return "\"" + std::string(key) + "\""; }
+
+// Typed access to the fields of one request object. Remembers which fields an op read,
+// so that whatever is left over can be reported as unexpected.
+class Fields {
+ public:
+  explicit Fields(const json& object) : object_(object) {}
+
+  // A non-empty string (ids, image names).
+  Result<std::string> RequiredName(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return Missing(key, "a string");
+    return AsName(key, *value);
+  }
+
+  Result<std::optional<std::string>> OptionalName(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return std::optional<std::string>();
+    Result<std::string> name = AsName(key, *value);
+    if (!name) return name.error();
+    return std::optional<std::string>(std::move(name.value()));
+  }
+
+  Result<bool> OptionalBool(const char* key, bool if_absent) {
+    const json* value = Find(key);
+    if (value == nullptr) return if_absent;
+    if (!value->is_boolean()) return Mistyped(key, "true or false", *value);
+    return value->get<bool>();
+  }
+
+  Result<uint64_t> RequiredKbps(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return Missing(key, "a rate in KB/s");
+    return AsKbps(key, *value);
+  }
+
+  Result<uint64_t> OptionalKbps(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return uint64_t{0};
+    return AsKbps(key, *value);
+  }
+
+  Result<RateKind> OptionalRateKind(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return RateKind::kNetwork;
+    if (!value->is_string()) return Mistyped(key, "\"network\" or \"disk\"", *value);
+    const std::string& text = value->get_ref<const std::string&>();
+    if (text == "network") return RateKind::kNetwork;
+    if (text == "disk") return RateKind::kDisk;
+    return InvalidArgument("field " + Quoted(key) + " must be \"network\" or \"disk\"");
+  }
+
+  Result<std::vector<std::string>> RequiredNameList(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return Missing(key, "an array of image names");
+    if (!value->is_array()) return Mistyped(key, "an array of image names", *value);
+    if (value->empty()) return BadRequest("field " + Quoted(key) + " must not be empty");
+    std::vector<std::string> names;
+    std::set<std::string_view> seen;
+    for (const json& element : *value) {
+      if (!element.is_string() || element.get_ref<const std::string&>().empty()) {
+        return BadRequest("field " + Quoted(key) + " must hold non-empty strings only");
+      }
+      const std::string& name = element.get_ref<const std::string&>();
+      if (!seen.insert(name).second) {
+        return InvalidArgument("field " + Quoted(key) + " names \"" + name + "\" twice");
+      }
+      names.push_back(name);
+    }
+    return names;
+  }
+
+  Result<std::string> RequiredHostPort(const char* key) {
+    Result<std::string> text = RequiredName(key);
+    if (!text) return text;
+    Result<HostPort> parsed = SplitHostPort(text.value());
+    if (!parsed) return InvalidArgument("field " + Quoted(key) + ": " + parsed.error().message);
+    return text;
+  }
+
+  // Call last: fails on the first field that no accessor asked for.
+  Status RejectUnread() const {
+    for (const auto& [key, unused] : object_.items()) {
+      if (read_.count(key) == 0) {
+        return BadRequest("unexpected field " + Quoted(key) + " for this op");
+      }
+    }
+    return OkStatus();
+  }
+
+ private:
+  const json* Find(const char* key) {
+    read_.insert(key);
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &*it;
+  }
+
+  static Error Missing(const char* key, const char* expected) {
+    return BadRequest("missing field " + Quoted(key) + " (" + expected + ")");
+  }
+
+  static Error Mistyped(const char* key, const char* expected, const json& got) {
+    return BadRequest("field " + Quoted(key) + " must be " + expected + ", got " +
+                      got.type_name());
+  }
+
+  static Result<std::string> AsName(const char* key, const json& value) {
+    if (!value.is_string()) return Mistyped(key, "a string", value);
+    const std::string& text = value.get_ref<const std::string&>();
+    if (text.empty()) return BadRequest("field " + Quoted(key) + " must not be empty");
+    return text;
+  }
+
+  static Result<uint64_t> AsKbps(const char* key, const json& value) {
+    const std::string limit_text = "0.." + std::to_string(kMaxLimitKbps) + " KB/s";
+    if (value.is_number_unsigned()) {
+      uint64_t kbps = value.get<uint64_t>();
+      if (kbps > kMaxLimitKbps) {
+        return InvalidArgument("field " + Quoted(key) + " is above the maximum; must be " +
+                               limit_text + " (0 = unlimited)");
+      }
+      return kbps;
+    }
+    if (value.is_number_integer()) {  // nlohmann stores only negative integers here
+      return InvalidArgument("field " + Quoted(key) + " must not be negative; must be " +
+                             limit_text + " (0 = unlimited)");
+    }
+    if (value.is_number_float()) {
+      double number = value.get<double>();
+      if (number < 0) {
+        return InvalidArgument("field " + Quoted(key) + " must not be negative");
+      }
+      if (number > static_cast<double>(kMaxLimitKbps)) {
+        return InvalidArgument("field " + Quoted(key) + " is above the maximum; must be " +
+                               limit_text);
+      }
+      if (number != std::floor(number)) {
+        return BadRequest("field " + Quoted(key) + " must be a whole number of KB/s");
+      }
+      return static_cast<uint64_t>(number);
+    }
+    return Mistyped(key, "a whole number of KB/s", value);
+  }
+
+  const json& object_;
+  std::set<std::string, std::less<>> read_{"op", "req"};
+};
+
+// Parsers of the individual ops. Each reads its fields; ParseRequest rejects leftovers.
+
+Result<Command> ParseStart(Fields& fields) {
+  StartCommand command;
+  auto images = fields.RequiredNameList("images");
+  if (!images) return images.error();
+  auto target = fields.RequiredHostPort("target");
+  if (!target) return target.error();
+  auto network = fields.OptionalKbps("network_kbps");
+  if (!network) return network.error();
+  auto disk = fields.OptionalKbps("disk_kbps");
+  if (!disk) return disk.error();
+  command.request.images = std::move(images.value());
+  command.request.target = std::move(target.value());
+  command.request.network_kbps = network.value();
+  command.request.disk_kbps = disk.value();
+  return Command(std::move(command));
+}
+
+Result<Command> ParseSetLimit(Fields& fields, RateKind kind) {
+  auto id = fields.RequiredName("id");
+  if (!id) return id.error();
+  auto kbps = fields.RequiredKbps("kbps");
+  if (!kbps) return kbps.error();
+  return Command(SetLimitCommand{std::move(id.value()), kind, kbps.value()});
+}
+
+Result<Command> ParseQueryProgress(Fields& fields) {
+  auto id = fields.RequiredName("id");
+  if (!id) return id.error();
+  auto what = fields.OptionalRateKind("what");
+  if (!what) return what.error();
+  return Command(QueryProgressCommand{std::move(id.value()), what.value()});
+}
+
+Result<Command> ParseCancel(Fields& fields) {
+  auto id = fields.RequiredName("id");
+  if (!id) return id.error();
+  auto keep = fields.OptionalBool("keep_partial", false);
+  if (!keep) return keep.error();
+  return Command(CancelCommand{std::move(id.value()), keep.value()});
+}
+
+// For the ops whose only field is the migration id.
+template <typename CommandWithId>
+Result<Command> ParseIdOnly(Fields& fields) {
+  auto id = fields.RequiredName("id");
+  if (!id) return id.error();
+  return Command(CommandWithId{std::move(id.value())});
+}
+
+Result<Command> ParseStatus(Fields& fields) {
+  auto id = fields.OptionalName("id");
+  if (!id) return id.error();
+  return Command(StatusCommand{std::move(id.value())});
+}
+
+Result<Command> ParseCommand(const std::string& op, Fields& fields) {
+  if (op == op::kStart) return ParseStart(fields);
+  if (op == op::kSetNetworkLimit) return ParseSetLimit(fields, RateKind::kNetwork);
+  if (op == op::kSetDiskLimit) return ParseSetLimit(fields, RateKind::kDisk);
+  if (op == op::kQueryProgress) return ParseQueryProgress(fields);
+  if (op == op::kQueryCompletion) return ParseIdOnly<QueryCompletionCommand>(fields);
+  if (op == op::kFinish) return ParseIdOnly<FinishCommand>(fields);
+  if (op == op::kCancel) return ParseCancel(fields);
+  if (op == op::kVerify) return ParseIdOnly<VerifyCommand>(fields);
+  if (op == op::kRelease) return ParseIdOnly<ReleaseCommand>(fields);
+  if (op == op::kList) return Command(ListCommand{});
+  if (op == op::kStatus) return ParseStatus(fields);
+  if (op == op::kEvents) return Command(EventsCommand{});
+  std::string shown = op.size() > 64 ? op.substr(0, 64) + "..." : op;
+  return MakeError(errc::kUnknownOp, "unknown op \"" + shown +
+                                         "\"; see net/control/README.md for the list");
+}
+
+// nlohmann's messages start with "[json.exception.parse_error.101] "; drop that.
+std::string ParseErrorText(const json::parse_error& e) {
+  std::string text = e.what();
+  size_t end_of_tag = text.find("] ");
+  if (text.rfind("[json.exception", 0) == 0 && end_of_tag != std::string::npos) {
+    text.erase(0, end_of_tag + 2);
+  }
+  return text;
+}
+
+}  // namespace
+
+ParsedRequest ParseRequest(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxRequestLineBytes) {
+    return {std::nullopt, MakeError(errc::kTooLarge,
+                                    "request line longer than " +
+                                        std::to_string(kMaxRequestLineBytes) + " bytes")};
+  }
+
+  json object;
+  try {
+    object = json::parse(line.begin(), line.end());
+  } catch (const json::parse_error& e) {
+    return {std::nullopt, BadRequest("malformed JSON: " + ParseErrorText(e))};
+  }
+  if (!object.is_object()) {
+    return {std::nullopt, BadRequest(std::string("request must be a JSON object, got ") +
+                                     object.type_name())};
+  }
+
+  ParsedRequest parsed{std::nullopt, BadRequest("unparsed")};
+  auto tag = object.find("req");
+  if (tag != object.end()) {
+    if (!tag->is_primitive()) {
+      parsed.command = BadRequest("field \"req\" must be a JSON scalar, got " +
+                                  std::string(tag->type_name()));
+      return parsed;
+    }
+    parsed.tag = *tag;
+  }
+
+  auto op = object.find("op");
+  if (op == object.end()) {
+    parsed.command = BadRequest("missing field \"op\" (a string)");
+    return parsed;
+  }
+  if (!op->is_string()) {
+    parsed.command =
+        BadRequest("field \"op\" must be a string, got " + std::string(op->type_name()));
+    return parsed;
+  }
+
+  Fields fields(object);
+  Result<Command> command = ParseCommand(op->get_ref<const std::string&>(), fields);
+  if (command) {
+    Status leftovers = fields.RejectUnread();
+    if (!leftovers) command = leftovers.error();
+  }
+  parsed.command = std::move(command);
+  return parsed;
+}
+
+}  // namespace migratefs::control

@@ -1,0 +1,83 @@
+// Parsing and validation of one control-socket request line into a typed command.
+//
+// Pure: no I/O, no service calls, no globals; safe on any input (it is the libFuzzer
+// target). The rules, all with errc codes from migratefs/status.h:
+//   - a line over kMaxRequestLineBytes            -> too_large
+//   - not JSON, not a JSON object                 -> bad_request
+//   - "op" missing or not a string                -> bad_request
+//   - "op" not one of migratefs/control_protocol.h -> unknown_op
+//   - a required field missing, a field of the wrong JSON type, an empty string where a
+//     name is needed, or a field the op does not take (a typo such as "keep_partal"
+//     must not silently mean "false")          -> bad_request; the message names the field
+//   - a well-typed value out of range              -> invalid_argument, naming the field
+// Rate fields ("kbps", "network_kbps", "disk_kbps") are whole numbers of KB/s in
+// [0, kMaxLimitKbps]; 0 = unlimited. A negative number or one above the maximum is
+// invalid_argument; a fraction or a non-number is bad_request. "target" must be
+// HOST:PORT ("[v6addr]:PORT" for IPv6) with a port in 1..65535, else invalid_argument.
+// "images" is a non-empty array of non-empty strings without duplicates; whether a name
+// stays inside the served directory is the migration service's check (bad_name).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "migratefs/migration_service.h"
+#include "migratefs/status.h"
+
+namespace migratefs::control {
+
+struct StartCommand {
+  StartRequest request;
+};
+struct SetLimitCommand {  // set_network_limit (kind = kNetwork) and set_disk_limit
+  std::string id;
+  RateKind kind = RateKind::kNetwork;
+  uint64_t kbps = 0;
+};
+struct QueryProgressCommand {
+  std::string id;
+  RateKind what = RateKind::kNetwork;  // "what" is optional; network when absent
+};
+struct QueryCompletionCommand {
+  std::string id;
+};
+struct FinishCommand {
+  std::string id;
+};
+struct CancelCommand {
+  std::string id;
+  bool keep_partial = false;
+};
+struct VerifyCommand {
+  std::string id;
+};
+struct ReleaseCommand {
+  std::string id;
+};
+struct ListCommand {};
+struct StatusCommand {
+  std::optional<std::string> id;  // absent: the daemon's status and every migration
+};
+struct EventsCommand {};
+
+using Command =
+    std::variant<StartCommand, SetLimitCommand, QueryProgressCommand, QueryCompletionCommand,
+                 FinishCommand, CancelCommand, VerifyCommand, ReleaseCommand, ListCommand,
+                 StatusCommand, EventsCommand>;
+
+struct ParsedRequest {
+  // The request's "req" value, to echo in the answer. Set whenever the line was a JSON
+  // object whose "req" is a scalar, even if the rest of the request is bad, so that
+  // error answers can be matched too.
+  std::optional<nlohmann::json> tag;
+  Result<Command> command;
+};
+
+// `line` excludes the '\n'; one trailing '\r' is ignored.
+ParsedRequest ParseRequest(std::string_view line);
+
+}  // namespace migratefs::control

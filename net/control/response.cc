@@ -1,0 +1,93 @@
+#include "net/control/response.h"
+
+#include <utility>
+
+namespace migratefs::control {
+
+using nlohmann::json;
+
+namespace {
+
+json WithTag(json answer, const Tag& tag) {
+  if (tag) answer["req"] = *tag;
+  return answer;
+}
+
+}  // namespace
+
+json OkAnswer(json fields, const Tag& tag) {
+  json answer = {{"ok", true}};
+  if (fields.is_object()) answer.update(fields);
+  return WithTag(std::move(answer), tag);
+}
+
+json ErrorAnswer(const Error& error, const Tag& tag) {
+  json answer = {{"ok", false}, {"error", {{"code", error.code}, {"message", error.message}}}};
+  return WithTag(std::move(answer), tag);
+}
+
+json ProgressFields(const Progress& p) {
+  return {
+      {"phase", p.phase},
+      {"pause_reason", p.pause_reason},
+      {"kbps", p.kbps},
+      {"bytes_total", p.bytes_total},
+      {"bytes_sent", p.bytes_sent},
+      {"bytes_left", p.bytes_left},
+      {"blocks_left", p.blocks_left},
+      {"dirty_blocks", p.dirty_blocks},
+      {"dirty_kbps", p.dirty_kbps},
+      {"network_kbps", p.network_kbps},
+      {"disk_kbps", p.disk_kbps},
+      {"eta_s", p.eta_s},
+      {"network_limit_kbps", p.network_limit_kbps},
+      {"disk_limit_kbps", p.disk_limit_kbps},
+  };
+}
+
+json MigrationFields(const MigrationInfo& info) {
+  return {
+      {"id", info.id},
+      {"images", info.images},
+      {"target", info.target},
+      {"completed", info.completed},
+      {"progress", ProgressFields(info.progress)},
+  };
+}
+
+json VerifyFields(const VerifyReport& report) {
+  json mismatches = json::array();
+  for (const VerifyReport::Range& range : report.mismatches) {
+    mismatches.push_back(
+        {{"image", range.image}, {"offset", range.offset}, {"length", range.length}});
+  }
+  return {
+      {"identical", report.identical},
+      {"blocks_compared", report.blocks_compared},
+      {"mismatches", std::move(mismatches)},
+  };
+}
+
+json ListFields(const std::vector<MigrationInfo>& migrations) {
+  json list = json::array();
+  for (const MigrationInfo& info : migrations) list.push_back(MigrationFields(info));
+  return {{"migrations", std::move(list)}};
+}
+
+json EventLine(const Event& event) {
+  return {
+      {"event", event.type},
+      {"id", event.id},
+      {"phase", event.phase},
+      {"detail", event.detail},
+      {"time", event.time},
+  };
+}
+
+std::string ToLine(const json& answer) {
+  std::string line = answer.dump(-1, ' ', false, json::error_handler_t::replace);
+  line.push_back('\n');
+  return line;
+}
+
+}  // namespace migratefs::control

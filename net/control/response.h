@@ -1,0 +1,38 @@
+// Typed results -> the JSON the control socket answers with (net/control/README.md).
+//
+// Every answer object has "ok"; failed ones carry "error":{"code","message"}; when the
+// request had a "req" tag it is echoed as "req". Event lines (the `events` stream) have
+// no "ok": {"event":TYPE,"id","phase","detail","time"}.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "migratefs/migration_service.h"
+#include "migratefs/status.h"
+
+namespace migratefs::control {
+
+using Tag = std::optional<nlohmann::json>;
+
+// {"ok":true, <fields>..., "req":tag}. `fields` must be an object (or null for none).
+nlohmann::json OkAnswer(nlohmann::json fields, const Tag& tag);
+// {"ok":false,"error":{"code","message"}, "req":tag}
+nlohmann::json ErrorAnswer(const Error& error, const Tag& tag);
+
+// Field sets of the individual answers, to pass to OkAnswer.
+nlohmann::json ProgressFields(const Progress& progress);  // every Progress member, flat
+nlohmann::json MigrationFields(const MigrationInfo& info);  // id, images, target, completed, progress{}
+nlohmann::json VerifyFields(const VerifyReport& report);    // identical, blocks_compared, mismatches[]
+nlohmann::json ListFields(const std::vector<MigrationInfo>& migrations);  // migrations[]
+
+nlohmann::json EventLine(const Event& event);
+
+// One answer or event as a wire line, '\n' included. Never throws: text that is not
+// valid UTF-8 (say, an image name in a service message) is replaced, not rejected.
+std::string ToLine(const nlohmann::json& answer);
+
+}  // namespace migratefs::control

@@ -1,0 +1,95 @@
+#include "net/control/response.h"
+
+#include <gtest/gtest.h>
+
+#include "net/control/dispatch.h"
+#include "net/control/fake_migration_service.h"
+
+namespace migratefs::control {
+namespace {
+
+using nlohmann::json;
+
+TEST(ResponseTest, OkAnswerEchoesTag) {
+  json answer = OkAnswer({{"id", "m1"}}, json("abc"));
+  EXPECT_EQ(answer, json::parse(R"({"ok":true,"id":"m1","req":"abc"})"));
+  EXPECT_EQ(OkAnswer(nullptr, std::nullopt), json::parse(R"({"ok":true})"));
+}
+
+TEST(ResponseTest, ErrorAnswerShape) {
+  json answer = ErrorAnswer(MakeError(errc::kUnknownId, "no m9"), json(3));
+  EXPECT_EQ(answer,
+            json::parse(R"({"ok":false,"error":{"code":"unknown_id","message":"no m9"},"req":3})"));
+}
+
+TEST(ResponseTest, ProgressHasEveryField) {
+  Progress p;
+  p.phase = "dirty";
+  p.kbps = 1.5;
+  p.bytes_left = 10;
+  p.blocks_left = 2;
+  p.dirty_blocks = 3;
+  p.dirty_kbps = 4;
+  p.eta_s = 12.5;
+  p.network_limit_kbps = 20000;
+  json fields = ProgressFields(p);
+  for (const char* key : {"phase", "pause_reason", "kbps", "bytes_total", "bytes_sent",
+                          "bytes_left", "blocks_left", "dirty_blocks", "dirty_kbps",
+                          "network_kbps", "disk_kbps", "eta_s", "network_limit_kbps",
+                          "disk_limit_kbps"}) {
+    EXPECT_TRUE(fields.contains(key)) << key;
+  }
+  EXPECT_EQ(fields["phase"], "dirty");
+  EXPECT_EQ(fields["eta_s"], 12.5);
+  EXPECT_EQ(fields["network_limit_kbps"], 20000);
+}
+
+TEST(ResponseTest, VerifyListsRanges) {
+  VerifyReport report{false, 8, {{"vm1.img", 524288, 524288}}};
+  EXPECT_EQ(VerifyFields(report), json::parse(R"({"identical":false,"blocks_compared":8,
+      "mismatches":[{"image":"vm1.img","offset":524288,"length":524288}]})"));
+}
+
+TEST(ResponseTest, ToLineIsOneLineEvenWithBadUtf8) {
+  std::string line = ToLine(ErrorAnswer(MakeError(errc::kNotFound, "no \xff\n file"), {}));
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1);
+  EXPECT_NO_THROW(json::parse(line));
+}
+
+TEST(DispatchTest, RoutesEveryOpToTheService) {
+  FakeMigrationService service;
+  auto run = [&](const std::string& line) {
+    ParsedRequest parsed = ParseRequest(line);
+    EXPECT_TRUE(parsed.command.ok()) << line;
+    return Execute(parsed.command.value(), service, parsed.tag);
+  };
+  EXPECT_EQ(run(R"({"op":"start","images":["a.img"],"target":"h:1"})")["id"], "m1");
+  EXPECT_EQ(run(R"({"op":"set_network_limit","id":"m1","kbps":7})")["ok"], true);
+  EXPECT_EQ(run(R"({"op":"set_disk_limit","id":"m1","kbps":8})")["ok"], true);
+  json progress = run(R"({"op":"query_progress","id":"m1","what":"disk"})");
+  EXPECT_EQ(progress["phase"], "bulk");
+  EXPECT_EQ(progress["network_limit_kbps"], 7);
+  EXPECT_EQ(progress["disk_limit_kbps"], 8);
+  EXPECT_EQ(run(R"({"op":"query_completion","id":"m1"})")["completed"], false);
+  EXPECT_EQ(run(R"({"op":"verify","id":"m1"})")["identical"], true);
+  EXPECT_EQ(run(R"({"op":"finish","id":"m1"})")["ok"], true);
+  EXPECT_EQ(run(R"({"op":"release","id":"m1"})")["ok"], true);
+  EXPECT_EQ(run(R"({"op":"cancel","id":"m1","keep_partial":true})")["ok"], true);
+  EXPECT_EQ(run(R"({"op":"list"})")["migrations"].size(), 1u);
+  EXPECT_EQ(run(R"({"op":"status","id":"m1"})")["images"], json::array({"a.img"}));
+  EXPECT_TRUE(run(R"({"op":"status"})").contains("version"));
+  json unknown = run(R"({"op":"finish","id":"m9","req":"x"})");
+  EXPECT_EQ(unknown["error"]["code"], "unknown_id");
+  EXPECT_EQ(unknown["req"], "x");
+  EXPECT_EQ(service.calls(),
+            (std::vector<std::string>{"Start a.img -> h:1 net=0 disk=0", "SetNetworkLimit m1 7",
+                                      "SetDiskLimit m1 8", "QueryProgress m1 disk",
+                                      "QueryCompletion m1", "Verify m1", "Finish m1",
+                                      "Release m1", "Cancel m1 keep_partial", "List",
+                                      "GetStatus m1", "List", "Finish m9"}));
+}
+
+}  // namespace
+}  // namespace migratefs::control
