@@ -1,0 +1,485 @@
+// PeerClient over Boost.Asio: one I/O thread runs the socket (reads, gathered writes,
+// the ack watchdog); Send* calls from any thread append to an ordered queue under a
+// lock. See peer_client.h for the contracts.
+#include "net/peer_client.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "net/address.h"
+#include "net/frame.h"
+#include "net/handshake.h"
+#include "net/image_name.h"
+
+namespace migratefs::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using wire::FrameType;
+using Clock = std::chrono::steady_clock;
+
+uint64_t HashBlock(const void* data, size_t len) {
+  // Trailing zero bytes are not hashed: a hole, a block past EOF, a zero block and a
+  // block cut short by EOF then hash alike, whatever length each side happened to read.
+  const auto* p = static_cast<const uint8_t*>(data);
+  size_t n = len;
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p + n - 8, 8);
+    if (w != 0) break;
+    n -= 8;
+  }
+  while (n > 0 && p[n - 1] == 0) --n;
+  return XXH3_64bits(p, n);
+}
+
+namespace {
+
+// Called with the reply frame (Ack) or nullptr (error).
+using ReplyFn = std::function<void(const Status&, const Frame*)>;
+
+struct OutFrame {
+  uint8_t header[wire::kHeaderSize];
+  std::unique_ptr<uint8_t[]> data;  // large payload (data frames)
+  std::string small;                // small payload (open)
+  size_t data_len = 0;
+};
+
+constexpr size_t kMaxBatchFrames = 64;
+constexpr size_t kMaxBatchBytes = 8u << 20;
+constexpr size_t kReadChunk = 256u << 10;
+
+class PeerClientImpl final : public PeerClient {
+ public:
+  explicit PeerClientImpl(const PeerClientOptions& opts)
+      : opts_(opts), work_(asio::make_work_guard(io_)), sock_(io_), watchdog_(io_), rbuf_(new uint8_t[kReadChunk]) {}
+
+  ~PeerClientImpl() override {
+    if (thread_.joinable()) {
+      if (std::this_thread::get_id() == thread_.get_id()) {
+        // Destroyed from an AckFn: cannot join ourselves. Documented as not allowed.
+        Die("client destroyed");
+        io_.stop();
+        thread_.detach();
+        return;
+      }
+      asio::post(io_, [this] { Die("client closed"); });
+      work_.reset();
+      thread_.join();
+    }
+  }
+
+  Status Start() {
+    auto hp = ParseHostPort(opts_.target);
+    if (!hp.ok()) return hp.error();
+    boost::system::error_code ec;
+    tcp::resolver resolver(io_);
+    auto eps = resolver.resolve(hp.value().host, hp.value().port, ec);
+    if (ec) return MakeError(errc::kPeerUnreachable, "resolve " + opts_.target + ": " + ec.message());
+
+    bool done = false;
+    boost::system::error_code cec;
+    asio::async_connect(sock_, eps, [&](const boost::system::error_code& e, const tcp::endpoint&) {
+      cec = e;
+      done = true;
+    });
+    const auto deadline = Clock::now() + opts_.connect_timeout;
+    while (!done && io_.run_one_until(deadline) > 0) {
+    }
+    if (!done) {
+      sock_.close(ec);
+      io_.restart();
+      io_.poll();  // let the aborted handler run (it refers to locals)
+      io_.restart();
+      return MakeError(errc::kPeerUnreachable,
+                       "connect to " + opts_.target + ": timed out after " +
+                           std::to_string(opts_.connect_timeout.count()) + " ms");
+    }
+    io_.restart();
+    if (cec) return MakeError(errc::kPeerUnreachable, "connect to " + opts_.target + ": " + cec.message());
+
+    sock_.set_option(tcp::no_delay(true), ec);
+    sock_.set_option(asio::socket_base::keep_alive(true), ec);
+    auto hs = RunClientHandshake(sock_.native_handle(), opts_.key, Clock::now() + opts_.connect_timeout);
+    if (!hs.ok()) {
+      Error e = hs.error();
+      e.message = "handshake with " + opts_.target + ": " + e.message;
+      return e;
+    }
+    last_progress_ = Clock::now();
+    StartRead();
+    ArmWatchdog();
+    thread_ = std::thread([this] { io_.run(); });
+    return OkStatus();
+  }
+
+  Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size, bool resume) override {
+    Status v = ValidateImageName(name);
+    if (!v.ok()) return v.error();
+    if (size > wire::kMaxImageSize) return MakeError(errc::kInvalidArgument, "image size over the protocol limit");
+    if (block_size < wire::kMinBlockSize || block_size > wire::kMaxBlockSize) {
+      return MakeError(errc::kInvalidArgument, "block size " + std::to_string(block_size) + " out of range");
+    }
+    FrameHeader h;
+    h.type = FrameType::kOpenImage;
+    h.flags = resume ? wire::kFlagResume : 0;
+    OutFrame f;
+    f.small = EncodeOpenImage({size, block_size, name});
+    Result<OpenedImage> out = MakeError(errc::kInternal, "no reply");
+    Status st = Blocking(h, std::move(f), [&](const Status& s, const Frame* r) {
+      if (!s.ok()) {
+        out = s.error();
+        return;
+      }
+      auto rep = DecodeOpenReply(r->payload.data(), r->payload.size());
+      if (!rep.ok()) {
+        out = rep.error();
+        return;
+      }
+      out = OpenedImage{r->header.handle, rep.value().existed, rep.value().target_size};
+    });
+    if (!st.ok()) return st.error();
+    return out;
+  }
+
+  bool WaitForWindow(uint64_t bytes, std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    return window_cv_.wait_for(lk, timeout, [&] {
+      return dead_ || inflight_ == 0 || inflight_ + bytes <= opts_.max_inflight_bytes;
+    }) && !dead_;
+  }
+
+  void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) override {
+    if (len == 0 || len > wire::kMaxDataLength) {
+      Fail(std::move(done), MakeError(errc::kInvalidArgument, "data length " + std::to_string(len) + " out of range"));
+      return;
+    }
+    FrameHeader h;
+    h.type = FrameType::kData;
+    h.handle = handle;
+    h.offset = offset;
+    h.length = len;
+    OutFrame f;
+    f.data.reset(new uint8_t[len]);
+    std::memcpy(f.data.get(), data, len);
+    f.data_len = len;
+    const uint64_t ph = PayloadHash(f.data.get(), len);
+    Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)));
+  }
+
+  void SendZero(uint32_t handle, uint64_t offset, uint64_t len, AckFn done) override {
+    FrameHeader h;
+    h.type = FrameType::kZero;
+    h.handle = handle;
+    h.offset = offset;
+    h.length = len;
+    EnqueueEmpty(h, std::move(done));
+  }
+
+  void SendResize(uint32_t handle, uint64_t new_size, AckFn done) override {
+    FrameHeader h;
+    h.type = FrameType::kResize;
+    h.handle = handle;
+    h.length = new_size;
+    EnqueueEmpty(h, std::move(done));
+  }
+
+  void SendSync(uint32_t handle, AckFn done) override {
+    FrameHeader h;
+    h.type = FrameType::kSync;
+    h.handle = handle;
+    EnqueueEmpty(h, std::move(done));
+  }
+
+  Result<std::vector<uint64_t>> HashBlocks(uint32_t handle, uint64_t first_block, uint64_t count) override {
+    if (count > wire::kMaxHashBlocks) {
+      return MakeError(errc::kInvalidArgument, "at most " + std::to_string(wire::kMaxHashBlocks) + " blocks per call");
+    }
+    FrameHeader h;
+    h.type = FrameType::kHashRequest;
+    h.handle = handle;
+    h.offset = first_block;
+    h.length = count;
+    Result<std::vector<uint64_t>> out = MakeError(errc::kInternal, "no reply");
+    Status st = Blocking(h, OutFrame{}, [&](const Status& s, const Frame* r) {
+      if (!s.ok()) {
+        out = s.error();
+        return;
+      }
+      if (r->payload.size() != count * 8) {
+        out = MakeError(errc::kBadRequest, "protocol: hash reply has the wrong size");
+        return;
+      }
+      std::vector<uint64_t> v(count);
+      for (uint64_t i = 0; i < count; ++i) v[i] = GetLe64(r->payload.data() + i * 8);
+      out = std::move(v);
+    });
+    if (!st.ok()) return st.error();
+    return out;
+  }
+
+  Status FinishImage(uint32_t handle) override {
+    FrameHeader h;
+    h.type = FrameType::kFinishImage;
+    h.handle = handle;
+    Status out = OkStatus();
+    Status st = Blocking(h, OutFrame{}, [&](const Status& s, const Frame*) { out = s; });
+    return st.ok() ? out : st;
+  }
+
+  Status AbortImage(uint32_t handle, bool keep_partial) override {
+    FrameHeader h;
+    h.type = FrameType::kAbortImage;
+    h.handle = handle;
+    h.flags = keep_partial ? wire::kFlagKeepPartial : 0;
+    Status out = OkStatus();
+    Status st = Blocking(h, OutFrame{}, [&](const Status& s, const Frame*) { out = s; });
+    return st.ok() ? out : st;
+  }
+
+  bool alive() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return !dead_;
+  }
+  uint64_t inflight_bytes() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return inflight_;
+  }
+
+ private:
+  static ReplyFn AckOnly(AckFn done) {
+    return [done = std::move(done)](const Status& s, const Frame*) { done(s); };
+  }
+
+  // Calls `done` with `e` on the I/O thread (never inside the caller's Send*).
+  void Fail(AckFn done, Error e) {
+    asio::post(io_, [done = std::move(done), e = std::move(e)] { done(e); });
+  }
+
+  void EnqueueEmpty(FrameHeader h, AckFn done) {
+    Enqueue(h, OutFrame{}, PayloadHash(nullptr, 0), 0, AckOnly(std::move(done)));
+  }
+
+  // Runs a request to completion on the calling thread (which must not be the I/O thread).
+  Status Blocking(FrameHeader h, OutFrame f, ReplyFn on_reply) {
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      return MakeError(errc::kInternal, "blocking PeerClient call from an AckFn (I/O thread)");
+    }
+    std::promise<void> p;
+    auto fut = p.get_future();
+    const uint64_t ph = PayloadHash(f.small.data(), f.small.size());
+    Enqueue(h, std::move(f), ph, 0, [&](const Status& s, const Frame* r) {
+      on_reply(s, r);
+      p.set_value();
+    });
+    fut.wait();
+    return OkStatus();
+  }
+
+  void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn) {
+    h.payload_len = static_cast<uint32_t>(f.data ? f.data_len : f.small.size());
+    std::unique_lock<std::mutex> lk(mu_);
+    if (dead_) {
+      Error e = MakeError(errc::kPeerUnreachable, "connection to " + opts_.target + " is dead: " + death_reason_);
+      lk.unlock();
+      asio::post(io_, [fn = std::move(fn), e = std::move(e)] { fn(e, nullptr); });
+      return;
+    }
+    h.request_id = next_id_++;
+    EncodeHeaderWithPayloadHash(h, payload_hash, f.header);
+    if (pending_.empty()) last_progress_ = Clock::now();
+    pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes});
+    inflight_ += window_bytes;
+    queue_.push_back(std::move(f));
+    if (!writing_) {
+      writing_ = true;
+      asio::post(io_, [this] { WriteMore(); });
+    }
+  }
+
+  // I/O thread: sends the next batch of queued frames with one gathered write.
+  void WriteMore() {
+    batch_.clear();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      size_t bytes = 0;
+      while (!queue_.empty() && batch_.size() < kMaxBatchFrames && bytes < kMaxBatchBytes) {
+        bytes += wire::kHeaderSize + queue_.front().data_len + queue_.front().small.size();
+        batch_.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      if (batch_.empty() || dead_) {
+        writing_ = false;
+        return;
+      }
+    }
+    bufs_.clear();
+    for (const OutFrame& f : batch_) {
+      bufs_.emplace_back(f.header, wire::kHeaderSize);
+      if (f.data) bufs_.emplace_back(f.data.get(), f.data_len);
+      if (!f.small.empty()) bufs_.emplace_back(f.small.data(), f.small.size());
+    }
+    asio::async_write(sock_, bufs_, [this](const boost::system::error_code& ec, size_t) {
+      if (ec) {
+        Die("send: " + ec.message());
+        std::lock_guard<std::mutex> lk(mu_);
+        writing_ = false;
+        return;
+      }
+      WriteMore();
+    });
+  }
+
+  void StartRead() {
+    sock_.async_read_some(asio::buffer(rbuf_.get(), kReadChunk), [this](const boost::system::error_code& ec, size_t n) {
+      if (ec) {
+        Die(ec == asio::error::eof ? "peer closed the connection" : "receive: " + ec.message());
+        return;
+      }
+      reader_.Append(rbuf_.get(), n);
+      while (true) {
+        auto f = reader_.Next();
+        if (!f.ok()) {
+          Die("bad frame from peer: " + f.error().message);
+          return;
+        }
+        if (!f.value()) break;
+        if (!Dispatch(*f.value())) return;
+      }
+      StartRead();
+    });
+  }
+
+  // Returns false when the connection died.
+  bool Dispatch(const Frame& f) {
+    const FrameHeader& h = f.header;
+    if (h.type != FrameType::kAck && h.type != FrameType::kError) {
+      Die(std::string("protocol: unexpected ") + FrameTypeName(h.type) + " frame from peer");
+      return false;
+    }
+    Status status = OkStatus();
+    if (h.type == FrameType::kError) {
+      Error e = DecodeErrorPayload(f.payload.data(), f.payload.size());
+      if (h.request_id == 0) {  // connection-level: the peer is closing on us
+        Die("peer reported " + e.code + ": " + e.message);
+        return false;
+      }
+      status = std::move(e);
+    }
+    Pending p;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = pending_.find(h.request_id);
+      if (it == pending_.end()) {
+        // Unlock happens at scope end; Die takes the lock itself.
+      } else {
+        p = std::move(it->second);
+        pending_.erase(it);
+        inflight_ -= p.window_bytes;
+        last_progress_ = Clock::now();
+      }
+    }
+    if (!p.fn) {
+      Die("protocol: reply to unknown request " + std::to_string(h.request_id));
+      return false;
+    }
+    window_cv_.notify_all();
+    p.fn(status, status.ok() ? &f : nullptr);
+    return true;
+  }
+
+  void ArmWatchdog() {
+    const auto period = std::clamp<std::chrono::milliseconds>(opts_.io_timeout / 4, std::chrono::milliseconds(10),
+                                                              std::chrono::milliseconds(1000));
+    watchdog_.expires_after(period);
+    watchdog_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      bool stalled = false;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (dead_) return;
+        stalled = !pending_.empty() && Clock::now() - last_progress_ > opts_.io_timeout;
+      }
+      if (stalled) {
+        Die("no acknowledgement from " + opts_.target + " for " + std::to_string(opts_.io_timeout.count()) + " ms");
+        return;
+      }
+      ArmWatchdog();
+    });
+  }
+
+  // I/O thread: declares the connection dead and fails every pending request in
+  // request-id order.
+  void Die(const std::string& reason) {
+    std::map<uint64_t, Pending> failed;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (dead_) return;
+      dead_ = true;
+      death_reason_ = reason;
+      failed.swap(pending_);
+      inflight_ = 0;
+      queue_.clear();
+    }
+    window_cv_.notify_all();
+    boost::system::error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_both, ec);
+    sock_.close(ec);
+    watchdog_.cancel();
+    const Error e = MakeError(errc::kPeerUnreachable, "connection to " + opts_.target + " lost: " + reason);
+    for (auto& [id, p] : failed) p.fn(e, nullptr);
+  }
+
+  struct Pending {
+    ReplyFn fn;
+    uint64_t window_bytes = 0;
+  };
+
+  const PeerClientOptions opts_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::socket sock_;
+  asio::steady_timer watchdog_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::condition_variable window_cv_;
+  bool dead_ = false;
+  std::string death_reason_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Pending> pending_;
+  uint64_t inflight_ = 0;
+  Clock::time_point last_progress_;
+  std::deque<OutFrame> queue_;
+  bool writing_ = false;
+
+  // I/O thread only.
+  std::vector<OutFrame> batch_;
+  std::vector<asio::const_buffer> bufs_;
+  std::unique_ptr<uint8_t[]> rbuf_;
+  FrameReader reader_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PeerClient>> PeerClient::Connect(const PeerClientOptions& opts) {
+  auto c = std::make_unique<PeerClientImpl>(opts);
+  Status st = c->Start();
+  if (!st.ok()) return st.error();
+  return std::unique_ptr<PeerClient>(std::move(c));
+}
+
+}  // namespace migratefs::net

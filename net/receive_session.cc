@@ -1,0 +1,846 @@
+#include "net/receive_session.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/falloc.h>
+#include <linux/openat2.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <unordered_set>
+#include <vector>
+
+#include "net/frame.h"
+#include "net/handshake.h"
+#include "net/image_name.h"
+#include "net/peer_client.h"  // HashBlock
+#include "net/range_order.h"
+
+namespace migratefs::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using wire::FrameType;
+
+namespace {
+
+constexpr char kStateXattr[] = "user.migratefs.state";
+constexpr size_t kReadChunk = 256u << 10;
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(name ? name : "errno " + std::to_string(err)) + " (" + std::strerror(err) + ")";
+}
+
+// openat2 confined beneath dirfd, refusing every symlink (invariant I5). -1 + errno.
+int OpenBeneath(int dirfd, const std::string& path, uint64_t flags, uint64_t mode) {
+  open_how how{};
+  how.flags = flags;
+  how.mode = mode;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+}
+
+struct Image {
+  uint32_t handle = 0;
+  std::string name;
+  int fd = -1;
+  int parent_fd = -1;  // O_PATH directory holding the file, for the unlink on abort
+  std::string base;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint32_t block_size = 0;
+  bool closing = false;  // finish/abort accepted: no further requests
+  RangeOrder order;
+};
+
+struct Op : OrderEntry {
+  enum class Kind { kWrite, kZero, kResize, kSync, kHash, kFinish, kAbort };
+  Kind kind = Kind::kWrite;
+  Image* img = nullptr;
+  uint64_t request_id = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint16_t flags = 0;
+  std::unique_ptr<uint8_t[]> buf;  // data payload
+  uint64_t done = 0;               // bytes written so far (short writes resume)
+  bool zero_fallback = false;      // fs cannot punch holes: write zeros instead
+};
+
+}  // namespace
+
+class ReceiveSession::Impl {
+ public:
+  Impl(int fd, const SessionConfig& cfg) : fd_(fd), cfg_(cfg), sock_(io_), ev_(io_), linger_(io_) {}
+
+  ~Impl() {
+    if (fd_ >= 0 && !sock_.is_open()) ::close(fd_);
+  }
+
+  void Run() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stop_requested_) return;
+      phase_ = Phase::kHandshake;
+    }
+    auto hs = RunServerHandshake(fd_, cfg_.key, std::chrono::steady_clock::now() + cfg_.handshake_timeout);
+    if (!hs.ok()) {
+      spdlog::warn("peer server: handshake refused: {}: {}", hs.error().code, hs.error().message);
+      return;
+    }
+    if (int r = io_uring_queue_init(cfg_.ring_depth, &ring_, 0); r < 0) {
+      spdlog::error("peer server: io_uring_queue_init: {}", ErrnoText(-r));
+      return;
+    }
+    ring_ok_ = true;
+    const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0 || io_uring_register_eventfd(&ring_, efd) < 0) {
+      spdlog::error("peer server: eventfd for io_uring: {}", ErrnoText(errno));
+      if (efd >= 0) ::close(efd);
+      return;
+    }
+    ev_.assign(efd);
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &sl);
+    boost::system::error_code ec;
+    sock_.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd_, ec);
+    if (ec) return;
+    sock_.set_option(tcp::no_delay(true), ec);
+    sock_.set_option(asio::socket_base::keep_alive(true), ec);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stop_requested_) return;
+      phase_ = Phase::kRunning;
+    }
+    WaitRing();
+    ReadMore();
+    io_.run();
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_requested_ = true;
+    if (phase_ == Phase::kHandshake) {
+      ::shutdown(fd_, SHUT_RDWR);  // wakes the blocking handshake
+    } else if (phase_ == Phase::kRunning) {
+      asio::post(io_, [this] { Shutdown(); });
+    }
+  }
+
+  // Runs on the session thread after Run() returned: waits for the disk, then frees.
+  void Cleanup() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      phase_ = Phase::kDone;
+    }
+    if (ring_ok_) {
+      while (inflight_ > 0) {
+        io_uring_cqe* cqe = nullptr;
+        if (io_uring_submit_and_wait(&ring_, 1) < 0 && io_uring_wait_cqe(&ring_, &cqe) < 0) break;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&ring_, head, cqe) { ++n; }
+        io_uring_cq_advance(&ring_, n);
+        inflight_ -= std::min<unsigned>(n, inflight_);
+      }
+      io_uring_queue_exit(&ring_);
+      ring_ok_ = false;
+    }
+    for (Op* op : live_) delete op;
+    live_.clear();
+    for (auto& [h, img] : images_) {
+      // Partial copy stays marked "receiving" for a resume; no OnReceiveEnded.
+      if (cfg_.receiving) cfg_.receiving->Erase(img->dev, img->ino);
+      ::close(img->fd);
+      ::close(img->parent_fd);
+    }
+    images_.clear();
+    boost::system::error_code ec;
+    ev_.close(ec);
+    if (sock_.is_open()) {
+      sock_.close(ec);
+    } else if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = -1;
+  }
+
+ private:
+  enum class Phase { kIdle, kHandshake, kRunning, kDone };
+
+  // ---------------------------------------------------------------- socket side
+
+  bool Overloaded() const {
+    return buffered_bytes_ > cfg_.max_buffered_bytes || live_.size() > cfg_.max_pending_ops;
+  }
+
+  void ReadMore() {
+    if (closing_ || reading_) return;
+    reading_ = true;
+    sock_.async_read_some(asio::buffer(rbuf_.get(), kReadChunk), [this](const boost::system::error_code& ec, size_t n) {
+      reading_ = false;
+      if (ec) {
+        if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+          spdlog::info("peer server: session ended: {}", ec.message());
+        }
+        Shutdown();
+        return;
+      }
+      reader_.Append(rbuf_.get(), n);
+      Parse();
+    });
+  }
+
+  // Consumes whole frames from the buffer; reads large payloads straight into their
+  // own buffer. Stops (paused_) while too much is queued for the disk.
+  void Parse() {
+    while (!closing_) {
+      if (Overloaded()) {
+        paused_ = true;
+        return;
+      }
+      auto h = reader_.NextHeader(cur_raw_);
+      if (!h.ok()) {
+        ProtocolError(h.error());
+        return;
+      }
+      if (!h.value()) break;
+      cur_hdr_ = *h.value();
+      const uint32_t len = cur_hdr_.payload_len;
+      cur_buf_.reset(len ? new uint8_t[len] : nullptr);  // len <= MaxPayloadFor(type): validated
+      const size_t got = reader_.Take(cur_buf_.get(), len);
+      if (got < len) {
+        reading_ = true;
+        asio::async_read(sock_, asio::buffer(cur_buf_.get() + got, len - got),
+                         [this](const boost::system::error_code& ec, size_t) {
+                           reading_ = false;
+                           if (ec) {
+                             Shutdown();
+                             return;
+                           }
+                           if (OnFrame()) Parse();
+                         });
+        return;
+      }
+      if (!OnFrame()) return;
+    }
+    ReadMore();
+  }
+
+  // Returns false after a protocol error.
+  bool OnFrame() {
+    Status st = VerifyChecksum(cur_raw_, cur_hdr_, cur_buf_.get());
+    if (!st.ok()) {
+      ProtocolError(st.error());
+      return false;
+    }
+    HandleFrame(cur_hdr_, std::move(cur_buf_));
+    return !closing_;
+  }
+
+  void MaybeResume() {
+    if (paused_ && !closing_ && !Overloaded()) {
+      paused_ = false;
+      Parse();
+    }
+  }
+
+  void Send(std::string frame) {
+    out_.push_back(std::move(frame));
+    if (!writing_) WriteMore();
+  }
+
+  void SendAck(uint64_t request_id, uint32_t handle, std::string_view payload = {}) {
+    FrameHeader h;
+    h.type = FrameType::kAck;
+    h.request_id = request_id;
+    h.handle = handle;
+    Send(EncodeFrame(h, payload));
+  }
+
+  void SendError(uint64_t request_id, const Error& e) {
+    FrameHeader h;
+    h.type = FrameType::kError;
+    h.request_id = request_id;
+    Send(EncodeFrame(h, EncodeErrorPayload(e)));
+  }
+
+  void WriteMore() {
+    if (out_.empty() || !sock_.is_open()) {
+      writing_ = false;
+      if (closing_) Shutdown();
+      return;
+    }
+    writing_ = true;
+    wbatch_.swap(out_);
+    out_.clear();
+    wbufs_.clear();
+    for (const std::string& s : wbatch_) wbufs_.emplace_back(s.data(), s.size());
+    asio::async_write(sock_, wbufs_, [this](const boost::system::error_code& ec, size_t) {
+      wbatch_.clear();
+      if (ec) {
+        writing_ = false;
+        Shutdown();
+        return;
+      }
+      WriteMore();
+    });
+  }
+
+  // The peer broke the protocol: tell it why (request id 0) and end the session.
+  void ProtocolError(const Error& e) {
+    spdlog::warn("peer server: closing session: {}: {}", e.code, e.message);
+    closing_ = true;
+    SendError(0, e);
+    linger_.expires_after(std::chrono::seconds(2));
+    linger_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) Shutdown();
+    });
+  }
+
+  void Shutdown() {
+    if (shut_) return;
+    shut_ = true;
+    closing_ = true;
+    boost::system::error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_both, ec);
+    sock_.cancel(ec);
+    ev_.cancel(ec);
+    linger_.cancel();
+    io_.stop();
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  void HandleFrame(const FrameHeader& h, std::unique_ptr<uint8_t[]> payload) {
+    switch (h.type) {
+      case FrameType::kOpenImage:
+        HandleOpen(h, payload.get());
+        return;
+      case FrameType::kData:
+      case FrameType::kZero:
+      case FrameType::kResize:
+      case FrameType::kSync:
+      case FrameType::kHashRequest:
+      case FrameType::kFinishImage:
+      case FrameType::kAbortImage:
+        HandleImageOp(h, std::move(payload));
+        return;
+      default:
+        ProtocolError(MakeError(errc::kBadRequest,
+                                std::string("protocol: unexpected ") + FrameTypeName(h.type) + " frame from a client"));
+    }
+  }
+
+  void HandleImageOp(const FrameHeader& h, std::unique_ptr<uint8_t[]> payload) {
+    auto it = images_.find(h.handle);
+    if (it == images_.end()) {
+      SendError(h.request_id, MakeError(errc::kInvalidArgument, "unknown image handle " + std::to_string(h.handle)));
+      return;
+    }
+    Image* img = it->second.get();
+    if (img->closing) {
+      SendError(h.request_id, MakeError(errc::kWrongState, "image " + img->name + " is being finished or aborted"));
+      return;
+    }
+    const uint16_t allowed_flags = h.type == FrameType::kAbortImage ? wire::kFlagKeepPartial : 0;
+    if (h.flags & ~allowed_flags) {
+      SendError(h.request_id, MakeError(errc::kBadRequest, std::string("flags not valid for ") + FrameTypeName(h.type)));
+      return;
+    }
+    auto op = std::make_unique<Op>();
+    op->img = img;
+    op->request_id = h.request_id;
+    op->offset = h.offset;
+    op->length = h.length;
+    op->flags = h.flags;
+    auto bad = [&](std::string msg) {
+      SendError(h.request_id, MakeError(errc::kInvalidArgument, std::string(FrameTypeName(h.type)) + " on " +
+                                                                    img->name + ": " + msg));
+    };
+    bool ready = false;
+    switch (h.type) {
+      case FrameType::kData:
+        if (h.length == 0 || h.length != h.payload_len) return bad("payload length does not match length");
+        if (h.offset > wire::kMaxImageSize - h.length) return bad("range beyond the image size limit");
+        op->kind = Op::Kind::kWrite;
+        op->buf = std::move(payload);
+        buffered_bytes_ += h.length;
+        ready = img->order.AddRange(op.get(), h.offset, h.offset + h.length);
+        break;
+      case FrameType::kZero:
+        if (h.offset > wire::kMaxImageSize || h.length > wire::kMaxImageSize - h.offset) {
+          return bad("range beyond the image size limit");
+        }
+        if (h.length == 0) {
+          SendAck(h.request_id, h.handle);
+          return;
+        }
+        op->kind = Op::Kind::kZero;
+        ready = img->order.AddRange(op.get(), h.offset, h.offset + h.length);
+        break;
+      case FrameType::kResize:
+        if (h.length > wire::kMaxImageSize) return bad("size beyond the image size limit");
+        op->kind = Op::Kind::kResize;
+        ready = img->order.AddRange(op.get(), 0, UINT64_MAX);
+        break;
+      case FrameType::kSync:
+        op->kind = Op::Kind::kSync;
+        ready = img->order.AddBarrier(op.get());
+        break;
+      case FrameType::kHashRequest: {
+        const uint64_t max_blocks = wire::kMaxImageSize / img->block_size;
+        if (h.length > wire::kMaxHashBlocks || h.offset > max_blocks || h.length > max_blocks - h.offset) {
+          return bad("block range out of bounds");
+        }
+        op->kind = Op::Kind::kHash;
+        ready = img->order.AddBarrier(op.get());
+        break;
+      }
+      case FrameType::kFinishImage:
+        op->kind = Op::Kind::kFinish;
+        img->closing = true;
+        ready = img->order.AddBarrier(op.get());
+        break;
+      case FrameType::kAbortImage:
+        op->kind = Op::Kind::kAbort;
+        img->closing = true;
+        ready = img->order.AddBarrier(op.get());
+        break;
+      default:
+        return;
+    }
+    Op* raw = op.release();
+    live_.insert(raw);
+    if (ready) ready_.push_back(raw);
+    Pump();
+  }
+
+  void HandleOpen(const FrameHeader& h, const uint8_t* payload) {
+    auto op = DecodeOpenImage(payload, h.payload_len);
+    if (!op.ok()) {
+      SendError(h.request_id, op.error());
+      return;
+    }
+    const OpenImagePayload& o = op.value();
+    auto r = OpenImage(o, (h.flags & wire::kFlagResume) != 0);
+    if (!r.ok()) {
+      spdlog::warn("peer server: open_image refused: {}: {}", r.error().code, r.error().message);
+      SendError(h.request_id, r.error());
+      return;
+    }
+    SendAck(h.request_id, r.value().first, EncodeOpenReply(r.value().second));
+  }
+
+  Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume) {
+    Status v = ValidateImageName(o.name);
+    if (!v.ok()) return v.error();
+    if (o.block_size < wire::kMinBlockSize || o.block_size > wire::kMaxBlockSize) {
+      return MakeError(errc::kInvalidArgument, "block size " + std::to_string(o.block_size) + " out of range");
+    }
+    if (o.size > wire::kMaxImageSize) return MakeError(errc::kInvalidArgument, "image size over the limit");
+    if (images_.size() >= cfg_.max_images) {
+      return MakeError(errc::kInvalidArgument, "too many images open on this connection");
+    }
+    std::string parent, base;
+    SplitImageName(o.name, &parent, &base);
+    auto path_error = [&](int err, const std::string& what) -> Error {
+      switch (err) {
+        case ENOENT:
+          return MakeError(errc::kNotFound, o.name + ": " + what + " does not exist on the target");
+        case ENOTDIR:
+          return MakeError(errc::kBadName, o.name + ": " + what + ": a path component is not a directory");
+        case ELOOP:
+          return MakeError(errc::kBadName, o.name + ": " + what + ": symlinks are not followed");
+        case EXDEV:
+          return MakeError(errc::kBadName, o.name + ": " + what + " would resolve outside the served directory");
+        case EISDIR:
+          return MakeError(errc::kBadName, o.name + " is a directory");
+        default:
+          return MakeError(errc::kIo, o.name + ": " + what + ": " + ErrnoText(err));
+      }
+    };
+    const int pfd = OpenBeneath(cfg_.src_dirfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+    if (pfd < 0) return path_error(errno, "parent directory");
+    const uint64_t fflags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
+    bool created = true;
+    int fd = OpenBeneath(pfd, base, fflags | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 && errno == EEXIST) {
+      created = false;
+      fd = OpenBeneath(pfd, base, fflags, 0);
+    }
+    if (fd < 0) {
+      const int err = errno;
+      ::close(pfd);
+      return path_error(err, "image");
+    }
+    auto fail = [&](Error e) -> Error {
+      if (created) ::unlinkat(pfd, base.c_str(), 0);
+      ::close(fd);
+      ::close(pfd);
+      return e;
+    };
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail(MakeError(errc::kIo, o.name + ": fstat: " + ErrnoText(errno)));
+    if (!S_ISREG(st.st_mode)) return fail(MakeError(errc::kBadName, o.name + " is not a regular file"));
+    if (cfg_.receiving && !cfg_.receiving->Insert(st.st_dev, st.st_ino)) {
+      created = false;  // someone else's file: never unlink it
+      return fail(MakeError(errc::kBusy, o.name + " is already being received by another connection"));
+    }
+    auto fail_registered = [&](Error e) -> Error {
+      if (cfg_.receiving) cfg_.receiving->Erase(st.st_dev, st.st_ino);
+      return fail(std::move(e));
+    };
+    OpenReplyPayload reply{!created, static_cast<uint64_t>(st.st_size)};
+    if (!resume && st.st_size != 0 && ::ftruncate(fd, 0) != 0) {
+      return fail_registered(MakeError(errc::kIo, o.name + ": truncate: " + ErrnoText(errno)));
+    }
+    if (::ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
+      return fail_registered(MakeError(errc::kIo, o.name + ": set size " + std::to_string(o.size) + ": " +
+                                                      ErrnoText(errno)));
+    }
+    if (::fsetxattr(fd, kStateXattr, "receiving", 9, 0) != 0) {
+      if (errno != ENOTSUP) {
+        return fail_registered(MakeError(errc::kIo, o.name + ": set " + kStateXattr + ": " + ErrnoText(errno)));
+      }
+      spdlog::warn("peer server: {}: filesystem has no user xattrs; the receiving mark is not persisted", o.name);
+    }
+    auto img = std::make_unique<Image>();
+    img->handle = next_handle_++;
+    img->name = o.name;
+    img->fd = fd;
+    img->parent_fd = pfd;
+    img->base = base;
+    img->dev = st.st_dev;
+    img->ino = st.st_ino;
+    img->block_size = o.block_size;
+    if (cfg_.observer) cfg_.observer->OnReceiving(img->name, img->dev, img->ino);
+    const uint32_t handle = img->handle;
+    images_.emplace(handle, std::move(img));
+    return std::make_pair(handle, reply);
+  }
+
+  // ---------------------------------------------------------------- disk side
+
+  static bool UsesRing(const Op* op) {
+    switch (op->kind) {
+      case Op::Kind::kWrite:
+      case Op::Kind::kSync:
+      case Op::Kind::kFinish:
+        return true;
+      case Op::Kind::kZero:
+        return !op->zero_fallback;
+      default:
+        return false;
+    }
+  }
+
+  // Starts ready operations in arrival order: ring operations while the ring has room,
+  // the others (resize, hash, abort) inline.
+  void Pump() {
+    if (pumping_) return;  // Done() below may re-enter through inline operations
+    pumping_ = true;
+    while (!ready_.empty() && !shut_) {
+      Op* op = ready_.front();
+      if (UsesRing(op)) {
+        if (inflight_ >= cfg_.ring_depth) break;
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) break;
+        ready_.pop_front();
+        const int fd = op->img->fd;
+        switch (op->kind) {
+          case Op::Kind::kWrite:
+            io_uring_prep_write(sqe, fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
+                                op->offset + op->done);
+            break;
+          case Op::Kind::kZero:
+            io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, op->offset, op->length);
+            break;
+          case Op::Kind::kSync:
+            io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+            break;
+          case Op::Kind::kFinish:
+            io_uring_prep_fsync(sqe, fd, 0);
+            break;
+          default:
+            break;
+        }
+        io_uring_sqe_set_data(sqe, op);
+        ++inflight_;
+      } else {
+        ready_.pop_front();
+        RunInline(op);
+      }
+    }
+    if (io_uring_sq_ready(&ring_) > 0) {
+      const int r = io_uring_submit(&ring_);
+      if (r < 0 && r != -EAGAIN && r != -EBUSY && r != -EINTR) {
+        spdlog::error("peer server: io_uring_submit: {}", ErrnoText(-r));
+      }
+    }
+    pumping_ = false;
+  }
+
+  void WaitRing() {
+    ev_.async_read_some(asio::buffer(&ev_count_, sizeof ev_count_), [this](const boost::system::error_code& ec, size_t) {
+      if (ec) return;
+      Reap();
+      WaitRing();
+    });
+  }
+
+  void Reap() {
+    std::vector<std::pair<Op*, int>> done;
+    io_uring_cqe* cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      done.emplace_back(static_cast<Op*>(io_uring_cqe_get_data(cqe)), cqe->res);
+      ++n;
+    }
+    io_uring_cq_advance(&ring_, n);
+    inflight_ -= n;
+    for (auto [op, res] : done) OnCompletion(op, res);
+    Pump();
+    MaybeResume();
+  }
+
+  void OnCompletion(Op* op, int res) {
+    switch (op->kind) {
+      case Op::Kind::kWrite:
+        if (res < 0) return Done(op, -res);
+        if (res == 0) return Done(op, EIO);
+        op->done += static_cast<uint64_t>(res);
+        if (op->done < op->length) {
+          ready_.push_front(op);  // short write: the rest, before anything else
+          return;
+        }
+        return Done(op, 0);
+      case Op::Kind::kZero:
+        if (res == -EOPNOTSUPP || res == -EINVAL) {
+          op->zero_fallback = true;
+          ready_.push_front(op);
+          return;
+        }
+        return Done(op, res < 0 ? -res : 0);
+      default:
+        return Done(op, res < 0 ? -res : 0);
+    }
+  }
+
+  void RunInline(Op* op) {
+    Image* img = op->img;
+    switch (op->kind) {
+      case Op::Kind::kResize:
+        return Done(op, ::ftruncate(img->fd, static_cast<off_t>(op->length)) == 0 ? 0 : errno);
+      case Op::Kind::kZero:
+        return Done(op, WriteZeros(img->fd, op->offset, op->length));
+      case Op::Kind::kHash:
+        return HashOp(op);
+      case Op::Kind::kAbort:
+        return AbortOp(op);
+      default:
+        return Done(op, EINVAL);
+    }
+  }
+
+  // Fallback for filesystems without hole punching: zeros up to EOF (never extends).
+  static int WriteZeros(int fd, uint64_t off, uint64_t len) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return errno;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (off >= size) return 0;
+    uint64_t end = std::min(size, off + len);
+    static const std::vector<uint8_t> zeros(1u << 20, 0);
+    while (off < end) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), end - off));
+      const ssize_t w = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return w < 0 ? errno : EIO;
+      off += static_cast<uint64_t>(w);
+    }
+    return 0;
+  }
+
+  void HashOp(Op* op) {
+    Image* img = op->img;
+    const uint64_t bs = img->block_size;
+    const uint64_t count = op->length;
+    std::string out(count * 8, '\0');
+    struct stat st {};
+    if (::fstat(img->fd, &st) != 0) return Done(op, errno);
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t zero_hash = HashBlock(nullptr, 0);
+    std::unique_ptr<uint8_t[]> buf;
+    uint64_t next_data = 0;  // no data before this offset (from SEEK_DATA)
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t off = (op->offset + i) * bs;
+      uint64_t h = zero_hash;
+      if (off < size) {
+        if (next_data <= off) {
+          const off_t d = ::lseek(img->fd, static_cast<off_t>(off), SEEK_DATA);
+          next_data = d < 0 ? UINT64_MAX : static_cast<uint64_t>(d);  // ENXIO: only holes left
+        }
+        if (next_data < off + bs) {
+          if (!buf) buf.reset(new uint8_t[bs]);
+          const size_t want = static_cast<size_t>(std::min(bs, size - off));
+          size_t got = 0;
+          while (got < want) {
+            const ssize_t r = ::pread(img->fd, buf.get() + got, want - got, static_cast<off_t>(off + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return Done(op, errno);
+            if (r == 0) break;
+            got += static_cast<size_t>(r);
+          }
+          h = HashBlock(buf.get(), got);
+        }
+      }
+      PutLe64(reinterpret_cast<uint8_t*>(out.data()) + i * 8, h);
+    }
+    hash_reply_ = std::move(out);
+    Done(op, 0);
+  }
+
+  void AbortOp(Op* op) {
+    Image* img = op->img;
+    const bool keep = (op->flags & wire::kFlagKeepPartial) != 0;
+    if (keep) {
+      if (::fsetxattr(img->fd, kStateXattr, "incomplete", 10, 0) != 0 && errno != ENOTSUP) {
+        return Done(op, errno);
+      }
+      if (cfg_.observer) cfg_.observer->OnReceiveEnded(img->name, img->dev, img->ino, false);
+    } else {
+      if (cfg_.observer) cfg_.observer->OnReceiveEnded(img->name, img->dev, img->ino, false);
+      // Unlink only if the name still refers to our file.
+      struct stat st {};
+      if (::fstatat(img->parent_fd, img->base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == img->dev &&
+          st.st_ino == img->ino) {
+        if (::unlinkat(img->parent_fd, img->base.c_str(), 0) != 0) {
+          spdlog::warn("peer server: abort {}: unlink: {}", img->name, ErrnoText(errno));
+        }
+      }
+    }
+    Done(op, 0);
+  }
+
+  Error DiskError(const Op* op, int err) const {
+    const Image* img = op->img;
+    std::string what;
+    switch (op->kind) {
+      case Op::Kind::kWrite:
+        what = "write of " + std::to_string(op->length) + " bytes at offset " + std::to_string(op->offset);
+        break;
+      case Op::Kind::kZero:
+        what = "zero range of " + std::to_string(op->length) + " bytes at offset " + std::to_string(op->offset);
+        break;
+      case Op::Kind::kResize:
+        what = "resize to " + std::to_string(op->length);
+        break;
+      case Op::Kind::kSync:
+        what = "fdatasync";
+        break;
+      case Op::Kind::kHash:
+        what = "read for hashing";
+        break;
+      case Op::Kind::kFinish:
+        what = "fsync";
+        break;
+      case Op::Kind::kAbort:
+        what = "abort";
+        break;
+    }
+    return MakeError(errc::kIo, what + " of " + img->name + " on the target: " + ErrnoText(err));
+  }
+
+  // An operation finished (err = 0 or an errno): answer it, release what waited for it.
+  void Done(Op* op, int err) {
+    Image* img = op->img;
+    std::vector<OrderEntry*> unblocked;
+    img->order.Complete(op, &unblocked);
+    for (OrderEntry* e : unblocked) ready_.push_back(static_cast<Op*>(e));
+    if (op->kind == Op::Kind::kWrite) buffered_bytes_ -= op->length;
+    live_.erase(op);
+    std::unique_ptr<Op> owned(op);
+    const uint32_t handle = img->handle;
+    if (err != 0) {
+      if (op->kind == Op::Kind::kFinish || op->kind == Op::Kind::kAbort) img->closing = false;  // may retry
+      SendError(op->request_id, DiskError(op, err));
+    } else if (op->kind == Op::Kind::kHash) {
+      SendAck(op->request_id, handle, hash_reply_);
+      hash_reply_.clear();
+    } else if (op->kind == Op::Kind::kFinish) {
+      if (::fremovexattr(img->fd, kStateXattr) != 0 && errno != ENODATA && errno != ENOTSUP) {
+        img->closing = false;
+        SendError(op->request_id, DiskError(op, errno));
+        return;
+      }
+      if (cfg_.observer) cfg_.observer->OnReceiveEnded(img->name, img->dev, img->ino, true);
+      CloseImage(img);
+      SendAck(op->request_id, handle);
+    } else if (op->kind == Op::Kind::kAbort) {
+      CloseImage(img);
+      SendAck(op->request_id, handle);
+    } else {
+      SendAck(op->request_id, handle);
+    }
+  }
+
+  void CloseImage(Image* img) {
+    if (cfg_.receiving) cfg_.receiving->Erase(img->dev, img->ino);
+    ::close(img->fd);
+    ::close(img->parent_fd);
+    images_.erase(img->handle);
+  }
+
+  int fd_;
+  const SessionConfig cfg_;
+  asio::io_context io_;
+  tcp::socket sock_;
+  asio::posix::stream_descriptor ev_;
+  asio::steady_timer linger_;
+  uint64_t ev_count_ = 0;
+
+  std::mutex mu_;  // guards phase_ and stop_requested_ against Stop()
+  Phase phase_ = Phase::kIdle;
+  bool stop_requested_ = false;
+
+  // Session thread only.
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  unsigned inflight_ = 0;
+  bool reading_ = false, paused_ = false, closing_ = false, shut_ = false, writing_ = false, pumping_ = false;
+  std::unique_ptr<uint8_t[]> rbuf_{new uint8_t[kReadChunk]};
+  FrameReader reader_;
+  uint8_t cur_raw_[wire::kHeaderSize] = {};
+  FrameHeader cur_hdr_;
+  std::unique_ptr<uint8_t[]> cur_buf_;
+  std::vector<std::string> out_, wbatch_;
+  std::vector<asio::const_buffer> wbufs_;
+  std::map<uint32_t, std::unique_ptr<Image>> images_;
+  uint32_t next_handle_ = 1;
+  std::unordered_set<Op*> live_;
+  std::deque<Op*> ready_;
+  uint64_t buffered_bytes_ = 0;
+  std::string hash_reply_;
+};
+
+ReceiveSession::ReceiveSession(int fd, const SessionConfig& cfg) : impl_(std::make_unique<Impl>(fd, cfg)) {}
+ReceiveSession::~ReceiveSession() = default;
+
+void ReceiveSession::Run() {
+  impl_->Run();
+  impl_->Cleanup();
+}
+
+void ReceiveSession::Stop() { impl_->Stop(); }
+
+}  // namespace migratefs::net

@@ -1,0 +1,76 @@
+// One authenticated peer connection on the receiving side (see peer_server.h).
+//
+// Threading: Run() is the session's own thread. It runs the handshake (blocking, with
+// a deadline), then an Asio loop that reads frames, answers them, and drives one
+// io_uring ring whose completions arrive through an eventfd. Stop() may be called from
+// any thread; Run() then returns after every in-flight disk operation completed.
+//
+// Per frame: the header is validated before any payload buffer is allocated, the
+// checksum before anything is acted on, and the request (handle, bounds, payload
+// length) before anything is written. Request errors get an Error frame and the
+// session goes on; protocol violations get an Error frame with request id 0 and end
+// the session. A session that ends keeps its partial files (marked receiving, for a
+// resume) and does not call ReceiveObserver::OnReceiveEnded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "net/peer_server.h"
+
+namespace migratefs::net {
+
+// Images currently open for receiving by any session of one server, so two sessions
+// never write the same file (the second OpenImage gets kBusy). Thread-safe.
+class ReceivingSet {
+ public:
+  bool Insert(dev_t dev, ino_t ino) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return set_.emplace(dev, ino).second;
+  }
+  void Erase(dev_t dev, ino_t ino) {
+    std::lock_guard<std::mutex> lk(mu_);
+    set_.erase({dev, ino});
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<std::pair<dev_t, ino_t>> set_;
+};
+
+struct SessionConfig {
+  int src_dirfd = -1;
+  std::string key;  // empty = insecure
+  ReceiveObserver* observer = nullptr;
+  ReceivingSet* receiving = nullptr;
+  std::chrono::milliseconds handshake_timeout{5000};
+  unsigned ring_depth = 64;                   // io_uring operations in flight (>= 8)
+  uint64_t max_buffered_bytes = 256ull << 20; // stop reading the socket above this
+  size_t max_pending_ops = 16384;             // ... or above this many queued operations
+  size_t max_images = 1024;                   // open images per session
+};
+
+class ReceiveSession {
+ public:
+  // Takes ownership of the connected socket `fd`.
+  ReceiveSession(int fd, const SessionConfig& cfg);
+  ~ReceiveSession();
+  ReceiveSession(const ReceiveSession&) = delete;
+  ReceiveSession& operator=(const ReceiveSession&) = delete;
+
+  void Run();
+  void Stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace migratefs::net
