@@ -10,11 +10,12 @@
 
 #include <atomic>
 #include <fstream>
+#include <latch>
 #include <thread>
 
 #include "migratefs/control_protocol.h"
 #include "net/control/fake_migration_service.h"
-#include "net/control/test_client.h"
+#include "net/control/control_client.h"
 
 namespace migratefs::control {
 namespace {
@@ -32,6 +33,21 @@ bool Eventually(Condition condition, std::chrono::milliseconds timeout = 5s) {
   }
   return condition();
 }
+
+// The answer to `request`, or null if there was none.
+json Ask(ControlClient& client, const json& request) {
+  auto answer = client.Call(request, 5s);
+  return answer.ok() ? answer.value() : json();
+}
+
+// The next line, or nullopt on close / timeout.
+std::optional<std::string> NextLine(ControlClient& client, std::chrono::milliseconds timeout = 5s) {
+  auto line = client.ReadLine(timeout);
+  if (!line.ok()) return std::nullopt;
+  return line.value();
+}
+
+bool Sent(ControlClient& client, std::string_view bytes) { return client.Send(bytes).ok(); }
 
 class ControlServerTest : public ::testing::Test {
  protected:
@@ -54,10 +70,10 @@ class ControlServerTest : public ::testing::Test {
     server_ = std::move(server.value());
   }
 
-  std::unique_ptr<TestClient> Connect() {
-    auto client = std::make_unique<TestClient>(path_);
-    EXPECT_TRUE(client->connected());
-    return client;
+  std::unique_ptr<ControlClient> Connect() {
+    auto client = ControlClient::Connect(path_);
+    EXPECT_TRUE(client.ok()) << client.error().message;
+    return client.ok() ? std::move(client.value()) : nullptr;
   }
 
   std::string dir_;
@@ -69,16 +85,16 @@ class ControlServerTest : public ::testing::Test {
 TEST_F(ControlServerTest, RoundTrip) {
   StartServer();
   auto client = Connect();
-  json started = client->Call(
+  json started = Ask(*client, 
       {{"op", "start"}, {"images", {"vm1.img"}}, {"target", "10.0.0.2:7000"}, {"req", 1}});
   EXPECT_EQ(started, json::parse(R"({"ok":true,"id":"m1","req":1})"));
-  EXPECT_EQ(client->Call({{"op", "set_network_limit"}, {"id", "m1"}, {"kbps", 20000}}),
+  EXPECT_EQ(Ask(*client, {{"op", "set_network_limit"}, {"id", "m1"}, {"kbps", 20000}}),
             json::parse(R"({"ok":true})"));
-  json progress = client->Call({{"op", "query_progress"}, {"id", "m1"}, {"what", "network"}});
+  json progress = Ask(*client, {{"op", "query_progress"}, {"id", "m1"}, {"what", "network"}});
   EXPECT_EQ(progress["ok"], true);
   EXPECT_EQ(progress["phase"], "bulk");
   EXPECT_EQ(progress["network_limit_kbps"], 20000);
-  json unknown = client->Call({{"op", "query_completion"}, {"id", "m9"}});
+  json unknown = Ask(*client, {{"op", "query_completion"}, {"id", "m9"}});
   EXPECT_EQ(unknown["ok"], false);
   EXPECT_EQ(unknown["error"]["code"], "unknown_id");
 }
@@ -91,7 +107,7 @@ TEST_F(ControlServerTest, SocketIsMode0600AndRemovedOnStop) {
   EXPECT_EQ(st.st_mode & 07777, 0600u);
   server_->Stop();
   EXPECT_NE(lstat(path_.c_str(), &st), 0);
-  EXPECT_FALSE(TestClient(path_).connected());
+  EXPECT_FALSE(ControlClient::Connect(path_).ok());
 }
 
 TEST_F(ControlServerTest, RefusesPathWithLiveServer) {
@@ -99,7 +115,7 @@ TEST_F(ControlServerTest, RefusesPathWithLiveServer) {
   auto second = ControlServer::Start(path_, &service_, {});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.error().code, errc::kBusy);
-  EXPECT_EQ(Connect()->Call({{"op", "list"}})["ok"], true);  // first one unharmed
+  EXPECT_EQ(Ask(*Connect(), {{"op", "list"}})["ok"], true);  // first one unharmed
 }
 
 TEST_F(ControlServerTest, ReplacesStaleSocketButNotOtherFiles) {
@@ -112,7 +128,7 @@ TEST_F(ControlServerTest, ReplacesStaleSocketButNotOtherFiles) {
     close(fd);
   }
   StartServer();
-  EXPECT_EQ(Connect()->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*Connect(), {{"op", "list"}})["ok"], true);
   server_.reset();
 
   std::ofstream(path_) << "precious";
@@ -128,13 +144,13 @@ TEST_F(ControlServerTest, ReplacesStaleSocketButNotOtherFiles) {
 TEST_F(ControlServerTest, CreatesMissingParentDirectory) {
   path_ = dir_ + "/sub/control.sock";
   StartServer();
-  EXPECT_EQ(Connect()->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*Connect(), {{"op", "list"}})["ok"], true);
 }
 
 TEST_F(ControlServerTest, PipelinedAnswersComeInOrder) {
   StartServer();
   auto client = Connect();
-  ASSERT_EQ(client->Call({{"op", "start"}, {"images", {"a"}}, {"target", "h:1"}})["id"], "m1");
+  ASSERT_EQ(Ask(*client, {{"op", "start"}, {"images", {"a"}}, {"target", "h:1"}})["id"], "m1");
   // Mix fast ops, a slow one (verify, on the worker pool) and errors in one write.
   std::string batch;
   for (int i = 0; i < 60; ++i) {
@@ -149,15 +165,15 @@ TEST_F(ControlServerTest, PipelinedAnswersComeInOrder) {
     batch += request.dump() + "\n";
   }
   batch += "\n  \n";  // blank lines are not requests
-  ASSERT_TRUE(client->Send(batch));
+  ASSERT_TRUE(Sent(*client, batch));
   for (int i = 0; i < 60; ++i) {
-    auto line = client->ReadLine();
+    auto line = NextLine(*client);
     ASSERT_TRUE(line) << i;
     json answer = json::parse(*line);
     EXPECT_EQ(answer["req"], i);
     EXPECT_EQ(answer["ok"], i % 4 != 2) << *line;
   }
-  EXPECT_EQ(client->Call({{"op", "list"}, {"req", "last"}})["req"], "last");
+  EXPECT_EQ(Ask(*client, {{"op", "list"}, {"req", "last"}})["req"], "last");
 }
 
 TEST_F(ControlServerTest, OverlongLineIsRefusedAndNothingCalled) {
@@ -165,8 +181,8 @@ TEST_F(ControlServerTest, OverlongLineIsRefusedAndNothingCalled) {
   auto client = Connect();
   std::string line = R"({"op":"set_network_limit","id":"m1","kbps":1,"pad":")" +
                      std::string(65 * 1024, 'x') + "\"}\n";
-  client->Send(line);  // the server may close before it has read everything
-  auto answer = client->ReadLine();
+  Sent(*client, line);  // the server may close before it has read everything
+  auto answer = NextLine(*client);
   ASSERT_TRUE(answer);
   EXPECT_EQ(json::parse(*answer)["error"]["code"], "too_large");
   EXPECT_TRUE(client->WaitForClose(2s));
@@ -176,8 +192,8 @@ TEST_F(ControlServerTest, OverlongLineIsRefusedAndNothingCalled) {
 TEST_F(ControlServerTest, OverlongLineWithoutNewlineIsRefused) {
   StartServer();
   auto client = Connect();
-  client->Send(std::string(kMaxRequestLineBytes + 10, '{'));
-  auto answer = client->ReadLine();
+  Sent(*client, std::string(kMaxRequestLineBytes + 10, '{'));
+  auto answer = NextLine(*client);
   ASSERT_TRUE(answer);
   EXPECT_EQ(json::parse(*answer)["error"]["code"], "too_large");
   EXPECT_TRUE(client->WaitForClose(2s));
@@ -190,8 +206,8 @@ TEST_F(ControlServerTest, BadRequestsChangeNothing) {
        {"garbage", "{\"op\":\"set_network_limit\",\"id\":\"m1\",\"kbps\":-5}",
         "{\"op\":\"set_disk_limit\",\"id\":\"m1\"}", "{\"op\":\"cancel\",\"id\":\"m1\",\"x\":1}",
         "[1,2]", "{\"op\":\"frobnicate\"}"}) {
-    ASSERT_TRUE(client->Send(std::string(line) + "\n"));
-    auto answer = client->ReadLine();
+    ASSERT_TRUE(Sent(*client, std::string(line) + "\n"));
+    auto answer = NextLine(*client);
     ASSERT_TRUE(answer) << line;
     json parsed = json::parse(*answer);
     EXPECT_EQ(parsed["ok"], false) << line;
@@ -199,7 +215,7 @@ TEST_F(ControlServerTest, BadRequestsChangeNothing) {
     EXPECT_TRUE(parsed["error"]["message"].is_string());
   }
   EXPECT_TRUE(service_.calls().empty());
-  EXPECT_EQ(client->Call({{"op", "list"}})["ok"], true);  // still served
+  EXPECT_EQ(Ask(*client, {{"op", "list"}})["ok"], true);  // still served
 }
 
 TEST_F(ControlServerTest, StalledHalfLineIsDroppedOthersUnaffected) {
@@ -207,17 +223,17 @@ TEST_F(ControlServerTest, StalledHalfLineIsDroppedOthersUnaffected) {
   options.line_timeout = 300ms;
   StartServer(options);
   auto staller = Connect();
-  ASSERT_TRUE(staller->Send(R"({"op":"set_disk_limit","id":"m1","kb)"));
+  ASSERT_TRUE(Sent(*staller, R"({"op":"set_disk_limit","id":"m1","kb)"));
   auto other = Connect();
   auto began = std::chrono::steady_clock::now();
   // The other client keeps working while the staller hangs.
   for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ(other->Call({{"op", "list"}})["ok"], true);
+    EXPECT_EQ(Ask(*other, {{"op", "list"}})["ok"], true);
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_TRUE(staller->WaitForClose(3s));
   EXPECT_GE(std::chrono::steady_clock::now() - began, 250ms);
-  EXPECT_EQ(other->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*other, {{"op", "list"}})["ok"], true);
   for (const std::string& call : service_.calls()) EXPECT_EQ(call, "List");
 }
 
@@ -228,7 +244,7 @@ TEST_F(ControlServerTest, TricklingBytesDoNotExtendTheLineTimeout) {
   auto client = Connect();
   bool closed = false;
   for (int i = 0; i < 40 && !closed; ++i) {  // one byte per 50 ms: 2 s if never dropped
-    closed = !client->Send("x");
+    closed = !Sent(*client, "x");
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_TRUE(closed || client->WaitForClose(500ms));
@@ -239,26 +255,26 @@ TEST_F(ControlServerTest, IdleConnectionIsClosedAfterIdleTimeout) {
   options.idle_timeout = 200ms;
   StartServer(options);
   auto client = Connect();
-  EXPECT_EQ(client->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*client, {{"op", "list"}})["ok"], true);
   EXPECT_TRUE(client->WaitForClose(3s));
 }
 
 TEST_F(ControlServerTest, SlowFinishDoesNotBlockOtherClients) {
   StartServer();
   auto first = Connect();
-  ASSERT_EQ(first->Call({{"op", "start"}, {"images", {"a"}}, {"target", "h:1"}})["id"], "m1");
+  ASSERT_EQ(Ask(*first, {{"op", "start"}, {"images", {"a"}}, {"target", "h:1"}})["id"], "m1");
   service_.BlockSlowCalls();
   auto finisher = Connect();
-  ASSERT_TRUE(finisher->Send(R"({"op":"finish","id":"m1"})" "\n"));
+  ASSERT_TRUE(Sent(*finisher, R"({"op":"finish","id":"m1"})" "\n"));
   auto verifier = Connect();
-  ASSERT_TRUE(verifier->Send(R"({"op":"verify","id":"m1"})" "\n"));
-  EXPECT_FALSE(finisher->ReadLine(100ms));  // still waiting on the service
-  EXPECT_EQ(first->Call({{"op", "status"}, {"id", "m1"}})["ok"], true);
+  ASSERT_TRUE(Sent(*verifier, R"({"op":"verify","id":"m1"})" "\n"));
+  EXPECT_FALSE(NextLine(*finisher, 100ms));  // still waiting on the service
+  EXPECT_EQ(Ask(*first, {{"op", "status"}, {"id", "m1"}})["ok"], true);
   service_.Unblock();
-  auto finished = finisher->ReadLine();
+  auto finished = NextLine(*finisher);
   ASSERT_TRUE(finished);
   EXPECT_EQ(json::parse(*finished)["ok"], true);
-  auto verified = verifier->ReadLine();
+  auto verified = NextLine(*verifier);
   ASSERT_TRUE(verified);
   EXPECT_EQ(json::parse(*verified)["identical"], true);
 }
@@ -273,28 +289,30 @@ TEST_F(ControlServerTest, ThousandClientsAtOnce) {
   constexpr int kClients = 1000;
   constexpr int kThreads = 8;
   std::atomic<int> answered{0}, refused_busy{0}, closed_cleanly{0}, broken{0};
+  std::latch all_connected(kThreads);  // so that all 1000 are open at the same time
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
-      std::vector<std::unique_ptr<TestClient>> clients;
+      std::vector<std::unique_ptr<ControlClient>> clients;
       for (int i = 0; i < kClients / kThreads; ++i) {
-        clients.push_back(std::make_unique<TestClient>(path_));
-      }
-      for (auto& client : clients) {
-        if (!client->connected()) {
+        auto client = ControlClient::Connect(path_);
+        if (client.ok()) {
+          clients.push_back(std::move(client.value()));
+        } else {
           ++broken;
-          continue;
         }
-        client->Send(R"({"op":"list"})" "\n");  // may fail: a refused client is closed
+      }
+      all_connected.arrive_and_wait();
+      for (auto& client : clients) {
+        Sent(*client, R"({"op":"list"})" "\n");  // may fail: a refused client is closed
       }
       for (auto& client : clients) {
-        if (!client->connected()) continue;
         auto line = client->ReadLine(10s);
-        if (!line) {
-          ++closed_cleanly;
+        if (!line.ok()) {
+          ++(line.error().code == ControlClient::kDisconnected ? closed_cleanly : broken);
           continue;
         }
-        json answer = json::parse(*line, nullptr, false);
+        json answer = json::parse(line.value(), nullptr, false);
         if (answer.is_object() && answer["ok"] == true) {
           ++answered;
         } else if (answer.is_object() && answer["error"]["code"] == "busy") {
@@ -307,18 +325,20 @@ TEST_F(ControlServerTest, ThousandClientsAtOnce) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(broken, 0);
-  EXPECT_EQ(answered + refused_busy + closed_cleanly, kClients);
+  EXPECT_EQ(answered + refused_busy + closed_cleanly, kClients)
+      << answered << " answered, " << refused_busy << " busy, " << closed_cleanly << " closed";
   EXPECT_GE(answered, 256);  // the first 256 of the burst are served
+  EXPECT_GT(refused_busy, 0);
   // All of them are gone now; the server keeps serving and frees every slot.
-  EXPECT_EQ(Connect()->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*Connect(), {{"op", "list"}})["ok"], true);
   EXPECT_TRUE(Eventually([&] { return server_->connection_count() == 0; }));
 }
 
 TEST_F(ControlServerTest, EventsAreStreamedInOrder) {
   StartServer();
   auto client = Connect();
-  ASSERT_TRUE(client->Send(R"({"op":"events","req":"ev"})" "\n"));
-  auto ack = client->ReadLine();
+  ASSERT_TRUE(Sent(*client, R"({"op":"events","req":"ev"})" "\n"));
+  auto ack = NextLine(*client);
   ASSERT_TRUE(ack);
   EXPECT_EQ(json::parse(*ack), json::parse(R"({"ok":true,"events":true,"req":"ev"})"));
   ASSERT_TRUE(Eventually([&] { return service_.subscriber_count() == 1; }));
@@ -327,7 +347,7 @@ TEST_F(ControlServerTest, EventsAreStreamedInOrder) {
     service_.Emit(Event{"m1", "phase", "dirty", "round " + std::to_string(i), 1.0 * i});
   }
   for (int i = 0; i < 200; ++i) {
-    auto line = client->ReadLine();
+    auto line = NextLine(*client);
     ASSERT_TRUE(line) << i;
     json event = json::parse(*line);
     EXPECT_EQ(event["event"], "phase");
@@ -343,8 +363,8 @@ TEST_F(ControlServerTest, SlowEventsReaderIsDroppedWithoutBlockingTheService) {
   options.max_queued_events = 8;
   StartServer(options);
   auto client = Connect();
-  ASSERT_TRUE(client->Send(R"({"op":"events"})" "\n"));
-  ASSERT_TRUE(client->ReadLine());
+  ASSERT_TRUE(Sent(*client, R"({"op":"events"})" "\n"));
+  ASSERT_TRUE(NextLine(*client));
   ASSERT_TRUE(Eventually([&] { return service_.subscriber_count() == 1; }));
 
   // The client reads nothing; the socket buffers fill and the queue overflows. Emit must
@@ -359,20 +379,20 @@ TEST_F(ControlServerTest, SlowEventsReaderIsDroppedWithoutBlockingTheService) {
 
   // What it reads now: some events, then the final error line, then the end.
   std::optional<std::string> last;
-  while (auto line = client->ReadLine(2s)) last = line;
+  while (auto line = NextLine(*client, 2s)) last = line;
   ASSERT_TRUE(last);
   EXPECT_EQ(json::parse(*last)["error"]["code"], "too_large");
 
   // Other clients never noticed.
-  EXPECT_EQ(Connect()->Call({{"op", "list"}})["ok"], true);
+  EXPECT_EQ(Ask(*Connect(), {{"op", "list"}})["ok"], true);
 }
 
 TEST_F(ControlServerTest, StopClosesEverything) {
   StartServer();
   auto plain = Connect();
   auto events = Connect();
-  ASSERT_TRUE(events->Send(R"({"op":"events"})" "\n"));
-  ASSERT_TRUE(events->ReadLine());
+  ASSERT_TRUE(Sent(*events, R"({"op":"events"})" "\n"));
+  ASSERT_TRUE(NextLine(*events));
   server_->Stop();
   EXPECT_TRUE(plain->WaitForClose(2s));
   EXPECT_TRUE(events->WaitForClose(2s));
