@@ -51,14 +51,22 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  std::ofstream csv;  // opened first: a bad path must not cost a whole run
+  if (!csv_path.empty()) {
+    csv.open(csv_path);
+    if (!csv) {
+      std::cerr << "migratefs-sim: cannot write " << csv_path << "\n";
+      return 1;
+    }
+  }
+
   sim::RunOptions options;
   options.keep_series = !csv_path.empty();
   sim::Results results = sim::Simulate(scenario, options);
 
   if (!csv_path.empty()) {
-    std::ofstream out(csv_path);
-    sim::WriteCsv(results, out);
-    if (!out.flush()) {
+    sim::WriteCsv(results, csv);
+    if (!csv.flush()) {
       std::cerr << "migratefs-sim: cannot write " << csv_path << "\n";
       return 1;
     }

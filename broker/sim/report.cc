@@ -15,6 +15,7 @@ std::string ToJson(const Results& r) {
   j["tasks"] = r.tasks;
   j["tasks_completed"] = r.tasks_completed;
   j["missed_deadlines"] = r.missed_deadlines;
+  j["important"] = {{"tasks", r.important_tasks}, {"missed_deadlines", r.important_missed}};
   j["sla_violation_periods"] = r.sla_violation_periods;
   j["hot_periods_crossed"] = r.hot_periods_crossed;
   j["migration_time_s"] = {{"mean", r.migration_time_s.mean}, {"p50", r.migration_time_s.p50},
@@ -35,7 +36,7 @@ std::string ToText(const Results& r) {
   char buf[1024];
   std::snprintf(buf, sizeof(buf),
                 "policy %s, seed %llu, load %.1f%%, deadline %.0f s, %llu machines\n"
-                "tasks %llu (completed %llu, missed deadline %llu)\n"
+                "tasks %llu (completed %llu, missed deadline %llu; important %llu, missed %llu)\n"
                 "SLA violation periods %llu (hot machine-periods crossed %llu)\n"
                 "migration time s: mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n"
                 "bytes moved %.4g, network-limited %.0f task-s, disk-limited %.0f task-s\n"
@@ -46,6 +47,8 @@ std::string ToText(const Results& r) {
                 static_cast<unsigned long long>(r.tasks),
                 static_cast<unsigned long long>(r.tasks_completed),
                 static_cast<unsigned long long>(r.missed_deadlines),
+                static_cast<unsigned long long>(r.important_tasks),
+                static_cast<unsigned long long>(r.important_missed),
                 static_cast<unsigned long long>(r.sla_violation_periods),
                 static_cast<unsigned long long>(r.hot_periods_crossed),
                 r.migration_time_s.mean, r.migration_time_s.p50, r.migration_time_s.p90,

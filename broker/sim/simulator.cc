@@ -160,6 +160,7 @@ void Simulation::Arrive(uint64_t i, double now) {
   tasks_.push_back(t);
   active_.push_back(static_cast<uint32_t>(tasks_.size() - 1));
   ++r_.tasks;
+  if (t.important) ++r_.important_tasks;
 }
 
 void Simulation::Decide(Task& t, double now) {
@@ -331,7 +332,10 @@ void Simulation::Complete(Task& t) {
   t.phase = Phase::kDone;
   ++r_.tasks_completed;
   migration_times_.push_back(t.done_s - t.arrival_s);
-  if (t.done_s > t.deadline_s + kEps) ++r_.missed_deadlines;
+  if (t.done_s > t.deadline_s + kEps) {
+    ++r_.missed_deadlines;
+    if (t.important) ++r_.important_missed;
+  }
 }
 
 Summary Summarize(std::vector<double> v) {
@@ -394,8 +398,11 @@ Results Simulation::Run() {
     ++tick_;
   }
   ClosePeriod(period_index_);
+  for (uint32_t i : active_) {  // never finished: missed
+    ++r_.missed_deadlines;
+    if (tasks_[i].important) ++r_.important_missed;
+  }
   r_.simulated_s = static_cast<double>(tick_) * s_.tick_s;
-  r_.missed_deadlines += r_.tasks - r_.tasks_completed;  // never finished: missed
   r_.migration_time_s = Summarize(std::move(migration_times_));
   return std::move(r_);
 }

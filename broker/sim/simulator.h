@@ -53,6 +53,8 @@ struct Results {
   uint64_t tasks = 0;               // tasks that arrived
   uint64_t tasks_completed = 0;
   uint64_t missed_deadlines = 0;    // completed late, or not completed at the end
+  uint64_t important_tasks = 0;     // of `tasks`, marked important
+  uint64_t important_missed = 0;    // of `missed_deadlines`, important
   uint64_t sla_violation_periods = 0;
   uint64_t hot_periods_crossed = 0; // (machine, period) in shortage carrying migrations
   Summary migration_time_s;         // arrival to completion, completed tasks
