@@ -1,0 +1,62 @@
+#include "fs/fs.h"
+
+#include "fs/ops.h"
+
+namespace migratefs::fs {
+
+Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout)
+    : opts_(opts), timeout_(timeout), inodes_(src_dirfd, &hooks_) {
+  inodes_.set_timeout(timeout);
+}
+
+const fuse_lowlevel_ops& LowLevelOps() {
+  // POSIX byte-range locks (getlk/setlk) are deliberately absent: without them the
+  // kernel keeps fcntl/OFD locks on the mount itself, with correct per-owner
+  // semantics. Forwarding them would make the daemon the owner of every lock (one
+  // process holds all backing fds), merging unrelated callers' locks. flock locks
+  // belong to an open file description, which maps 1:1 onto our per-open backing
+  // fd, so those are forwarded and are visible to users of SRC too.
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o{};
+    o.init = OpInit;
+    o.destroy = OpDestroy;
+    o.lookup = OpLookup;
+    o.forget = OpForget;
+    o.forget_multi = OpForgetMulti;
+    o.getattr = OpGetattr;
+    o.setattr = OpSetattr;
+    o.readlink = OpReadlink;
+    o.mknod = OpMknod;
+    o.mkdir = OpMkdir;
+    o.symlink = OpSymlink;
+    o.unlink = OpUnlink;
+    o.rmdir = OpRmdir;
+    o.rename = OpRename;
+    o.link = OpLink;
+    o.open = OpOpen;
+    o.create = OpCreate;
+    o.read = OpRead;
+    o.write_buf = OpWriteBuf;
+    o.flush = OpFlush;
+    o.release = OpRelease;
+    o.fsync = OpFsync;
+    o.opendir = OpOpendir;
+    o.readdir = OpReaddir;
+    o.readdirplus = OpReaddirplus;
+    o.releasedir = OpReleasedir;
+    o.fsyncdir = OpFsyncdir;
+    o.statfs = OpStatfs;
+    o.setxattr = OpSetxattr;
+    o.getxattr = OpGetxattr;
+    o.listxattr = OpListxattr;
+    o.removexattr = OpRemovexattr;
+    o.flock = OpFlock;
+    o.fallocate = OpFallocate;
+    o.copy_file_range = OpCopyFileRange;
+    o.lseek = OpLseek;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace migratefs::fs

@@ -1,0 +1,55 @@
+// The file system object shared by all FUSE operations (fuse_req_userdata), and the
+// small helpers every op_*.cc uses.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <memory>
+
+#include "fs/hook_registry.h"
+#include "fs/inode.h"
+#include "migratefs/mount_options.h"
+
+namespace migratefs::fs {
+
+class Fs {
+ public:
+  // Takes ownership of src_dirfd (O_PATH | O_DIRECTORY on SRC, opened before mount).
+  Fs(const MountOptions& opts, int src_dirfd, double timeout);
+
+  static Fs& Of(fuse_req_t req) { return *static_cast<Fs*>(fuse_req_userdata(req)); }
+
+  const MountOptions& options() const { return opts_; }
+  InodeTable& inodes() { return inodes_; }
+  HookRegistryImpl& hooks() { return hooks_; }
+  double timeout() const { return timeout_; }
+  // True when the kernel granted the writeback cache at INIT.
+  bool writeback() const { return writeback_; }
+  void set_writeback(bool on) { writeback_ = on; }
+  // Payload of one WRITE / READ, from INIT: sizes the per-thread aligned buffers.
+  size_t max_io() const { return max_io_; }
+  void set_max_io(size_t n) { max_io_ = n; }
+  // Set once INIT has been answered (read by the read-ahead tuner).
+  bool initialized() const { return initialized_.load(); }
+  void set_initialized() { initialized_.store(true); }
+
+ private:
+  MountOptions opts_;
+  double timeout_;
+  HookRegistryImpl hooks_;
+  InodeTable inodes_;
+  bool writeback_ = false;
+  size_t max_io_ = 1 << 20;
+  std::atomic<bool> initialized_{false};
+};
+
+// The operations table handed to fuse_session_new().
+const fuse_lowlevel_ops& LowLevelOps();
+
+inline Inode& InodeOf(fuse_req_t req, fuse_ino_t ino) { return Fs::Of(req).inodes().Get(ino); }
+
+// Replies with errno `err` (0 = success for ops whose success reply is empty).
+inline void ReplyErr(fuse_req_t req, int err) { fuse_reply_err(req, err); }
+
+}  // namespace migratefs::fs

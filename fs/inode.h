@@ -1,0 +1,78 @@
+// The inode table: one Inode per backing (st_dev, st_ino), holding an O_PATH fd.
+//
+// FUSE node ids are Inode addresses (the root is FUSE_ROOT_ID). The kernel counts
+// every entry we hand out (lookup, create, mkdir, readdirplus, ...) and gives the
+// count back with FORGET; an Inode lives until that count drops to zero. Holding an
+// O_PATH fd keeps the backing inode alive, so its number cannot be reused by the
+// backing file system while we still map it.
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "fs/hook_registry.h"
+
+namespace migratefs::fs {
+
+struct Inode {
+  Inode(int fd, dev_t dev, ino_t ino, mode_t mode) : fd(fd), dev(dev), ino(ino), type(mode & S_IFMT) {}
+  ~Inode();
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  const int fd;  // O_PATH | O_NOFOLLOW
+  const dev_t dev;
+  const ino_t ino;
+  const mode_t type;  // S_IFMT bits; a backing inode never changes type
+  HookCell hook{nullptr};
+  uint64_t nlookup = 0;  // guarded by InodeTable's lock
+
+  // "/proc/self/fd/N": reopens the file with real access modes (O_PATH fds allow
+  // neither read nor write) and serves calls that have no fd-based form.
+  std::string ProcPath() const { return "/proc/self/fd/" + std::to_string(fd); }
+};
+
+class InodeTable : public HookCellIndex {
+ public:
+  // Takes ownership of root_fd (O_PATH | O_DIRECTORY on SRC).
+  InodeTable(int root_fd, HookRegistryImpl* hooks);
+  ~InodeTable() override;
+
+  Inode& Root() { return *root_; }
+  Inode& Get(fuse_ino_t id) { return id == FUSE_ROOT_ID ? *root_ : *reinterpret_cast<Inode*>(id); }
+  fuse_ino_t IdOf(const Inode& in) const {
+    return &in == root_.get() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&in);
+  }
+
+  // Looks `name` up in `parent` and counts one kernel reference on the result.
+  // Returns 0 and fills e (ino, attr), or a positive errno.
+  int Lookup(Inode& parent, const char* name, fuse_entry_param* e);
+  // Same, for an O_PATH fd the caller already opened (consumed: adopted or closed).
+  int Adopt(int fd, fuse_entry_param* e);
+  // Drops n kernel references; the inode is freed at zero.
+  void Forget(fuse_ino_t id, uint64_t n);
+  size_t Size();
+
+  void Locked(dev_t dev, ino_t ino, const std::function<void(HookCell* cell)>& fn) override;
+
+  void set_timeout(double t) { timeout_ = t; }
+
+ private:
+  struct KeyHash {
+    size_t operator()(const std::pair<dev_t, ino_t>& k) const { return k.second * 31 + k.first; }
+  };
+  std::unique_ptr<Inode> root_;
+  HookRegistryImpl* hooks_;
+  double timeout_ = 1.0;
+  std::mutex mu_;
+  std::unordered_map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>, KeyHash> map_;
+};
+
+}  // namespace migratefs::fs

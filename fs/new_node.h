@@ -1,0 +1,17 @@
+// Shared tail of mknod, mkdir and symlink: create as the caller, then reply with the
+// new entry.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <functional>
+
+#include "fs/inode.h"
+
+namespace migratefs::fs {
+
+// Runs make(parent_dirfd) under the caller's identity (creds.h); it returns 0 or a
+// positive errno. On success replies with the looked-up entry.
+void MakeNodeAndReply(fuse_req_t req, Inode& parent, const char* name, const std::function<int(int)>& make);
+
+}  // namespace migratefs::fs

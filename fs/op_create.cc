@@ -1,0 +1,65 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "fs/creds.h"
+#include "fs/fs.h"
+#include "fs/open_file.h"
+#include "fs/ops.h"
+
+namespace migratefs::fs {
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  Fs& fs = Fs::Of(req);
+  Inode& dir = InodeOf(req, parent);
+  int flags = BackingFlags(fs, fi->flags);
+  // Create as the caller (ownership, set-gid directories: see creds.h) with the
+  // caller's own access mode, so the backing permission check matches the kernel's.
+  // O_NOFOLLOW: a symlink planted in SRC must not redirect the create outside it.
+  int caller_open = (fi->flags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  int fd;
+  {
+    CallerIdentity as_caller(req);
+    if (as_caller.error() != 0) return ReplyErr(req, as_caller.error());
+    fd = openat(dir.fd, name, caller_open, mode);
+  }
+  if (fd < 0) return ReplyErr(req, errno);
+  std::string self = "/proc/self/fd/" + std::to_string(fd);
+  if ((flags & (O_ACCMODE | O_APPEND)) != (fi->flags & (O_ACCMODE | O_APPEND))) {
+    // The writeback cache needs O_RDWR and no O_APPEND (open_file.h); reopen as root,
+    // the caller's right to open the file is established.
+    int upgraded = open(self.c_str(), flags);
+    if (upgraded < 0) {
+      int err = errno;
+      close(fd);
+      return ReplyErr(req, err);
+    }
+    close(fd);
+    fd = upgraded;
+    self = "/proc/self/fd/" + std::to_string(fd);
+  }
+  fuse_entry_param e;
+  int path_fd = open(self.c_str(), O_PATH | O_CLOEXEC);
+  int err = path_fd < 0 ? errno : fs.inodes().Adopt(path_fd, &e);
+  if (err != 0) {
+    close(fd);
+    return ReplyErr(req, err);
+  }
+  Inode& in = fs.inodes().Get(e.ino);
+  // O_CREAT without O_EXCL may have opened a file that already existed (and that a
+  // hook watches).
+  if ((err = FinishWriteOpen(in, fd, fi->flags)) != 0) {
+    close(fd);
+    fs.inodes().Forget(e.ino, 1);
+    return ReplyErr(req, err);
+  }
+  File* f = AttachFile(in, fd, flags, fi);
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    delete f;
+    fs.inodes().Forget(e.ino, 1);
+  }
+}
+
+}  // namespace migratefs::fs

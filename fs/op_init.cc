@@ -1,0 +1,47 @@
+#include "fs/fs.h"
+#include "fs/ops.h"
+
+#include <spdlog/spdlog.h>
+
+namespace migratefs::fs {
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  Fs& fs = *static_cast<Fs*>(userdata);
+  const MountOptions& o = fs.options();
+
+  // Hooks get the bytes of every write, so the WRITE payload must arrive in memory:
+  // with SPLICE_READ libfuse may hand us a pipe instead. Splicing replies (WRITE/
+  // MOVE) measured no faster on small machines (research/fuse-perf.md) and costs a
+  // pipe per thread, so it stays off too.
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+
+  // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE.
+  conn->max_write = 1 << 20;
+  fs.set_max_io(conn->max_write);
+
+  // The writeback cache lets the kernel absorb small buffered writes and send them
+  // as large WRITEs later; it is the single biggest buffered-write win. The kernel
+  // then also does read-modify-write on pages of write-only opens (see op_open.cc).
+  if (o.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    fs.set_writeback(true);
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    fs.set_writeback(false);
+  }
+
+  // Async requests in flight (readahead, async direct I/O, writeback). The kernel's
+  // default of 12 throttles qd16 workloads.
+  conn->max_background = o.max_background;
+  conn->congestion_threshold = o.max_background * 3 / 4;
+  if (conn->congestion_threshold == 0) conn->congestion_threshold = 1;
+
+  conn->time_gran = 1;
+  fs.set_initialized();
+  spdlog::debug("FUSE init: proto {}.{}, writeback_cache={}, max_write={}, max_background={}", conn->proto_major,
+                conn->proto_minor, fs.writeback(), conn->max_write, conn->max_background);
+}
+
+void OpDestroy(void* userdata) {}
+
+}  // namespace migratefs::fs

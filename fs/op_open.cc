@@ -1,0 +1,30 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "fs/fs.h"
+#include "fs/open_file.h"
+#include "fs/ops.h"
+
+namespace migratefs::fs {
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Fs& fs = Fs::Of(req);
+  Inode& in = InodeOf(req, ino);
+  int flags = BackingFlags(fs, fi->flags);
+  // Permission was checked by the kernel (default_permissions) for the caller; we
+  // reopen as root through /proc because O_PATH fds cannot be read or written.
+  int fd = open(in.ProcPath().c_str(), flags);
+  if (fd < 0) return ReplyErr(req, errno);
+  if (OpensForWrite(fi->flags)) {
+    if (int err = FinishWriteOpen(in, fd, fi->flags)) {
+      close(fd);
+      return ReplyErr(req, err);
+    }
+  }
+  File* f = AttachFile(in, fd, flags, fi);
+  if (fuse_reply_open(req, fi) != 0) delete f;  // the caller was interrupted and is gone
+}
+
+}  // namespace migratefs::fs

@@ -1,0 +1,62 @@
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+
+#include "fs/fs.h"
+#include "fs/ops.h"
+
+namespace migratefs::fs {
+namespace {
+
+// f*xattr() refuses O_PATH fds; the /proc/self/fd path reaches the same inode. On a
+// symlink that path would be followed, so symlinks (which cannot carry user.*
+// attributes anyway) are answered here.
+bool Symlink(const Inode& in) { return in.type == S_IFLNK; }
+
+// size 0 asks for the size; otherwise reply with the bytes.
+template <typename Call>
+void ReplySized(fuse_req_t req, size_t size, Call call) {
+  if (size == 0) {
+    ssize_t n = call(nullptr, 0);
+    if (n < 0) return ReplyErr(req, errno);
+    fuse_reply_xattr(req, n);
+    return;
+  }
+  std::unique_ptr<char[]> buf(new char[size]);
+  ssize_t n = call(buf.get(), size);
+  if (n < 0) return ReplyErr(req, errno);
+  fuse_reply_buf(req, buf.get(), n);
+}
+
+}  // namespace
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Inode& in = InodeOf(req, ino);
+  if (Symlink(in)) return ReplyErr(req, ENODATA);
+  std::string path = in.ProcPath();
+  ReplySized(req, size, [&](char* b, size_t s) { return getxattr(path.c_str(), name, b, s); });
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Inode& in = InodeOf(req, ino);
+  if (Symlink(in)) return size == 0 ? (void)fuse_reply_xattr(req, 0) : (void)fuse_reply_buf(req, nullptr, 0);
+  std::string path = in.ProcPath();
+  ReplySized(req, size, [&](char* b, size_t s) { return listxattr(path.c_str(), b, s); });
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  Inode& in = InodeOf(req, ino);
+  if (Symlink(in)) return ReplyErr(req, EPERM);
+  ReplyErr(req, setxattr(in.ProcPath().c_str(), name, value, size, flags) < 0 ? errno : 0);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Inode& in = InodeOf(req, ino);
+  if (Symlink(in)) return ReplyErr(req, ENODATA);
+  ReplyErr(req, removexattr(in.ProcPath().c_str(), name) < 0 ? errno : 0);
+}
+
+}  // namespace migratefs::fs

@@ -1,0 +1,109 @@
+#include "fs/options.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace migratefs::fs {
+namespace {
+
+Result<CommandLine> Parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "migratefs");
+  return ParseCommandLine(static_cast<int>(args.size()), args.data());
+}
+
+TEST(Options, Defaults) {
+  auto r = Parse({"/src", "/mnt"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const MountOptions& o = r.value().opts;
+  EXPECT_EQ(o.source, "/src");
+  EXPECT_EQ(o.mountpoint, "/mnt");
+  EXPECT_FALSE(o.foreground);
+  EXPECT_TRUE(o.writeback_cache);
+  EXPECT_EQ(o.block_size, 512u * 1024);
+  EXPECT_EQ(o.max_threads, 32u);
+  EXPECT_EQ(o.max_background, 64u);
+}
+
+TEST(Options, AllNamedOptions) {
+  auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
+                  "block_size=1M,allow_other,nowriteback,max_threads=8,max_background=128,fsname=imgs,timeout=2.5"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const CommandLine& cl = r.value();
+  EXPECT_EQ(cl.opts.control, "/run/c.sock");
+  EXPECT_EQ(cl.opts.listen, "0.0.0.0:7000");
+  EXPECT_EQ(cl.opts.keyfile, "/k");
+  EXPECT_EQ(cl.opts.block_size, 1u << 20);
+  EXPECT_TRUE(cl.opts.allow_other);
+  EXPECT_FALSE(cl.opts.writeback_cache);
+  EXPECT_EQ(cl.opts.max_threads, 8u);
+  EXPECT_EQ(cl.opts.max_background, 128u);
+  EXPECT_TRUE(cl.opts.foreground);
+  EXPECT_EQ(cl.fsname, "imgs");
+  EXPECT_DOUBLE_EQ(cl.timeout, 2.5);
+}
+
+TEST(Options, ConcatenatedDashO) {
+  auto r = Parse({"/src", "/mnt", "-oinsecure,listen=:1"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r.value().opts.insecure);
+}
+
+TEST(Options, FstabGenericOptions) {
+  auto r = Parse({"/src", "/mnt", "-o", "rw,nofail,noauto,_netdev,defaults,dev,suid,exec,x-systemd.automount,relatime"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  // Kernel flags are passed on, fstab-only ones are dropped.
+  EXPECT_EQ(r.value().mount_flags, (std::vector<std::string>{"rw", "dev", "suid", "exec"}));
+}
+
+TEST(Options, DebugImpliesForeground) {
+  auto r = Parse({"-d", "/src", "/mnt"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.value().opts.foreground);
+}
+
+TEST(Options, Rejects) {
+  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
+           {"/src", "/mnt", "-o", "bogus"},
+           {"/src", "/mnt", "-o", "block_size=3000"},
+           {"/src", "/mnt", "-o", "block_size=2048"},
+           {"/src", "/mnt", "-o", "block_size=128M"},
+           {"/src", "/mnt", "-o", "block_size=abc"},
+           {"/src", "/mnt", "-o", "max_threads=0"},
+           {"/src", "/mnt", "-o", "control"},
+           {"/src", "/mnt", "-o", "allow_other=1"},
+           {"/src", "/mnt", "-o", "listen=:7000"},
+           {"/src", "/mnt", "-o"},
+           {"/src", "/mnt", "-x"},
+           {"/src"},
+           {"/src", "/mnt", "/extra"},
+       }) {
+    auto r = Parse(bad);
+    EXPECT_FALSE(r.ok()) << bad.back();
+    if (!r.ok()) {
+      EXPECT_FALSE(r.error().message.empty());
+    }
+  }
+}
+
+TEST(Options, ListenNeedsKeyOrInsecure) {
+  auto r = Parse({"/src", "/mnt", "-o", "listen=:7000"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("keyfile"), std::string::npos);
+  EXPECT_TRUE(Parse({"/src", "/mnt", "-o", "listen=:7000,keyfile=/k"}).ok());
+  EXPECT_TRUE(Parse({"/src", "/mnt", "-o", "listen=:7000,insecure"}).ok());
+}
+
+TEST(Options, UnknownOptionIsNamed) {
+  auto r = Parse({"/src", "/mnt", "-o", "rw,frobnicate=3"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("frobnicate"), std::string::npos);
+}
+
+TEST(Options, HelpAndVersionNeedNoPaths) {
+  EXPECT_TRUE(Parse({"--help"}).value().help);
+  EXPECT_TRUE(Parse({"-V"}).value().version);
+}
+
+}  // namespace
+}  // namespace migratefs::fs
