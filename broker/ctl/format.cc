@@ -1,0 +1,198 @@
+#include "broker/ctl/format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+#include "migratefs/migration_service.h"
+
+namespace migratefs::ctl {
+
+using nlohmann::json;
+
+namespace {
+
+// Lenient field access: the daemon may be newer or older than this tool.
+double Number(const json& object, const char* key, double if_absent = 0) {
+  if (!object.is_object()) return if_absent;
+  auto it = object.find(key);
+  return it != object.end() && it->is_number() ? it->get<double>() : if_absent;
+}
+
+std::string Text(const json& object, const char* key) {
+  if (!object.is_object()) return "";
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+const json& Member(const json& object, const char* key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::string Printf(const char* format, double value) {
+  char buffer[64];
+  snprintf(buffer, sizeof(buffer), format, value);
+  return buffer;
+}
+
+// value in base units -> "1.5 M<unit>"-style text with decimal prefixes.
+std::string Scaled(double value, const char* const* units, int unit_count) {
+  int unit = 0;
+  while (std::fabs(value) >= 1000 && unit + 1 < unit_count) {
+    value /= 1000;
+    ++unit;
+  }
+  const char* format = unit == 0 || value >= 100 ? "%.0f " : value >= 10 ? "%.1f " : "%.2f ";
+  return Printf(format, value) + units[unit];
+}
+
+bool CompletedPhase(const std::string& phase) {
+  return phase == phase::kMirror || phase == phase::kFinished;
+}
+
+std::string Pad(std::string text, size_t width) {
+  if (text.size() < width) text.append(width - text.size(), ' ');
+  return text;
+}
+
+}  // namespace
+
+std::string FormatRate(double kbps) {
+  static const char* const kUnits[] = {"KB/s", "MB/s", "GB/s", "TB/s"};
+  return Scaled(kbps, kUnits, 4);
+}
+
+std::string FormatLimit(uint64_t kbps) {
+  return kbps == 0 ? "none" : FormatRate(static_cast<double>(kbps));
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+  return Scaled(static_cast<double>(bytes), kUnits, 6);
+}
+
+std::string FormatEta(double seconds) {
+  if (seconds < 0 || !std::isfinite(seconds)) return "-";
+  auto total = static_cast<uint64_t>(std::llround(seconds));
+  char buffer[64];
+  if (total < 60) {
+    snprintf(buffer, sizeof(buffer), "%llus", static_cast<unsigned long long>(total));
+  } else if (total < 3600) {
+    snprintf(buffer, sizeof(buffer), "%llum%02llus", static_cast<unsigned long long>(total / 60),
+             static_cast<unsigned long long>(total % 60));
+  } else {
+    snprintf(buffer, sizeof(buffer), "%lluh%02llum",
+             static_cast<unsigned long long>(total / 3600),
+             static_cast<unsigned long long>(total % 3600 / 60));
+  }
+  return buffer;
+}
+
+bool IsTerminalPhase(const std::string& phase) {
+  return phase == phase::kFinished || phase == phase::kFailed || phase == phase::kCancelled;
+}
+
+double PercentDone(const json& migration) {
+  const json& progress = Member(migration, "progress");
+  if (CompletedPhase(Text(progress, "phase"))) return 100;
+  double total = Number(progress, "bytes_total");
+  if (total <= 0) return 0;
+  double left = std::clamp(Number(progress, "bytes_left"), 0.0, total);
+  return 100 * (total - left) / total;
+}
+
+std::string ProgressBar(double percent, int width) {
+  int filled = static_cast<int>(std::clamp(percent, 0.0, 100.0) / 100 * width + 0.5);
+  return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+}
+
+std::string SummaryLine(const json& migration) {
+  const json& progress = Member(migration, "progress");
+  std::string phase = Text(progress, "phase");
+  std::string line = Pad(Text(migration, "id"), 6) + Pad(phase, 11) +
+                     Pad(Printf("%5.1f%%", PercentDone(migration)), 8) +
+                     Pad(FormatRate(Number(progress, "network_kbps")), 11) + "ETA " +
+                     Pad(FormatEta(Number(progress, "eta_s", -1)), 8) + "dirty " +
+                     std::to_string(static_cast<uint64_t>(Number(progress, "dirty_blocks"))) +
+                     " blocks";
+  std::string reason = Text(progress, "pause_reason");
+  if (!reason.empty()) line += " (" + reason + ")";
+  return line;
+}
+
+std::string IdOf(const json& migration) { return Text(migration, "id"); }
+
+std::string PhaseOf(const json& migration) { return Text(Member(migration, "progress"), "phase"); }
+
+std::string BarLine(const json& migration, int bar_width) {
+  const json& progress = Member(migration, "progress");
+  double percent = PercentDone(migration);
+  std::string line = Text(migration, "id") + " " + ProgressBar(percent, bar_width) + " " +
+                     Printf("%5.1f%%", percent) + "  " + Pad(Text(progress, "phase"), 10) +
+                     FormatRate(Number(progress, "network_kbps")) + "  ETA " +
+                     FormatEta(Number(progress, "eta_s", -1));
+  std::string reason = Text(progress, "pause_reason");
+  if (!reason.empty()) line += "  (" + reason + ")";
+  return line;
+}
+
+std::string ProgressBlock(const json& p) {
+  std::string out;
+  auto row = [&out](const char* key, const std::string& value) {
+    out += Pad(std::string(key) + ":", 16) + value + "\n";
+  };
+  row("phase", Text(p, "phase"));
+  if (!Text(p, "pause_reason").empty()) row("reason", Text(p, "pause_reason"));
+  if (p.contains("kbps")) row("rate", FormatRate(Number(p, "kbps")));
+  row("network rate", FormatRate(Number(p, "network_kbps")));
+  row("disk rate", FormatRate(Number(p, "disk_kbps")));
+  row("sent", FormatBytes(static_cast<uint64_t>(Number(p, "bytes_sent"))) + " of " +
+                  FormatBytes(static_cast<uint64_t>(Number(p, "bytes_total"))));
+  row("left", FormatBytes(static_cast<uint64_t>(Number(p, "bytes_left"))) + " in " +
+                  std::to_string(static_cast<uint64_t>(Number(p, "blocks_left"))) + " blocks");
+  row("dirty", std::to_string(static_cast<uint64_t>(Number(p, "dirty_blocks"))) +
+                   " blocks, dirtied at " + FormatRate(Number(p, "dirty_kbps")));
+  row("ETA", FormatEta(Number(p, "eta_s", -1)));
+  row("network limit", FormatLimit(static_cast<uint64_t>(Number(p, "network_limit_kbps"))));
+  row("disk limit", FormatLimit(static_cast<uint64_t>(Number(p, "disk_limit_kbps"))));
+  return out;
+}
+
+std::string MigrationTable(const json& migrations) {
+  if (!migrations.is_array() || migrations.empty()) return "no migrations\n";
+  std::string out = Pad("ID", 6) + Pad("PHASE", 11) + Pad("DONE", 8) + Pad("NET RATE", 11) +
+                    Pad("ETA", 12) + Pad("TARGET", 22) + "IMAGES\n";
+  for (const json& m : migrations) {
+    const json& progress = Member(m, "progress");
+    std::string images;
+    for (const json& image : Member(m, "images")) {
+      if (image.is_string()) images += (images.empty() ? "" : ",") + image.get<std::string>();
+    }
+    out += Pad(Text(m, "id"), 6) + Pad(Text(progress, "phase"), 11) +
+           Pad(Printf("%5.1f%%", PercentDone(m)), 8) +
+           Pad(FormatRate(Number(progress, "network_kbps")), 11) +
+           Pad(FormatEta(Number(progress, "eta_s", -1)), 12) + Pad(Text(m, "target"), 22) +
+           images + "\n";
+  }
+  return out;
+}
+
+std::string EventText(const json& event) {
+  auto seconds = static_cast<time_t>(Number(event, "time"));
+  char when[32] = "";
+  struct tm local;
+  if (localtime_r(&seconds, &local) != nullptr) {
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &local);
+  }
+  std::string line = std::string(when) + " " + Text(event, "id") + " " + Text(event, "event") +
+                     " -> " + Text(event, "phase");
+  std::string detail = Text(event, "detail");
+  if (!detail.empty()) line += ": " + detail;
+  return line;
+}
+
+}  // namespace migratefs::ctl

@@ -1,0 +1,256 @@
+// migratectl: the operator's command line for a migratefs daemon's control socket.
+// Usage and exit codes: net/control/README.md ("migratectl") and exit_codes.h.
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "broker/ctl/exit_codes.h"
+#include "broker/ctl/format.h"
+#include "broker/ctl/runner.h"
+#include "broker/ctl/watch.h"
+#include "migratefs/control_protocol.h"
+#include "migratefs/defaults.h"
+
+namespace migratefs::ctl {
+namespace {
+
+using nlohmann::json;
+
+// Human printers: what a successful answer looks like on a terminal.
+
+HumanPrinter PrintLine(std::string text) {
+  return [text = std::move(text)](const json&) {
+    std::cout << text << "\n";
+    return kExitOk;
+  };
+}
+
+int PrintVerify(const std::string& id, const json& answer) {
+  uint64_t blocks = answer.value("blocks_compared", uint64_t{0});
+  if (answer.value("identical", false)) {
+    std::cout << id << ": identical (" << blocks << " blocks compared)\n";
+    return kExitOk;
+  }
+  const json& ranges = answer.contains("mismatches") ? answer["mismatches"] : json::array();
+  std::cout << id << ": DIFFERENT: " << ranges.size() << " mismatching ranges in " << blocks
+            << " blocks compared\n";
+  for (const json& r : ranges) {
+    if (!r.is_object()) continue;
+    std::cout << "  " << r.value("image", "?") << "  offset " << r.value("offset", uint64_t{0})
+              << "  length " << r.value("length", uint64_t{0}) << "\n";
+  }
+  return kExitBadOutcome;
+}
+
+int PrintStatus(const json& answer) {
+  if (answer.contains("id")) {  // one migration
+    std::cout << "id:             " << IdOf(answer) << "\n";
+    std::cout << "target:         " << answer.value("target", "") << "\n";
+    std::string images;
+    for (const json& image : answer.value("images", json::array())) {
+      if (image.is_string()) images += (images.empty() ? "" : " ") + image.get<std::string>();
+    }
+    std::cout << "images:         " << images << "\n";
+    std::cout << "completed:      " << (answer.value("completed", false) ? "yes" : "no") << "\n";
+    std::cout << ProgressBlock(answer.value("progress", json::object()));
+    return kExitOk;
+  }
+  std::cout << "migratefs " << answer.value("version", "?") << "\n"
+            << MigrationTable(answer.value("migrations", json::array()));
+  return kExitOk;
+}
+
+// Rates on the command line: digits only. CLI11 alone would wrap "-5" around into a huge
+// uint64_t; the daemon still judges the range.
+CLI::Validator WholeKbps() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        bool digits = !text.empty() && text.size() <= 19 &&
+                      text.find_first_not_of("0123456789") == std::string::npos;
+        return digits ? "" : "must be a whole number of KB/s (0 = no limit), got " + text;
+      },
+      "KB/s");
+}
+
+CLI::Validator Seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        double value = std::strtod(text.c_str(), &end);
+        bool good = !text.empty() && *end == '\0' && value >= 0 && value < 1e9;
+        return good ? "" : "must be a number of seconds >= 0, got " + text;
+      },
+      "");
+}
+
+// The subcommands and what they collect.
+struct Arguments {
+  std::vector<std::string> images;
+  std::string target;
+  uint64_t network_kbps = 0;
+  uint64_t disk_kbps = 0;
+  std::string id;
+  uint64_t kbps = 0;
+  std::string what = "network";
+  bool keep_partial = false;
+  std::vector<std::string> ids;
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app{"migratectl: control a migratefs daemon (live migration of VM disk images)"};
+  app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 ok; 1 the daemon answered an error (code and message on stderr);\n"
+      "2 usage error; 3 cannot connect to the socket; 4 connection lost or no answer in\n"
+      "time (the request may have been carried out); 5 verify found differences, or a\n"
+      "watched migration failed or was cancelled.");
+
+  GlobalOptions global;
+  global.socket = kDefaultControlSocket;
+  double timeout_s = 0;
+  app.add_option("--socket", global.socket, "the daemon's control socket")
+      ->envname("MIGRATECTL_SOCKET")
+      ->capture_default_str();
+  app.add_flag("--json", global.json, "print the daemon's JSON answers verbatim");
+  CLI::Option* timeout_option =
+      app.add_option("--timeout", timeout_s,
+                     "seconds to wait for an answer; 0 = forever (default: 10, and forever "
+                     "for finish and verify)")
+          ->check(Seconds());
+
+  Arguments args;
+  auto id_arg = [&args](CLI::App* sub) {
+    sub->add_option("ID", args.id, "migration id, as start printed it")->required();
+  };
+
+  CLI::App* start = app.add_subcommand("start", "start migrating one VM's images; prints the id");
+  start->add_option("IMAGE", args.images, "image names relative to the served directory")
+      ->required();
+  start->add_option("--target", args.target, "the peer daemon's HOST:PORT")->required();
+  start->add_option("--network-kbps", args.network_kbps, "initial network limit, KB/s (0 = none)")
+      ->check(WholeKbps());
+  start->add_option("--disk-kbps", args.disk_kbps, "initial disk-write limit, KB/s (0 = none)")
+      ->check(WholeKbps());
+
+  CLI::App* set_net = app.add_subcommand("set-network-limit", "limit the migration's sending rate");
+  CLI::App* set_disk = app.add_subcommand("set-disk-limit", "limit the VM's write rate");
+  for (CLI::App* sub : {set_net, set_disk}) {
+    id_arg(sub);
+    sub->add_option("KBPS", args.kbps, "KB/s (1 KB = 1000 bytes); 0 removes the limit")
+        ->required()
+        ->check(WholeKbps());
+  }
+
+  CLI::App* progress = app.add_subcommand("progress", "rates, phase, data left, ETA");
+  id_arg(progress);
+  progress->add_option("--what", args.what, "which rate \"rate\" reports")
+      ->check(CLI::IsMember({"network", "disk"}))
+      ->capture_default_str();
+
+  CLI::App* completion =
+      app.add_subcommand("completion", "whether every block is on the target (phase 3)");
+  id_arg(completion);
+  CLI::App* finish = app.add_subcommand(
+      "finish", "after the hypervisor's last sync: flush, stop mirroring, fence the source");
+  id_arg(finish);
+  CLI::App* cancel = app.add_subcommand("cancel", "stop; the source stays untouched");
+  id_arg(cancel);
+  cancel->add_flag("--keep-partial", args.keep_partial,
+                   "keep the target's partial copy (marked incomplete) instead of removing it");
+  CLI::App* verify = app.add_subcommand("verify", "compare block hashes of both copies");
+  id_arg(verify);
+  CLI::App* release =
+      app.add_subcommand("release", "lift the fence of a finished migration's source copy");
+  id_arg(release);
+  CLI::App* list = app.add_subcommand("list", "every migration of this daemon");
+  CLI::App* status = app.add_subcommand("status", "the daemon, or one migration in detail");
+  status->add_option("ID", args.id, "migration id");
+  CLI::App* events = app.add_subcommand("events", "stream phase changes, pauses, failures");
+  CLI::App* watch = app.add_subcommand("watch", "progress bars until the migrations end");
+  watch->add_option("ID", args.ids, "migration ids (default: all)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help, or the error and a hint
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (timeout_option->count() > 0) global.timeout_s = timeout_s;
+
+  const std::string& id = args.id;
+  auto request = [&](const char* op) { return json{{"op", op}, {"id", id}}; };
+
+  if (start->parsed()) {
+    json r = {{"op", op::kStart}, {"images", args.images}, {"target", args.target}};
+    if (args.network_kbps) r["network_kbps"] = args.network_kbps;
+    if (args.disk_kbps) r["disk_kbps"] = args.disk_kbps;
+    return RunRequest(global, r, false, [](const json& answer) {
+      std::cout << IdOf(answer) << "\n";
+      return kExitOk;
+    });
+  }
+  if (set_net->parsed() || set_disk->parsed()) {
+    bool net = set_net->parsed();
+    json r = request(net ? op::kSetNetworkLimit : op::kSetDiskLimit);
+    r["kbps"] = args.kbps;
+    return RunRequest(global, r, false,
+                      PrintLine(id + ": " + (net ? "network" : "disk") + " limit " +
+                                FormatLimit(args.kbps)));
+  }
+  if (progress->parsed()) {
+    json r = request(op::kQueryProgress);
+    r["what"] = args.what;
+    return RunRequest(global, r, false, [](const json& answer) {
+      std::cout << ProgressBlock(answer);
+      return kExitOk;
+    });
+  }
+  if (completion->parsed()) {
+    return RunRequest(global, request(op::kQueryCompletion), false, [&](const json& answer) {
+      std::cout << id << ": " << (answer.value("completed", false) ? "completed" : "not completed")
+                << "\n";
+      return kExitOk;
+    });
+  }
+  if (finish->parsed()) {
+    return RunRequest(global, request(op::kFinish), true,
+                      PrintLine(id + ": finished; the source copy is fenced until "
+                                     "`migratectl release " + id + "`"));
+  }
+  if (cancel->parsed()) {
+    json r = request(op::kCancel);
+    if (args.keep_partial) r["keep_partial"] = true;
+    return RunRequest(global, r, false,
+                      PrintLine(id + ": cancelled" +
+                                (args.keep_partial ? " (target's partial copy kept)" : "")));
+  }
+  if (verify->parsed()) {
+    return RunRequest(global, request(op::kVerify), true,
+                      [&](const json& answer) { return PrintVerify(id, answer); });
+  }
+  if (release->parsed()) {
+    return RunRequest(global, request(op::kRelease), false, PrintLine(id + ": released"));
+  }
+  if (list->parsed()) {
+    return RunRequest(global, {{"op", op::kList}}, false, [](const json& answer) {
+      std::cout << MigrationTable(answer.value("migrations", json::array()));
+      return kExitOk;
+    });
+  }
+  if (status->parsed()) {
+    json r = {{"op", op::kStatus}};
+    if (!id.empty()) r["id"] = id;
+    return RunRequest(global, r, false, PrintStatus);
+  }
+  if (events->parsed()) return RunEvents(global);
+  if (watch->parsed()) return RunWatch(global, args.ids);
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace migratefs::ctl
+
+int main(int argc, char** argv) { return migratefs::ctl::Main(argc, argv); }

@@ -1,0 +1,266 @@
+// Runs the migratectl binary against a real control server backed by the fake service.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "broker/ctl/exit_codes.h"
+#include "net/control/control_server.h"
+#include "net/control/fake_migration_service.h"
+
+namespace migratefs::ctl {
+namespace {
+
+using control::ControlServer;
+using control::FakeMigrationService;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+class MigratectlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/migratectl-test.XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    socket_ = dir_ + "/control.sock";
+    auto server = ControlServer::Start(socket_, &service_, {});
+    ASSERT_TRUE(server.ok()) << server.error().message;
+    server_ = std::move(server.value());
+  }
+
+  void TearDown() override {
+    server_.reset();
+    std::string command = "rm -rf '" + dir_ + "'";
+    (void)system(command.c_str());
+  }
+
+  // Starts migratectl --socket <ours> `args`, stdout and stderr to files.
+  pid_t Spawn(const std::vector<std::string>& args, bool with_socket = true) {
+    std::vector<std::string> argv = {MIGRATECTL_PATH};
+    if (with_socket) argv.insert(argv.end(), {"--socket", socket_});
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out = dir_ + "/out", err = dir_ + "/err";
+    pid_t pid = fork();
+    if (pid == 0) {
+      int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(out_fd, STDOUT_FILENO);
+      dup2(err_fd, STDERR_FILENO);
+      std::vector<char*> raw;
+      for (std::string& arg : argv) raw.push_back(arg.data());
+      raw.push_back(nullptr);
+      execv(raw[0], raw.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Waits for `pid` (killing it after `timeout`) and collects its output.
+  Outcome Collect(pid_t pid, std::chrono::seconds timeout = 20s) {
+    Outcome outcome;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ADD_FAILURE() << "migratectl did not exit in time";
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    outcome.out = ReadFile(dir_ + "/out");
+    outcome.err = ReadFile(dir_ + "/err");
+    return outcome;
+  }
+
+  Outcome Run(const std::vector<std::string>& args) { return Collect(Spawn(args)); }
+
+  std::string StartOne() {
+    Outcome started = Run({"start", "vm1.img", "--target", "10.0.0.2:7000"});
+    EXPECT_EQ(started.exit_code, kExitOk) << started.err;
+    return started.out.substr(0, started.out.find('\n'));
+  }
+
+  std::string dir_;
+  std::string socket_;
+  FakeMigrationService service_;
+  std::unique_ptr<ControlServer> server_;
+};
+
+TEST_F(MigratectlTest, StartPrintsTheId) {
+  Outcome o = Run({"start", "vm1.img", "vm1-data.img", "--target", "10.0.0.2:7000",
+                   "--network-kbps", "20000"});
+  EXPECT_EQ(o.exit_code, kExitOk) << o.err;
+  EXPECT_EQ(o.out, "m1\n");
+  EXPECT_EQ(service_.calls().at(0), "Start vm1.img,vm1-data.img -> 10.0.0.2:7000 net=20000 disk=0");
+}
+
+TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
+  std::string id = StartOne();
+  ASSERT_EQ(id, "m1");
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"set-network-limit", id, "20000"},
+           {"set-disk-limit", id, "0"},
+           {"progress", id, "--what", "disk"},
+           {"completion", id},
+           {"verify", id},
+           {"finish", id},
+           {"release", id},
+           {"cancel", id, "--keep-partial"},
+           {"list"},
+           {"status", id},
+           {"status"}}) {
+    Outcome o = Run(args);
+    EXPECT_EQ(o.exit_code, kExitOk) << args[0] << ": " << o.err;
+    EXPECT_FALSE(o.out.empty()) << args[0];
+  }
+  EXPECT_EQ(service_.calls(),
+            (std::vector<std::string>{
+                "Start vm1.img -> 10.0.0.2:7000 net=0 disk=0", "SetNetworkLimit m1 20000",
+                "SetDiskLimit m1 0", "QueryProgress m1 disk", "QueryCompletion m1", "Verify m1",
+                "Finish m1", "Release m1", "Cancel m1 keep_partial", "List", "GetStatus m1",
+                "List"}));
+}
+
+TEST_F(MigratectlTest, JsonPrintsTheAnswerVerbatim) {
+  StartOne();
+  Outcome o = Run({"--json", "list"});
+  ASSERT_EQ(o.exit_code, kExitOk) << o.err;
+  json answer = json::parse(o.out);
+  EXPECT_EQ(answer["ok"], true);
+  EXPECT_EQ(answer["migrations"][0]["id"], "m1");
+
+  Outcome failed = Run({"--json", "finish", "m9"});
+  EXPECT_EQ(failed.exit_code, kExitDaemonError);
+  EXPECT_EQ(json::parse(failed.out)["error"]["code"], "unknown_id");
+}
+
+TEST_F(MigratectlTest, DaemonErrorIsExit1WithCodeOnStderr) {
+  Outcome o = Run({"finish", "m9"});
+  EXPECT_EQ(o.exit_code, kExitDaemonError);
+  EXPECT_NE(o.err.find("unknown_id"), std::string::npos) << o.err;
+  EXPECT_TRUE(o.out.empty());
+  Outcome escape = Run({"start", "../etc/shadow", "--target", "h:1"});
+  EXPECT_EQ(escape.exit_code, kExitDaemonError);
+  EXPECT_NE(escape.err.find("bad_name"), std::string::npos) << escape.err;
+}
+
+TEST_F(MigratectlTest, UsageErrorsAreExit2AndSendNothing) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {},
+           {"frobnicate"},
+           {"start", "vm1.img"},
+           {"set-network-limit", "m1"},
+           {"set-network-limit", "m1", "-5"},
+           {"set-disk-limit", "m1", "fast"},
+           {"progress", "m1", "--what", "cpu"},
+           {"--timeout", "-1", "list"}}) {
+    Outcome o = Run(args);
+    EXPECT_EQ(o.exit_code, kExitUsage) << (args.empty() ? "(none)" : args[0]) << ": " << o.err;
+  }
+  EXPECT_TRUE(service_.calls().empty());
+  EXPECT_EQ(Run({"--help"}).exit_code, kExitOk);
+}
+
+TEST_F(MigratectlTest, NoDaemonIsExit3) {
+  Outcome o = Collect(Spawn({"--socket", dir_ + "/nobody.sock", "list"}, false));
+  EXPECT_EQ(o.exit_code, kExitCannotConnect);
+  EXPECT_NE(o.err.find("nobody.sock"), std::string::npos) << o.err;
+}
+
+TEST_F(MigratectlTest, NoAnswerInTimeIsExit4) {
+  std::string id = StartOne();
+  service_.BlockSlowCalls();
+  Outcome o = Run({"--timeout", "0.3", "finish", id});
+  service_.Unblock();
+  EXPECT_EQ(o.exit_code, kExitNoAnswer) << o.err;
+}
+
+TEST_F(MigratectlTest, VerifyDifferencesAreExit5) {
+  std::string id = StartOne();
+  service_.SetVerifyReport({false, 16, {{"vm1.img", 1048576, 524288}}});
+  Outcome o = Run({"verify", id});
+  EXPECT_EQ(o.exit_code, kExitBadOutcome);
+  EXPECT_NE(o.out.find("offset 1048576"), std::string::npos) << o.out;
+}
+
+Progress Step(const char* phase, uint64_t left) {
+  Progress p;
+  p.phase = phase;
+  p.bytes_total = 1000000;
+  p.bytes_left = left;
+  p.network_kbps = 12345;
+  p.eta_s = 80;
+  return p;
+}
+
+TEST_F(MigratectlTest, WatchPrintsPlainLinesWhenNotATerminal) {
+  std::string id = StartOne();
+  service_.ScriptProgress(id, {Step("bulk", 600000), Step("mirror", 0), Step("finished", 0)});
+  Outcome o = Run({"watch"});
+  EXPECT_EQ(o.exit_code, kExitOk) << o.err;
+  EXPECT_EQ(o.out.find('\x1b'), std::string::npos) << "ANSI codes in non-TTY output";
+  std::vector<std::string> lines;
+  std::stringstream stream(o.out);
+  for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << o.out;
+  EXPECT_NE(lines[0].find("bulk"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("40.0%"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("12.3 MB/s"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("1m20s"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[2].find("finished"), std::string::npos) << lines[2];
+}
+
+TEST_F(MigratectlTest, WatchOfAFailedMigrationIsExit5) {
+  std::string id = StartOne();
+  service_.ScriptProgress(id, {Step("failed", 1000)});
+  EXPECT_EQ(Run({"watch", id}).exit_code, kExitBadOutcome);
+  EXPECT_EQ(Run({"watch", "m42"}).exit_code, kExitDaemonError);
+}
+
+TEST_F(MigratectlTest, EventsStreamUntilTheDaemonGoesAway) {
+  pid_t pid = Spawn({"--json", "events"});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (service_.subscriber_count() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(service_.subscriber_count(), 1u);
+  service_.Emit(Event{"m1", "phase", "dirty", "bulk done", 1e9});
+  service_.Emit(Event{"m1", "completed", "mirror", "", 1e9 + 1});
+  std::this_thread::sleep_for(200ms);
+  server_->Stop();
+  Outcome o = Collect(pid);
+  EXPECT_EQ(o.exit_code, kExitNoAnswer);
+  std::stringstream stream(o.out);
+  std::string first, second;
+  std::getline(stream, first);
+  std::getline(stream, second);
+  EXPECT_EQ(json::parse(first)["event"], "phase");
+  EXPECT_EQ(json::parse(second)["event"], "completed");
+}
+
+}  // namespace
+}  // namespace migratefs::ctl
