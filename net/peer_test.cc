@@ -2,15 +2,27 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <unistd.h>
 
 #include <atomic>
 #include <thread>
 
+#include "net/fd_io.h"
+#include "net/frame.h"
+#include "net/handshake.h"
 #include "net/peer_client.h"
 #include "net/peer_server.h"
 #include "net/peer_test_util.h"
+#include "net/receive_session.h"
 
 namespace migratefs::net {
 namespace {
@@ -100,6 +112,618 @@ TEST_F(PeerTest, WrongKeyIsRefused) {
   auto c = Connect("wrong-key");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, errc::kAuthFailed) << c.error().message;
+}
+
+
+TEST_F(PeerTest, ZeroResizeHashAndSparseness) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  const uint64_t size = 64ull * kBlock;  // 32 MiB, mostly holes
+  auto img = c->OpenImage("disk.raw", size, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  const std::string a = Pattern(kBlock, 11), b = Pattern(kBlock, 12);
+  ASSERT_TRUE(SendDataSync(*c, h, 0, a).ok());
+  ASSERT_TRUE(SendDataSync(*c, h, 1 * kBlock, b).ok());
+  ASSERT_TRUE(SendDataSync(*c, h, 40ull * kBlock, a).ok());
+  // Zero the second block again: it must read back as zeros and become a hole.
+  ASSERT_TRUE(SendZeroSync(*c, h, 1 * kBlock, kBlock).ok());
+  ASSERT_TRUE(SendSyncSync(*c, h).ok());
+
+  const std::string path = dir_ / "disk.raw";
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, 3ull * kBlock) << "target is not sparse";
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::lseek(fd, 0, SEEK_HOLE), static_cast<off_t>(kBlock));
+  EXPECT_EQ(::lseek(fd, kBlock, SEEK_DATA), static_cast<off_t>(40ull * kBlock));
+  ::close(fd);
+
+  // Hashes: data blocks match HashBlock of the bytes; holes, zeroed blocks and blocks
+  // past EOF hash like zeros.
+  auto hashes = c->HashBlocks(h, 0, 66);
+  ASSERT_TRUE(hashes.ok()) << hashes.error().message;
+  ASSERT_EQ(hashes.value().size(), 66u);
+  const std::string zeros(kBlock, '\0');
+  EXPECT_EQ(hashes.value()[0], HashBlock(a.data(), a.size()));
+  EXPECT_EQ(hashes.value()[1], HashBlock(zeros.data(), zeros.size()));
+  EXPECT_EQ(hashes.value()[2], HashBlock(nullptr, 0));
+  EXPECT_EQ(hashes.value()[40], HashBlock(a.data(), a.size()));
+  EXPECT_EQ(hashes.value()[65], HashBlock(zeros.data(), zeros.size()));
+
+  // Shrink to 1.5 blocks, then grow back: the tail reads as zeros.
+  ASSERT_TRUE(SendResizeSync(*c, h, kBlock + kBlock / 2).ok());
+  ASSERT_TRUE(SendResizeSync(*c, h, 2 * kBlock).ok());
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  EXPECT_EQ(ReadFileBytes(path), a + std::string(kBlock, '\0'));
+}
+
+// 1000 overlapping writes of distinct patterns and lengths, sent without waiting in
+// rounds of 20; after each round (a sync is the barrier) the file must equal applying
+// them in arrival order. Checking every round, not just the end, means a reordering
+// anywhere shows up, not only one that no later write happened to cover.
+void OverlappingWrites(PeerClient& c, const std::string& path) {
+  auto img = c.OpenImage("ow.img", 1 << 16, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  std::string expect(1 << 16, '\0');
+  std::atomic<int> acked{0}, failed{0};
+  int bad_rounds = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int j = 0; j < 20; ++j) {
+      const int i = round * 20 + j;
+      const uint64_t off = static_cast<uint64_t>((i * 1237) % 32768);
+      const std::string data = Pattern(4096 + static_cast<size_t>(i % 3) * 4096, static_cast<uint32_t>(1000 + i));
+      expect.replace(off, data.size(), data);
+      c.SendData(h, off, data.data(), static_cast<uint32_t>(data.size()), [&](const Status& st) {
+        if (!st.ok()) ++failed;
+        ++acked;
+      });
+    }
+    ASSERT_TRUE(SendSyncSync(c, h).ok());  // a barrier: every earlier write completed
+    if (ReadFileBytes(path) != expect) ++bad_rounds;
+  }
+  EXPECT_EQ(acked.load(), 1000);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(bad_rounds, 0) << "an older write landed after a newer one";
+  ASSERT_TRUE(c.FinishImage(h).ok());
+  EXPECT_TRUE(ReadFileBytes(path) == expect);
+}
+
+TEST_F(PeerTest, OverlappingWritesApplyInArrivalOrder) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  OverlappingWrites(*c, dir_ / "ow.img");
+}
+
+// One connection served by a ReceiveSession whose disk batches are submitted in
+// reverse: without the ordering rules the result would be wrong.
+TEST_F(PeerTest, OverlappingWritesOrderedEvenWithReversedSubmission) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  socklen_t al = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &al);
+  ReceivingSet receiving;
+  std::thread srv([&] {
+    const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    SessionConfig cfg;
+    cfg.src_dirfd = dirfd_;
+    cfg.key = "k";
+    cfg.receiving = &receiving;
+    cfg.test_reverse_batches = true;
+    ReceiveSession session(fd, cfg);
+    session.Run();
+  });
+  {
+    PeerClientOptions o;
+    o.target = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    o.key = "k";
+    auto c = PeerClient::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    OverlappingWrites(*c.value(), dir_ / "ow.img");
+  }
+  srv.join();
+  ::close(lfd);
+}
+
+TEST_F(PeerTest, ResumeKeepsPartialCopyAndAbortVariants) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("r.img", 2 * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const std::string a = Pattern(kBlock, 3);
+  ASSERT_TRUE(SendDataSync(*c, img.value().handle, 0, a).ok());
+  ASSERT_TRUE(c->AbortImage(img.value().handle, /*keep_partial=*/true).ok());
+  EXPECT_EQ(StateXattr("r.img"), "incomplete");
+  // The handle is gone.
+  EXPECT_FALSE(SendDataSync(*c, img.value().handle, 0, a).ok());
+
+  auto again = c->OpenImage("r.img", 2 * kBlock, kBlock, /*resume=*/true);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again.value().existed);
+  EXPECT_EQ(again.value().target_size, 2ull * kBlock);
+  EXPECT_EQ(StateXattr("r.img"), "receiving");
+  auto hashes = c->HashBlocks(again.value().handle, 0, 2);
+  ASSERT_TRUE(hashes.ok());
+  EXPECT_EQ(hashes.value()[0], HashBlock(a.data(), a.size()));
+  ASSERT_TRUE(c->AbortImage(again.value().handle, /*keep_partial=*/false).ok());
+  EXPECT_FALSE(Exists(dir_ / "r.img"));
+
+  auto ev = observer_.events();
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_EQ(ev[1].what, "ended");
+  EXPECT_FALSE(ev[1].complete);
+  EXPECT_EQ(ev[3].what, "ended");
+  EXPECT_FALSE(ev[3].complete);
+
+  // Without resume an existing file is truncated first.
+  {
+    std::ofstream(dir_ / "t.img") << "old contents";
+  }
+  auto t = c->OpenImage("t.img", 100, kBlock, false);
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t.value().existed);
+  EXPECT_EQ(t.value().target_size, 12u);
+  ASSERT_TRUE(c->FinishImage(t.value().handle).ok());
+  EXPECT_EQ(ReadFileBytes(dir_ / "t.img"), std::string(100, '\0'));
+}
+
+TEST_F(PeerTest, AuthFailuresCreateNothing) {
+  StartServer("right-key");
+  for (const std::string& key : {std::string("wrong-key"), std::string("")}) {
+    auto c = Connect(key);
+    ASSERT_FALSE(c.ok()) << "key '" << key << "'";
+    EXPECT_EQ(c.error().code, errc::kAuthFailed) << c.error().message;
+  }
+  server_.reset();
+  StartServer("", /*insecure=*/true);
+  auto c = Connect("some-key");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, errc::kAuthFailed) << c.error().message;
+  auto ok = Connect("");  // insecure <-> insecure works
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.path()));
+  EXPECT_TRUE(observer_.events().empty());
+}
+
+TEST_F(PeerTest, ServerWithoutKeyNeedsInsecure) {
+  PeerServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.src_dirfd = dirfd_;
+  auto s = PeerServer::Start(o, &observer_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, errc::kInvalidArgument);
+}
+
+TEST_F(PeerTest, BadNamesAreRefusedAndNothingIsCreated) {
+  // The served directory is dir_/served; dir_ holds an outside file and a symlink trap.
+  TempDir outside;
+  ASSERT_EQ(::mkdir((dir_ / "served").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir_ / "served/sub").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(outside.path().c_str(), (dir_ / "served/escape").c_str()), 0);
+  ASSERT_EQ(::symlink("/etc/passwd", (dir_ / "served/link.img").c_str()), 0);
+  ::close(dirfd_);
+  dirfd_ = ::open((dir_ / "served").c_str(), O_RDONLY | O_DIRECTORY);
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+
+  // The client validates too; talk to the server with names the client would refuse
+  // by checking both layers: client-side first.
+  for (const char* n : {"../x", "/etc/evil", "", "a//b", "./x", "sub/../../x"}) {
+    auto r = c->OpenImage(n, 4096, kBlock, false);
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.error().code, errc::kBadName) << n;
+  }
+  // Names that are lexically fine but resolve through symlinks.
+  for (const char* n : {"escape/x.img", "link.img"}) {
+    auto r = c->OpenImage(n, 4096, kBlock, false);
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.error().code, errc::kBadName) << n << ": " << r.error().message;
+  }
+  auto missing = c->OpenImage("nodir/x.img", 4096, kBlock, false);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, errc::kNotFound);
+  auto dir = c->OpenImage("sub", 4096, kBlock, false);
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.error().code, errc::kBadName);
+  EXPECT_TRUE(c->alive());
+  // A valid name in an existing subdirectory still works on the same connection.
+  auto ok = c->OpenImage("sub/x.img", 4096, kBlock, false);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+
+  EXPECT_TRUE(std::filesystem::is_empty(outside.path()));
+  EXPECT_EQ(ReadFileBytes("/etc/passwd").find(std::string(4096, '\0')), std::string::npos);
+  EXPECT_FALSE(Exists(dir_ / "x"));
+  EXPECT_FALSE(Exists(dir_ / "served/nodir"));
+  EXPECT_EQ(observer_.events().size(), 1u);
+}
+
+TEST_F(PeerTest, SameImageFromTwoConnectionsIsBusy) {
+  StartServer();
+  auto c1 = MustConnect();
+  auto c2 = MustConnect();
+  ASSERT_TRUE(c1 && c2);
+  auto a = c1->OpenImage("shared.img", 4096, kBlock, false);
+  ASSERT_TRUE(a.ok());
+  auto b = c2->OpenImage("shared.img", 4096, kBlock, true);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code, errc::kBusy);
+  ASSERT_TRUE(c1->FinishImage(a.value().handle).ok());
+  auto c = c2->OpenImage("shared.img", 4096, kBlock, true);
+  EXPECT_TRUE(c.ok());
+}
+
+TEST_F(PeerTest, RequestErrorsDoNotKillTheConnection) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  Status st = SendDataSync(*c, 999, 0, "x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, errc::kInvalidArgument);
+  auto img = c->OpenImage("e.img", 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  st = SendZeroSync(*c, img.value().handle, wire::kMaxImageSize, 4096);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, errc::kInvalidArgument);
+  st = SendResizeSync(*c, img.value().handle, wire::kMaxImageSize + 1);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(c->alive());
+  EXPECT_TRUE(SendDataSync(*c, img.value().handle, 0, "fine").ok());
+}
+
+// ---- a raw peer that speaks the protocol by hand ----
+
+int RawConnect(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+
+Deadline Soon() { return std::chrono::steady_clock::now() + std::chrono::seconds(3); }
+
+TEST_F(PeerTest, HugeLengthAfterHandshakeDropsConnection) {
+  StartServer();
+  const int fd = RawConnect(server_->port());
+  ASSERT_TRUE(RunClientHandshake(fd, "sekrit-key", Soon()).ok());
+  // Open an image properly first, so there is something a write could hit.
+  FrameHeader h;
+  h.type = wire::FrameType::kOpenImage;
+  h.request_id = 1;
+  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "raw.img"}));
+  ASSERT_TRUE(WriteAllFd(fd, f.data(), f.size(), Soon()).ok());
+  auto ack = ReadFrameFd(fd, Soon());
+  ASSERT_TRUE(ack.ok());
+  ASSERT_EQ(ack.value().header.type, wire::FrameType::kAck);
+  // A data frame claiming a 4 GiB payload (and length), then some bytes.
+  h = FrameHeader{};
+  h.type = wire::FrameType::kData;
+  h.request_id = 2;
+  h.handle = ack.value().header.handle;
+  h.length = 0xFFFFFFFFull;
+  uint8_t raw[wire::kHeaderSize];
+  h.payload_len = 0;
+  EncodeHeader(h, nullptr, raw);
+  PutLe32(raw + 32, 0xFFFFFFFFu);
+  ASSERT_TRUE(WriteAllFd(fd, raw, sizeof raw, Soon()).ok());
+  const std::string junk(1 << 16, 'J');
+  (void)WriteAllFd(fd, junk.data(), junk.size(), Soon());
+  auto err = ReadFrameFd(fd, Soon());
+  ASSERT_TRUE(err.ok()) << err.error().message;
+  EXPECT_EQ(err.value().header.type, wire::FrameType::kError);
+  EXPECT_EQ(err.value().header.request_id, 0u);
+  Error e = DecodeErrorPayload(err.value().payload.data(), err.value().payload.size());
+  EXPECT_EQ(e.code, errc::kTooLarge);
+  // Then the server closes.
+  char b;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(ReadAllFd(fd, &b, 1, Soon()).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  ::close(fd);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / "raw.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 0);  // nothing written
+  // The partial copy stays marked, and the session's end is not a completion.
+  EXPECT_EQ(StateXattr("raw.img"), "receiving");
+  for (const auto& ev : observer_.events()) EXPECT_NE(ev.what, "ended");
+}
+
+TEST_F(PeerTest, BadChecksumDropsConnectionWithoutWriting) {
+  StartServer();
+  const int fd = RawConnect(server_->port());
+  ASSERT_TRUE(RunClientHandshake(fd, "sekrit-key", Soon()).ok());
+  FrameHeader h;
+  h.type = wire::FrameType::kOpenImage;
+  h.request_id = 1;
+  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "cs.img"}));
+  ASSERT_TRUE(WriteAllFd(fd, f.data(), f.size(), Soon()).ok());
+  auto ack = ReadFrameFd(fd, Soon());
+  ASSERT_TRUE(ack.ok());
+  h = FrameHeader{};
+  h.type = wire::FrameType::kData;
+  h.request_id = 2;
+  h.handle = ack.value().header.handle;
+  h.length = 4096;
+  f = EncodeFrame(h, std::string(4096, 'A'));
+  f.back() ^= 1;  // corrupt the payload
+  ASSERT_TRUE(WriteAllFd(fd, f.data(), f.size(), Soon()).ok());
+  auto err = ReadFrameFd(fd, Soon());
+  ASSERT_TRUE(err.ok());
+  EXPECT_EQ(err.value().header.type, wire::FrameType::kError);
+  ::close(fd);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / "cs.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 0);
+}
+
+TEST_F(PeerTest, StalledHandshakeIsDropped) {
+  StartServer();  // handshake_timeout 1 s
+  const int fd = RawConnect(server_->port());
+  const auto t0 = std::chrono::steady_clock::now();
+  char b;
+  Status st = ReadAllFd(fd, &b, 1, t0 + std::chrono::seconds(5));
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("closed"), std::string::npos) << st.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(3000));
+  ::close(fd);
+}
+
+TEST_F(PeerTest, SessionLimit) {
+  PeerServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = "sekrit-key";
+  o.src_dirfd = dirfd_;
+  o.max_sessions = 2;
+  auto s = PeerServer::Start(o, &observer_);
+  ASSERT_TRUE(s.ok());
+  server_ = std::move(s.value());
+  auto c1 = MustConnect();
+  auto c2 = MustConnect();
+  ASSERT_TRUE(c1 && c2);
+  auto c3 = Connect();
+  ASSERT_FALSE(c3.ok());
+  EXPECT_EQ(c3.error().code, errc::kBusy) << c3.error().message;
+  c1.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto c4 = Connect();
+  EXPECT_TRUE(c4.ok());
+}
+
+TEST_F(PeerTest, FlowControlWindowIsRespected) {
+  StartServer();
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(server_->port());
+  o.key = "sekrit-key";
+  o.max_inflight_bytes = 4 * kBlock;
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok());
+  auto& c = cr.value();
+  auto img = c->OpenImage("fc.img", 128ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const std::string data = Pattern(kBlock, 5);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> max_seen{0};
+  std::thread monitor([&] {
+    while (!stop) {
+      const uint64_t v = c->inflight_bytes();
+      if (v > max_seen) max_seen = v;
+    }
+  });
+  std::atomic<int> acks{0};
+  for (int i = 0; i < 128; ++i) {
+    ASSERT_TRUE(c->WaitForWindow(kBlock, std::chrono::seconds(10)));
+    c->SendData(img.value().handle, static_cast<uint64_t>(i) * kBlock, data.data(), kBlock,
+                [&](const Status& s) { if (s.ok()) ++acks; });
+    EXPECT_LE(c->inflight_bytes(), o.max_inflight_bytes);
+  }
+  ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
+  stop = true;
+  monitor.join();
+  EXPECT_EQ(acks.load(), 128);
+  EXPECT_LE(max_seen.load(), o.max_inflight_bytes);
+  EXPECT_GT(max_seen.load(), 0u);
+}
+
+// The target daemon runs in a child process so the test can freeze and kill it.
+class ChildServer {
+ public:
+  ChildServer(const std::string& dir, const std::string& key) {
+    int p[2];
+    EXPECT_EQ(::pipe(p), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(p[0]);
+      const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+      PeerServerOptions o;
+      o.listen = "127.0.0.1:0";
+      o.key = key;
+      o.src_dirfd = dfd;
+      auto s = PeerServer::Start(o, nullptr);
+      uint16_t port = s.ok() ? s.value()->port() : 0;
+      (void)!::write(p[1], &port, sizeof port);
+      while (true) ::pause();
+    }
+    ::close(p[1]);
+    EXPECT_EQ(::read(p[0], &port_, sizeof port_), static_cast<ssize_t>(sizeof port_));
+    ::close(p[0]);
+  }
+  ~ChildServer() { Kill(); }
+  void Signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+// Sends until stopped; returns per-ack results.
+struct Blaster {
+  std::mutex mu;
+  std::vector<Status> results;
+  std::atomic<int> sent{0};
+  void Run(PeerClient& c, uint32_t h, std::atomic<bool>& stop) {
+    const std::string data = Pattern(kBlock, 9);
+    for (uint64_t i = 0; !stop && c.alive(); ++i) {
+      if (!c.WaitForWindow(kBlock, std::chrono::milliseconds(50))) continue;
+      ++sent;
+      c.SendData(h, (i % 64) * kBlock, data.data(), kBlock, [this](const Status& s) {
+        std::lock_guard<std::mutex> lk(mu);
+        results.push_back(s);
+      });
+    }
+  }
+};
+
+TEST_F(PeerTest, ServerKilledMidStreamFailsPendingAcks) {
+  ChildServer child(dir_.path(), "k");
+  ASSERT_NE(child.port(), 0);
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(child.port());
+  o.key = "k";
+  o.max_inflight_bytes = 32ull << 20;
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok()) << cr.error().message;
+  auto& c = cr.value();
+  auto img = c->OpenImage("kill.img", 64ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::atomic<bool> stop{false};
+  Blaster b;
+  std::thread t([&] { b.Run(*c, img.value().handle, stop); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  child.Signal(SIGSTOP);  // freeze it with frames in flight, then kill it
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  child.Kill();
+  for (int i = 0; i < 100 && c->alive(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  stop = true;
+  t.join();
+  EXPECT_FALSE(c->alive());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::lock_guard<std::mutex> lk(b.mu);
+  EXPECT_EQ(static_cast<int>(b.results.size()), b.sent.load()) << "every AckFn is called exactly once";
+  int unreachable = 0;
+  for (const Status& s : b.results) {
+    if (!s.ok()) {
+      EXPECT_EQ(s.error().code, errc::kPeerUnreachable);
+      ++unreachable;
+    }
+  }
+  EXPECT_GT(unreachable, 0);
+  EXPECT_EQ(c->inflight_bytes(), 0u);
+  // Later calls fail at once, the same way.
+  Status later = SendSyncSync(*c, img.value().handle);
+  ASSERT_FALSE(later.ok());
+  EXPECT_EQ(later.error().code, errc::kPeerUnreachable);
+  EXPECT_FALSE(c->WaitForWindow(1, std::chrono::milliseconds(10)));
+}
+
+TEST_F(PeerTest, FrozenServerHitsIoTimeout) {
+  ChildServer child(dir_.path(), "k");
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(child.port());
+  o.key = "k";
+  o.io_timeout = std::chrono::milliseconds(500);
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok());
+  auto& c = cr.value();
+  auto img = c->OpenImage("frozen.img", 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  child.Signal(SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = SendDataSync(*c, img.value().handle, 0, "hello");
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, errc::kPeerUnreachable);
+  EXPECT_NE(st.error().message.find("no acknowledgement"), std::string::npos) << st.error().message;
+  EXPECT_GE(waited, std::chrono::milliseconds(400));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+}
+
+TEST_F(PeerTest, ClientGoneKeepsPartialFileWithoutEnding) {
+  StartServer();
+  {
+    auto c = MustConnect();
+    ASSERT_TRUE(c);
+    auto img = c->OpenImage("gone.img", 4 * kBlock, kBlock, false);
+    ASSERT_TRUE(img.ok());
+    ASSERT_TRUE(SendDataSync(*c, img.value().handle, 0, Pattern(kBlock, 1)).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(Exists(dir_ / "gone.img"));
+  EXPECT_EQ(StateXattr("gone.img"), "receiving");
+  auto ev = observer_.events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].what, "receiving");
+  // A new connection may resume it.
+  auto c = MustConnect();
+  auto r = c->OpenImage("gone.img", 4 * kBlock, kBlock, true);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r.value().existed);
+}
+
+class MountedTmpfs {
+ public:
+  explicit MountedTmpfs(const std::string& dir, const char* opts) : dir_(dir) {
+    ::mkdir(dir.c_str(), 0755);
+    ok_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, opts) == 0;
+  }
+  ~MountedTmpfs() {
+    if (ok_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::string dir_;
+  bool ok_ = false;
+};
+
+TEST_F(PeerTest, EnospcBecomesIoErrorAndClientSurvives) {
+  MountedTmpfs fs(dir_ / "small", "size=1m");
+  if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs (needs root)";
+  ::close(dirfd_);
+  dirfd_ = ::open((dir_ / "small").c_str(), O_RDONLY | O_DIRECTORY);
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("full.img", 8 * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok()) << img.error().message;
+  const std::string data = Pattern(kBlock, 4);
+  std::vector<Status> results;
+  for (int i = 0; i < 8; ++i) results.push_back(SendDataSync(*c, img.value().handle, i * kBlock, data));
+  int io_errors = 0;
+  for (const Status& s : results) {
+    if (s.ok()) continue;
+    EXPECT_EQ(s.error().code, errc::kIo);
+    EXPECT_NE(s.error().message.find("ENOSPC"), std::string::npos) << s.error().message;
+    ++io_errors;
+  }
+  EXPECT_GT(io_errors, 0);
+  EXPECT_TRUE(c->alive());
+  // The connection still works: free space by zeroing, then write again.
+  ASSERT_TRUE(SendZeroSync(*c, img.value().handle, 0, 8ull * kBlock).ok());
+  EXPECT_TRUE(SendDataSync(*c, img.value().handle, 0, data).ok());
+  EXPECT_TRUE(SendSyncSync(*c, img.value().handle).ok());
+  server_.reset();
 }
 
 }  // namespace

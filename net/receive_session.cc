@@ -12,6 +12,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
@@ -207,6 +208,7 @@ class ReceiveSession::Impl {
     while (!closing_) {
       if (Overloaded()) {
         paused_ = true;
+        Pump();
         return;
       }
       auto h = reader_.NextHeader(cur_raw_);
@@ -220,6 +222,7 @@ class ReceiveSession::Impl {
       cur_buf_.reset(len ? new uint8_t[len] : nullptr);  // len <= MaxPayloadFor(type): validated
       const size_t got = reader_.Take(cur_buf_.get(), len);
       if (got < len) {
+        Pump();  // start what the frames so far made ready while the payload arrives
         reading_ = true;
         asio::async_read(sock_, asio::buffer(cur_buf_.get() + got, len - got),
                          [this](const boost::system::error_code& ec, size_t) {
@@ -234,6 +237,7 @@ class ReceiveSession::Impl {
       }
       if (!OnFrame()) return;
     }
+    Pump();  // one io_uring_submit for every frame of this read
     ReadMore();
   }
 
@@ -423,7 +427,6 @@ class ReceiveSession::Impl {
     Op* raw = op.release();
     live_.insert(raw);
     if (ready) ready_.push_back(raw);
-    Pump();
   }
 
   void HandleOpen(const FrameHeader& h, const uint8_t* payload) {
@@ -548,39 +551,43 @@ class ReceiveSession::Impl {
   // Starts ready operations in arrival order: ring operations while the ring has room,
   // the others (resize, hash, abort) inline.
   void Pump() {
-    if (pumping_) return;  // Done() below may re-enter through inline operations
+    if (pumping_ || !ring_ok_) return;  // Done() below may re-enter through inline operations
     pumping_ = true;
+    std::vector<Op*> batch;
     while (!ready_.empty() && !shut_) {
       Op* op = ready_.front();
       if (UsesRing(op)) {
-        if (inflight_ >= cfg_.ring_depth) break;
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) break;
+        if (inflight_ + batch.size() >= cfg_.ring_depth || io_uring_sq_space_left(&ring_) <= batch.size()) break;
         ready_.pop_front();
-        const int fd = op->img->fd;
-        switch (op->kind) {
-          case Op::Kind::kWrite:
-            io_uring_prep_write(sqe, fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
-                                op->offset + op->done);
-            break;
-          case Op::Kind::kZero:
-            io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, op->offset, op->length);
-            break;
-          case Op::Kind::kSync:
-            io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-            break;
-          case Op::Kind::kFinish:
-            io_uring_prep_fsync(sqe, fd, 0);
-            break;
-          default:
-            break;
-        }
-        io_uring_sqe_set_data(sqe, op);
-        ++inflight_;
+        batch.push_back(op);
       } else {
         ready_.pop_front();
         RunInline(op);
       }
+    }
+    if (cfg_.test_reverse_batches) std::reverse(batch.begin(), batch.end());
+    for (Op* op : batch) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room checked above
+      const int fd = op->img->fd;
+      switch (op->kind) {
+        case Op::Kind::kWrite:
+          io_uring_prep_write(sqe, fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
+                              op->offset + op->done);
+          break;
+        case Op::Kind::kZero:
+          io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, op->offset, op->length);
+          break;
+        case Op::Kind::kSync:
+          io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+          break;
+        case Op::Kind::kFinish:
+          io_uring_prep_fsync(sqe, fd, 0);
+          break;
+        default:
+          break;
+      }
+      io_uring_sqe_set_data(sqe, op);
+      ++inflight_;
     }
     if (io_uring_sq_ready(&ring_) > 0) {
       const int r = io_uring_submit(&ring_);

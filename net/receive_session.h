@@ -55,6 +55,10 @@ struct SessionConfig {
   uint64_t max_buffered_bytes = 256ull << 20; // stop reading the socket above this
   size_t max_pending_ops = 16384;             // ... or above this many queued operations
   size_t max_images = 1024;                   // open images per session
+  // Test seam: submit each batch of ready disk operations in reverse order, so that a
+  // test can show the result depends only on the ordering rules, not on the kernel
+  // happening to apply a batch in submission order.
+  bool test_reverse_batches = false;
 };
 
 class ReceiveSession {
