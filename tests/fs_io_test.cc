@@ -1,0 +1,199 @@
+// The data path: O_DIRECT (aligned and not), holes, concurrent writers.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/fs_test_util.h"
+
+namespace migratefs::fs::testing {
+namespace {
+
+struct FreeDeleter {
+  void operator()(char* p) const { free(p); }
+};
+using AlignedBuf = std::unique_ptr<char, FreeDeleter>;
+
+AlignedBuf Aligned(size_t n) {
+  void* p = nullptr;
+  EXPECT_EQ(posix_memalign(&p, 4096, n), 0);
+  return AlignedBuf(static_cast<char*>(p));
+}
+
+// Pages of `path` in the host page cache (mincore on a mapping of it).
+size_t ResidentPages(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  struct stat st;
+  fstat(fd, &st);
+  size_t len = st.st_size;
+  if (len == 0) {
+    close(fd);
+    return 0;
+  }
+  void* map = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  size_t pages = (len + 4095) / 4096;
+  std::vector<unsigned char> vec(pages);
+  mincore(map, len, vec.data());
+  munmap(map, len);
+  size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+void DropCaches(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  fdatasync(fd);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  close(fd);
+}
+
+TEST(FsDirect, AlignedIoWorksAndBypassesTheHostCache) {
+  InProcessMount m;
+  std::string path = m.mnt() + "/img";
+  int fd = open(path.c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  std::string expect(8 << 20, '\0');
+  AlignedBuf buf = Aligned(1 << 20);
+  std::string a = Pattern(1 << 20, 1), b = Pattern(65536, 2);
+  memcpy(buf.get(), a.data(), a.size());
+  ASSERT_EQ(pwrite(fd, buf.get(), a.size(), 0), static_cast<ssize_t>(a.size())) << strerror(errno);
+  expect.replace(0, a.size(), a);
+  memcpy(buf.get(), b.data(), b.size());
+  off_t off = (4 << 20) + 4096;
+  ASSERT_EQ(pwrite(fd, buf.get(), b.size(), off), static_cast<ssize_t>(b.size())) << strerror(errno);
+  expect.replace(off, b.size(), b);
+  ASSERT_EQ(ftruncate(fd, 8 << 20), 0);
+  // Read back through the mount, O_DIRECT, in 128 KiB pieces.
+  std::string got;
+  for (off_t o = 0; o < (8 << 20); o += 131072) {
+    ASSERT_EQ(pread(fd, buf.get(), 131072, o), 131072) << strerror(errno);
+    got.append(buf.get(), 131072);
+  }
+  EXPECT_TRUE(got == expect);
+  close(fd);
+  // Neither the writes nor the reads went through the host page cache.
+  EXPECT_EQ(ResidentPages(m.src() + "/img"), 0u);
+  EXPECT_TRUE(ReadFile(m.src() + "/img") == expect);
+}
+
+TEST(FsDirect, UnalignedIoWorks) {
+  InProcessMount m;
+  std::string path = m.mnt() + "/img";
+  std::string expect = Pattern(300000, 3);
+  WriteFile(m.src() + "/img", expect);
+  DropCaches(m.src() + "/img");
+  int fd = open(path.c_str(), O_RDWR | O_DIRECT);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  struct Piece {
+    off_t off;
+    size_t len;
+  };
+  // Odd offsets and lengths, from unaligned user memory.
+  std::vector<Piece> writes = {{123, 1000}, {4095, 2}, {70000, 5000}, {299990, 20}, {512, 512}};
+  std::string mem = "#" + Pattern(6000, 4);
+  for (const Piece& p : writes) {
+    ASSERT_EQ(pwrite(fd, mem.data() + 1, p.len, p.off), static_cast<ssize_t>(p.len)) << p.off << strerror(errno);
+    if (expect.size() < p.off + p.len) expect.resize(p.off + p.len);
+    expect.replace(p.off, p.len, mem.substr(1, p.len));
+  }
+  std::vector<Piece> reads = {{99, 777}, {4094, 4}, {69999, 5002}, {299000, 2000}, {0, 300010}};
+  std::string rbuf(400000, '\0');
+  for (const Piece& p : reads) {
+    ssize_t want = std::min<ssize_t>(p.len, static_cast<ssize_t>(expect.size()) - p.off);
+    ASSERT_EQ(pread(fd, &rbuf[1], p.len, p.off), want) << p.off;
+    EXPECT_TRUE(rbuf.substr(1, want) == expect.substr(p.off, want)) << "read at " << p.off;
+  }
+  close(fd);
+  EXPECT_EQ(ResidentPages(m.src() + "/img"), 0u);
+  EXPECT_TRUE(ReadFile(m.src() + "/img") == expect);
+}
+
+TEST(FsDirect, SyncFlagsAreAccepted) {
+  InProcessMount m;
+  for (int flags : {O_SYNC, O_DSYNC, O_DIRECT | O_DSYNC}) {
+    int fd = open((m.mnt() + "/f").c_str(), O_CREAT | O_WRONLY | flags, 0644);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    AlignedBuf buf = Aligned(4096);
+    memset(buf.get(), 'x', 4096);
+    EXPECT_EQ(pwrite(fd, buf.get(), 4096, 0), 4096) << strerror(errno);
+    close(fd);
+  }
+}
+
+// Holes written around through the mount stay holes in SRC.
+TEST(FsHoles, SurviveWritesThroughTheMount) {
+  for (const char* opts : {"allow_other", "allow_other,nowriteback"}) {
+    InProcessMount m(opts);
+    std::string path = m.mnt() + "/sparse.img";
+    int fd = open(path.c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(fd, 0);
+    std::string block = Pattern(65536, 5);
+    ASSERT_EQ(pwrite(fd, block.data(), block.size(), 0), 65536);
+    ASSERT_EQ(pwrite(fd, block.data(), block.size(), 64 << 20), 65536);
+    ASSERT_EQ(fsync(fd), 0);
+    off_t hole = lseek(fd, 0, SEEK_HOLE);
+    EXPECT_GE(hole, 65536);
+    EXPECT_LT(hole, 64 << 20) << opts;
+    EXPECT_EQ(lseek(fd, hole, SEEK_DATA), 64 << 20);
+    close(fd);
+    int sfd = open((m.src() + "/sparse.img").c_str(), O_RDONLY);
+    EXPECT_EQ(lseek(sfd, 0, SEEK_HOLE), hole);
+    struct stat st;
+    fstat(sfd, &st);
+    EXPECT_LT(st.st_blocks * 512, 4 << 20) << "the 64 MiB file was filled in";
+    close(sfd);
+  }
+}
+
+// Several threads write interleaved blocks of one image at once, each through its
+// own descriptor; every block must hold its writer's bytes.
+void ConcurrentWriters(const char* opts, int open_flags) {
+  InProcessMount m(opts);
+  constexpr int kThreads = 6, kBlocksEach = 48, kBlock = 65536;
+  std::string path = m.mnt() + "/img";
+  close(open(path.c_str(), O_CREAT | O_WRONLY, 0644));
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      int fd = open(path.c_str(), O_RDWR | open_flags);
+      if (fd < 0) {
+        failures++;
+        return;
+      }
+      AlignedBuf buf = Aligned(kBlock);
+      for (int i = 0; i < kBlocksEach; i++) {
+        int block = i * kThreads + t;
+        std::string data = Pattern(kBlock, block);
+        memcpy(buf.get(), data.data(), kBlock);
+        if (pwrite(fd, buf.get(), kBlock, static_cast<off_t>(block) * kBlock) != kBlock) failures++;
+      }
+      if (fsync(fd) != 0) failures++;
+      close(fd);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::string data = ReadFile(m.src() + "/img");
+  ASSERT_EQ(data.size(), static_cast<size_t>(kThreads * kBlocksEach * kBlock));
+  for (int b = 0; b < kThreads * kBlocksEach; b++) {
+    EXPECT_TRUE(data.compare(static_cast<size_t>(b) * kBlock, kBlock, Pattern(kBlock, b)) == 0) << "block " << b;
+  }
+  EXPECT_TRUE(ReadFile(m.mnt() + "/img") == data);
+}
+
+TEST(FsConcurrent, BufferedWritersOnOneImage) { ConcurrentWriters("allow_other", 0); }
+TEST(FsConcurrent, BufferedWritersWithoutWritebackCache) { ConcurrentWriters("allow_other,nowriteback", 0); }
+TEST(FsConcurrent, DirectWritersOnOneImage) { ConcurrentWriters("allow_other", O_DIRECT); }
+
+}  // namespace
+}  // namespace migratefs::fs::testing
