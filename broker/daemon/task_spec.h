@@ -1,0 +1,33 @@
+// One migration task as the scheduler hands it to the source broker (op "submit"),
+// and its JSON form. broker/daemon/README.md "Socket ops" documents the fields.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "migratefs/status.h"
+
+namespace migratefs::broker {
+
+struct TaskSpec {
+  std::string vm;                     // VM name; unique among a broker's tasks
+  std::vector<std::string> images;    // its disk files, relative to migratefs' SRC
+  std::string source;                 // topology host names
+  std::string target;
+  std::string target_address;         // the target migratefs' listen HOST:PORT
+  double deadline_s = 0;              // seconds since the epoch
+  bool important = false;
+  int priority = 0;                   // informative (the scheduler orders by it)
+  std::vector<std::string> path;      // the path's sections, source to target
+  // section -> hosts of the *other* brokers whose tasks use that section too
+  std::map<std::string, std::vector<std::string>> sharing;
+};
+
+// invalid_argument / bad_request naming the field ("task.deadline ...").
+Result<TaskSpec> TaskSpecFromJson(const nlohmann::json& j);
+nlohmann::json ToJson(const TaskSpec& spec);
+
+}  // namespace migratefs::broker
