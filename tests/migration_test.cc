@@ -55,8 +55,8 @@ TEST_F(MigrationTest, FioWritesThroughAllThreePhasesEndIdentical) {
 TEST_F(MigrationTest, QemuIoWritesDuringMirroringAreOnTheTarget) {
   if (!HaveTool("qemu-io") || !HaveTool("qemu-img")) GTEST_SKIP() << "qemu-utils missing";
   StartDaemons();
-  ASSERT_EQ(Run({"qemu-img", "create", "-q", "-f", "qcow2", a_->Mnt("disk.qcow2"), "256M"}), 0);
-  ASSERT_EQ(Run({"qemu-io", "-n", "-f", "qcow2", "-t", "none", "-c", "write -P 0x11 0 4M", a_->Mnt("disk.qcow2")}), 0);
+  ASSERT_EQ(RunCmd({"qemu-img", "create", "-q", "-f", "qcow2", a_->Mnt("disk.qcow2"), "256M"}), 0);
+  ASSERT_EQ(RunCmd({"qemu-io", "-n", "-f", "qcow2", "-t", "none", "-c", "write -P 0x11 0 4M", a_->Mnt("disk.qcow2")}), 0);
   std::string id = StartMigration({"disk.qcow2"});
   ASSERT_TRUE(WaitForCompletion(*a_, id, 60s));
   EXPECT_EQ(Progress(id).value("phase", ""), "mirror");
@@ -64,12 +64,12 @@ TEST_F(MigrationTest, QemuIoWritesDuringMirroringAreOnTheTarget) {
   // qcow2 grows (new clusters) while mirrored.
   for (int i = 0; i < 8; i++) {
     std::string cmd = "write -P 0x" + std::to_string(20 + i) + " " + std::to_string(i * 16) + "M 1M";
-    ASSERT_EQ(Run({"qemu-io", "-n", "-f", "qcow2", "-t", "none", "-c", cmd, a_->Mnt("disk.qcow2")}), 0) << cmd;
+    ASSERT_EQ(RunCmd({"qemu-io", "-n", "-f", "qcow2", "-t", "none", "-c", cmd, a_->Mnt("disk.qcow2")}), 0) << cmd;
   }
   FinishAndCompare(id, {"disk.qcow2"});
-  EXPECT_EQ(Run({"qemu-img", "compare", "-q", a_->Src("disk.qcow2"), b_->Src("disk.qcow2")}), 0);
-  EXPECT_EQ(Run({"qemu-img", "check", "-q", b_->Src("disk.qcow2")}), 0);
-  EXPECT_EQ(Run({"qemu-io", "-n", "-f", "qcow2", "-c", "read -P 0x27 112M 1M", b_->Src("disk.qcow2")}), 0);
+  EXPECT_EQ(RunCmd({"qemu-img", "compare", "-q", a_->Src("disk.qcow2"), b_->Src("disk.qcow2")}), 0);
+  EXPECT_EQ(RunCmd({"qemu-img", "check", "-q", b_->Src("disk.qcow2")}), 0);
+  EXPECT_EQ(RunCmd({"qemu-io", "-n", "-f", "qcow2", "-c", "read -P 0x27 112M 1M", b_->Src("disk.qcow2")}), 0);
 }
 
 TEST_F(MigrationTest, ImageGrowsAndShrinksDuringMigration) {
@@ -100,7 +100,7 @@ TEST_F(MigrationTest, SparseImageStaysSparseOnTheTarget) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(ftruncate(fd, 4096 * kMiB), 0);  // 4 GiB apparent
   std::vector<char> buf(2 * kMiB, 'x');
-  for (uint64_t off : {0ull, 1000 * kMiB, 4094 * kMiB}) ASSERT_EQ(pwrite(fd, buf.data(), buf.size(), off_t(off)), ssize_t(buf.size()));
+  for (uint64_t off : {uint64_t(0), 1000 * kMiB, 4094 * kMiB}) ASSERT_EQ(pwrite(fd, buf.data(), buf.size(), off_t(off)), ssize_t(buf.size()));
   // An all-zero data block is not shipped as data either.
   std::vector<char> zeros(kMiB, 0);
   ASSERT_EQ(pwrite(fd, zeros.data(), zeros.size(), 2000 * kMiB), ssize_t(kMiB));

@@ -70,7 +70,7 @@ TempDir::~TempDir() {
   Shell("rm -rf '" + path_ + "'");
 }
 
-int Run(const std::vector<std::string>& argv, const std::string& netns) {
+int RunCmd(const std::vector<std::string>& argv, const std::string& netns) {
   pid_t pid = Spawn(argv, netns);
   return WaitPid(pid, std::chrono::hours(1));
 }

@@ -34,7 +34,7 @@ class TempDir {
 
 // Runs `argv` (optionally inside network namespace `netns`); returns the exit status
 // (or -1 when it could not run). Output goes to the test log.
-int Run(const std::vector<std::string>& argv, const std::string& netns = "");
+int RunCmd(const std::vector<std::string>& argv, const std::string& netns = "");
 // Runs a shell command line; returns its exit status.
 int Shell(const std::string& cmd);
 // Starts a background process; returns its pid.
