@@ -242,7 +242,7 @@ Result<Command> ParseCommand(const std::string& op, Fields& fields) {
 }
 
 // nlohmann's messages start with "[json.exception.parse_error.101] "; drop that.
-std::string ParseErrorText(const json::parse_error& e) {
+std::string ParseErrorText(const json::exception& e) {
   std::string text = e.what();
   size_t end_of_tag = text.find("] ");
   if (text.rfind("[json.exception", 0) == 0 && end_of_tag != std::string::npos) {
@@ -264,7 +264,7 @@ ParsedRequest ParseRequest(std::string_view line) {
   json object;
   try {
     object = json::parse(line.begin(), line.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
     return {std::nullopt, BadRequest("malformed JSON: " + ParseErrorText(e))};
   }
   if (!object.is_object()) {

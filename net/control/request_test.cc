@@ -144,6 +144,12 @@ TEST(ParseRequestTest, MalformedJson) {
   }
 }
 
+TEST(ParseRequestTest, NumberOverflowIsMalformedNotACrash) {  // found by request_fuzz
+  ExpectError(R"({"op":"set_disk_limit","id":"m1","kbps":1e400})", errc::kBadRequest,
+              "malformed JSON");
+  ExpectError(R"({"x":270000e000000000007000002})", errc::kBadRequest, "malformed JSON");
+}
+
 TEST(ParseRequestTest, NotAnObject) {
   for (const char* line : {"[]", "42", "\"list\"", "null", "[{\"op\":\"list\"}]"}) {
     ExpectError(line, errc::kBadRequest, "JSON object");
