@@ -43,7 +43,8 @@ struct Progress {
   std::string pause_reason;     // set while phase == paused or failed
   double kbps = 0;              // current rate of the asked kind, KB/s; everywhere in the API 1 KB = 1000 bytes
   uint64_t bytes_total = 0;     // sum of image sizes
-  uint64_t bytes_sent = 0;      // data bytes put on the wire so far (incl. resends)
+  uint64_t bytes_sent = 0;      // block data put on the wire by phases 1-2 (incl. resends)
+  uint64_t bytes_mirrored = 0;  // the VM's writes forwarded in phase 3
   uint64_t bytes_left = 0;      // dirty blocks * block size, clipped to image sizes
   uint64_t blocks_left = 0;
   uint64_t dirty_blocks = 0;

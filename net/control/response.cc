@@ -33,6 +33,7 @@ json ProgressFields(const Progress& p) {
       {"kbps", p.kbps},
       {"bytes_total", p.bytes_total},
       {"bytes_sent", p.bytes_sent},
+      {"bytes_mirrored", p.bytes_mirrored},
       {"bytes_left", p.bytes_left},
       {"blocks_left", p.blocks_left},
       {"dirty_blocks", p.dirty_blocks},

@@ -110,7 +110,7 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
     join->Arrive();
   });
   UnlockBlocks(first, last);
-  owner_->NoteSent(len);
+  owner_->NoteMirrored(len);
   owner_->completer().CompleteAt(when, Completion(&JoinedCompletion::Trampoline, join, 0));
 }
 

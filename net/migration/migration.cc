@@ -135,6 +135,11 @@ void Migration::NoteSent(uint64_t bytes) {
   net_meter_.Add(bytes);
 }
 
+void Migration::NoteMirrored(uint64_t bytes) {
+  bytes_mirrored_.fetch_add(bytes);
+  net_meter_.Add(bytes);
+}
+
 void Migration::SetPhase(const char* phase, const char* event_type, const std::string& detail) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -558,6 +563,7 @@ Progress Migration::GetProgress(RateKind what) {
   }
   p.blocks_left = p.dirty_blocks;
   p.bytes_sent = bytes_sent_.load();
+  p.bytes_mirrored = bytes_mirrored_.load();
   p.network_kbps = net_meter_.Rate() / 1000.0;
   p.disk_kbps = disk_meter_.Rate() / 1000.0;
   p.dirty_kbps = dirty_meter_.Rate() / 1000.0;

@@ -87,7 +87,8 @@ class Migration {
   RateMeter& net_meter() { return net_meter_; }
   RateMeter& dirty_meter() { return dirty_meter_; }
   DelayedCompleter& completer() { return *ctx_->completer; }
-  void NoteSent(uint64_t bytes);
+  void NoteSent(uint64_t bytes);      // block data (phases 1-2)
+  void NoteMirrored(uint64_t bytes);  // forwarded VM writes (phase 3)
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -138,6 +139,7 @@ class Migration {
   std::atomic<uint64_t> passes_{0};
   std::atomic<int64_t> data_inflight_{0};
   std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> bytes_mirrored_{0};
   std::atomic<uint64_t> limit_generation_{0};
 
   TokenBucket net_bucket_;
