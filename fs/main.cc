@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <cstdio>
 #include <string>
 
@@ -78,6 +80,13 @@ int main(int argc, char** argv) {
   services.value()->Stop();
   fuse_remove_signal_handlers(session.raw());
   session.Unmount();
-  spdlog::info("unmounted {}", opts.mountpoint);
-  return rc == 0 ? 0 : 1;
+  // libfuse reports a loop ended by SIGINT/SIGTERM/SIGHUP as that signal number: a
+  // requested, clean shutdown.
+  bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP;
+  if (clean) {
+    spdlog::info("unmounted {}", opts.mountpoint);
+  } else {
+    spdlog::error("FUSE loop failed ({}); unmounted {}", rc, opts.mountpoint);
+  }
+  return clean ? 0 : 1;
 }

@@ -85,7 +85,7 @@ std::string Q(const std::string& s) {
   return out + "'";
 }
 
-Cmd Run(const std::string& command, int timeout_s) {
+Cmd Shell(const std::string& command, int timeout_s) {
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) return {};
   pid_t pid = fork();

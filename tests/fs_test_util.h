@@ -57,7 +57,7 @@ struct Cmd {
   std::string out;  // stdout and stderr together
 };
 // Runs `sh -c command` with a timeout in seconds.
-Cmd Run(const std::string& command, int timeout_s = 60);
+Cmd Shell(const std::string& command, int timeout_s = 60);
 // Quotes for sh.
 std::string Q(const std::string& s);
 // The migratefs binary under test.
