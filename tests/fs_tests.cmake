@@ -7,6 +7,7 @@ add_executable(fs_mount_test
   ${CMAKE_CURRENT_LIST_DIR}/fs_hook_test.cc
   ${CMAKE_CURRENT_LIST_DIR}/fs_cli_test.cc
   ${CMAKE_CURRENT_LIST_DIR}/fs_perm_test.cc
+  ${CMAKE_CURRENT_LIST_DIR}/fs_tools_test.cc
 )
 target_link_libraries(fs_mount_test PRIVATE migratefs_fs GTest::gtest_main)
 target_compile_definitions(fs_mount_test PRIVATE MIGRATEFS_BINARY="$<TARGET_FILE:migratefs>")
