@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "net/address.h"
+#include "net/buffer_pool.h"
 #include "net/frame.h"
 #include "net/handshake.h"
 #include "net/image_name.h"
@@ -173,7 +174,7 @@ class PeerClientImpl final : public PeerClient {
     h.offset = offset;
     h.length = len;
     OutFrame f;
-    f.data.reset(new uint8_t[len]);
+    f.data = pool_.Get(len);
     std::memcpy(f.data.get(), data, len);
     f.data_len = len;
     const uint64_t ph = PayloadHash(f.data.get(), len);
@@ -333,6 +334,7 @@ class PeerClientImpl final : public PeerClient {
       if (!f.small.empty()) bufs_.emplace_back(f.small.data(), f.small.size());
     }
     asio::async_write(sock_, bufs_, [this](const boost::system::error_code& ec, size_t) {
+      for (OutFrame& f : batch_) pool_.Put(std::move(f.data), f.data_len);
       if (ec) {
         Die("send: " + ec.message());
         std::lock_guard<std::mutex> lk(mu_);
@@ -471,6 +473,7 @@ class PeerClientImpl final : public PeerClient {
   std::vector<asio::const_buffer> bufs_;
   std::unique_ptr<uint8_t[]> rbuf_;
   FrameReader reader_;
+  BufferPool pool_;  // data payload copies (any thread)
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "net/buffer_pool.h"
 #include "net/frame.h"
 #include "net/handshake.h"
 #include "net/image_name.h"
@@ -37,6 +38,7 @@ namespace {
 
 constexpr char kStateXattr[] = "user.migratefs.state";
 constexpr size_t kReadChunk = 256u << 10;
+constexpr size_t kLargeFrame = 64u << 10;  // payloads from here on are read in place
 
 std::string ErrnoText(int err) {
   const char* name = strerrorname_np(err);
@@ -188,7 +190,13 @@ class ReceiveSession::Impl {
   void ReadMore() {
     if (closing_ || reading_) return;
     reading_ = true;
-    sock_.async_read_some(asio::buffer(rbuf_.get(), kReadChunk), [this](const boost::system::error_code& ec, size_t n) {
+    // While large data frames stream in, read just up to the next header, so the
+    // payload that follows lands in its own buffer without a copy; otherwise read big
+    // chunks so that many small frames cost one system call.
+    const size_t want = large_frames_ && reader_.buffered() < wire::kHeaderSize
+                            ? wire::kHeaderSize - reader_.buffered()
+                            : kReadChunk;
+    sock_.async_read_some(asio::buffer(rbuf_.get(), want), [this](const boost::system::error_code& ec, size_t n) {
       reading_ = false;
       if (ec) {
         if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
@@ -219,7 +227,9 @@ class ReceiveSession::Impl {
       if (!h.value()) break;
       cur_hdr_ = *h.value();
       const uint32_t len = cur_hdr_.payload_len;
-      cur_buf_.reset(len ? new uint8_t[len] : nullptr);  // len <= MaxPayloadFor(type): validated
+      large_frames_ = len >= kLargeFrame;
+      // len <= MaxPayloadFor(type): validated by NextHeader before this allocation.
+      cur_buf_ = len ? pool_.Get(len) : nullptr;
       const size_t got = reader_.Take(cur_buf_.get(), len);
       if (got < len) {
         Pump();  // start what the frames so far made ready while the payload arrives
@@ -774,7 +784,10 @@ class ReceiveSession::Impl {
     std::vector<OrderEntry*> unblocked;
     img->order.Complete(op, &unblocked);
     for (OrderEntry* e : unblocked) ready_.push_back(static_cast<Op*>(e));
-    if (op->kind == Op::Kind::kWrite) buffered_bytes_ -= op->length;
+    if (op->kind == Op::Kind::kWrite) {
+      buffered_bytes_ -= op->length;
+      pool_.Put(std::move(op->buf), op->length);
+    }
     live_.erase(op);
     std::unique_ptr<Op> owned(op);
     const uint32_t handle = img->handle;
@@ -824,6 +837,8 @@ class ReceiveSession::Impl {
   io_uring ring_{};
   bool ring_ok_ = false;
   unsigned inflight_ = 0;
+  bool large_frames_ = false;  // the last frame had a large payload (see ReadMore)
+  BufferPool pool_;
   bool reading_ = false, paused_ = false, closing_ = false, shut_ = false, writing_ = false, pumping_ = false;
   std::unique_ptr<uint8_t[]> rbuf_{new uint8_t[kReadChunk]};
   FrameReader reader_;
