@@ -1,0 +1,35 @@
+// Carries out a Plan: submits each task to its source broker (authenticated "submit"),
+// then polls every broker ("task_status") until each task is finished, failed or
+// cancelled, or the time runs out, and builds the JSON report. A broker that does not
+// answer costs one rpc timeout per poll; its tasks keep their last known record and
+// are flagged "broker_reachable": false. It never hangs.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "broker/scheduler/plan.h"
+
+namespace migratefs::scheduler {
+
+struct RunOptions {
+  std::string key;                 // the brokers' pre-shared key
+  std::string from = "scheduler";  // sender name in the messages
+  double poll_s = 1;
+  double rpc_timeout_s = 3;
+  double timeout_s = 0;            // give up polling after this; 0 = latest deadline + 120 s
+  bool wait = true;                // false: submit and report the submissions only
+  std::function<double()> now;     // seconds since the epoch
+  std::function<void(double)> sleep;
+};
+
+// Report: {"submitted_at", "tasks":[...per task...], "summary":{met, missed, failed,
+// unfinished, limited_s}, "shared_sections":{...}}. README "Scheduler report".
+nlohmann::json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& options);
+
+// True when every task met its deadline.
+bool AllMet(const nlohmann::json& report);
+
+}  // namespace migratefs::scheduler
