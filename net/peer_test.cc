@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "net/fd_io.h"
@@ -679,6 +680,103 @@ TEST_F(PeerTest, ClientGoneKeepsPartialFileWithoutEnding) {
   auto r = c->OpenImage("gone.img", 4 * kBlock, kBlock, true);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r.value().existed);
+}
+
+TEST_F(PeerTest, AckFnMaySendAgain) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("chain.img", 100 * 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  std::promise<void> done;
+  std::function<void(int)> step = [&](int i) {
+    if (i == 100) {
+      done.set_value();
+      return;
+    }
+    const std::string data(4096, static_cast<char>('a' + i % 26));
+    c->SendData(h, static_cast<uint64_t>(i) * 4096, data.data(), 4096, [&, i](const Status& st) {
+      EXPECT_TRUE(st.ok());
+      step(i + 1);  // called on the I/O thread, sends the next one
+    });
+  };
+  step(0);
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  const std::string got = ReadFileBytes(dir_ / "chain.img");
+  ASSERT_EQ(got.size(), 100u * 4096);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[static_cast<size_t>(i) * 4096], static_cast<char>('a' + i % 26));
+}
+
+TEST_F(PeerTest, ConcurrentSendersAllAcked) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("mt.img", 64ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string data = Pattern(kBlock / 4, static_cast<uint32_t>(t));
+      for (int i = 0; i < 64; ++i) {
+        ASSERT_TRUE(c->WaitForWindow(data.size(), std::chrono::seconds(10)));
+        // Thread t owns quarter t of every block: disjoint, so any order is fine.
+        c->SendData(img.value().handle, static_cast<uint64_t>(i) * kBlock + static_cast<uint64_t>(t) * (kBlock / 4),
+                    data.data(), static_cast<uint32_t>(data.size()), [&](const Status& s) { if (s.ok()) ++ok; });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
+  EXPECT_EQ(ok.load(), 256);
+  const std::string got = ReadFileBytes(dir_ / "mt.img");
+  for (int t = 0; t < 4; ++t) {
+    const std::string data = Pattern(kBlock / 4, static_cast<uint32_t>(t));
+    EXPECT_EQ(got.substr(static_cast<size_t>(63) * kBlock + static_cast<size_t>(t) * (kBlock / 4), kBlock / 4), data);
+  }
+}
+
+TEST_F(PeerTest, DestroyingClientFailsPendingAcks) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("d.img", 64ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::atomic<int> calls{0}, unreachable{0};
+  const std::string data = Pattern(kBlock, 1);
+  for (int i = 0; i < 64; ++i) {
+    c->SendData(img.value().handle, static_cast<uint64_t>(i) * kBlock, data.data(), kBlock, [&](const Status& s) {
+      ++calls;
+      if (!s.ok() && s.error().code == errc::kPeerUnreachable) ++unreachable;
+    });
+  }
+  c.reset();  // returns after every AckFn ran
+  EXPECT_EQ(calls.load(), 64);
+}
+
+TEST_F(PeerTest, StoppingServerMidStreamDoesNotHang) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("s.img", 64ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::atomic<bool> stop{false};
+  Blaster b;
+  std::thread t([&] { b.Run(*c, img.value().handle, stop); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = std::chrono::steady_clock::now();
+  server_.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  for (int i = 0; i < 100 && c->alive(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  stop = true;
+  t.join();
+  EXPECT_FALSE(c->alive());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::lock_guard<std::mutex> lk(b.mu);
+  EXPECT_EQ(static_cast<int>(b.results.size()), b.sent.load());
+  EXPECT_EQ(StateXattr("s.img"), "receiving");  // partial copy kept for a resume
 }
 
 class MountedTmpfs {

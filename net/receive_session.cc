@@ -506,6 +506,11 @@ class ReceiveSession::Impl {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return fail(MakeError(errc::kIo, o.name + ": fstat: " + ErrnoText(errno)));
     if (!S_ISREG(st.st_mode)) return fail(MakeError(errc::kBadName, o.name + " is not a regular file"));
+    // O_NONBLOCK only kept the open itself from blocking on a FIFO or device; on a
+    // regular file it would make io_uring return EAGAIN on filesystems without NOWAIT.
+    if (const int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+      return fail(MakeError(errc::kIo, o.name + ": fcntl: " + ErrnoText(errno)));
+    }
     if (cfg_.receiving && !cfg_.receiving->Insert(st.st_dev, st.st_ino)) {
       created = false;  // someone else's file: never unlink it
       return fail(MakeError(errc::kBusy, o.name + " is already being received by another connection"));
@@ -632,6 +637,10 @@ class ReceiveSession::Impl {
   }
 
   void OnCompletion(Op* op, int res) {
+    if (res == -EAGAIN || res == -EINTR) {  // transient: issue it again, first
+      ready_.push_front(op);
+      return;
+    }
     switch (op->kind) {
       case Op::Kind::kWrite:
         if (res < 0) return Done(op, -res);
