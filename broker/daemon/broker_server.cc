@@ -111,6 +111,7 @@ Result<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerConfig& co
     auto fd = ListenTcp(config.listen);
     if (!fd) return fd.error();
     server->tcp_ = std::move(fd.value());
+    server->tcp_port_ = BoundPort(server->tcp_.get());
   }
   if (!config.socket.empty()) {
     auto fd = ListenUnix(config.socket);
@@ -127,17 +128,19 @@ Result<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerConfig& co
 
 BrokerServer::~BrokerServer() { Stop(); }
 
-int BrokerServer::tcp_port() const { return tcp_.valid() ? BoundPort(tcp_.get()) : 0; }
+int BrokerServer::tcp_port() const { return tcp_port_; }
 
 void BrokerServer::Stop() {
   if (stopping_.exchange(true)) return;
   char byte = 1;
   (void)!::write(wake_write_.get(), &byte, 1);
   if (acceptor_.joinable()) acceptor_.join();
+  tcp_.reset();  // new connections are refused from now on, not left in the backlog
   std::unique_lock lock(mu_);
   for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
   all_closed_.wait(lock, [this] { return open_fds_.empty(); });
   if (!config_.socket.empty() && unix_.valid()) ::unlink(config_.socket.c_str());
+  unix_.reset();
 }
 
 void BrokerServer::AcceptLoop() {

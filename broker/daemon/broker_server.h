@@ -53,6 +53,7 @@ class BrokerServer {
   MessageVerifier* verifier_;
   std::function<double()> now_;
   Fd tcp_, unix_, wake_read_, wake_write_;
+  int tcp_port_ = 0;
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
