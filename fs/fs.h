@@ -30,6 +30,9 @@ class Fs {
   // Payload of one WRITE / READ, from INIT: sizes the per-thread aligned buffers.
   size_t max_io() const { return max_io_; }
   void set_max_io(size_t n) { max_io_ = n; }
+  // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
+  bool splice_read() const { return splice_read_; }
+  void set_splice_read(bool on) { splice_read_ = on; }
   // Set once INIT has been answered (read by the read-ahead tuner).
   bool initialized() const { return initialized_.load(); }
   void set_initialized() { initialized_.store(true); }
@@ -42,6 +45,7 @@ class Fs {
   bool writeback_ = false;
   size_t max_io_ = 1 << 20;
   std::atomic<bool> initialized_{false};
+  bool splice_read_ = false;
 };
 
 // The operations table handed to fuse_session_new().

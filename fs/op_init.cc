@@ -9,11 +9,12 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   Fs& fs = *static_cast<Fs*>(userdata);
   const MountOptions& o = fs.options();
 
-  // Hooks get the bytes of every write, so the WRITE payload must arrive in memory:
-  // with SPLICE_READ libfuse may hand us a pipe instead. Splicing replies (WRITE/
-  // MOVE) measured no faster on small machines (research/fuse-perf.md) and costs a
-  // pipe per thread, so it stays off too.
+  // Splicing replies (SPLICE_WRITE/MOVE) measured no faster on small machines
+  // (research/fuse-perf.md) and costs a pipe per thread: off. SPLICE_READ hands us
+  // large WRITE payloads in a pipe; op_write.cc reads them into memory when a hook
+  // needs the bytes (or O_DIRECT needs an aligned copy) and splices them otherwise.
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  if (fs.splice_read() && (conn->capable & FUSE_CAP_SPLICE_READ)) conn->want |= FUSE_CAP_SPLICE_READ;
 
   // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE.
   conn->max_write = 1 << 20;

@@ -11,12 +11,13 @@
 namespace migratefs::fs {
 namespace {
 
-// SPLICE_READ is off (op_init.cc), so libfuse delivers the payload as one buffer in
-// memory. Anything else (a future libfuse) is gathered into the thread buffer.
+bool InPipe(const fuse_bufvec* bufv) { return bufv->count != 1 || (bufv->buf[0].flags & FUSE_BUF_IS_FD); }
+
+// Without SPLICE_READ libfuse delivers the payload as one buffer in memory. With it,
+// large WRITEs arrive in a pipe whose pages are the writer's own; reading them into
+// the 4 KiB-aligned thread buffer is then the only copy of the data in user space.
 const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
-  if (bufv->count == 1 && !(bufv->buf[0].flags & FUSE_BUF_IS_FD)) {
-    return static_cast<const char*>(bufv->buf[0].mem) + bufv->off;
-  }
+  if (!InPipe(bufv)) return static_cast<const char*>(bufv->buf[0].mem) + bufv->off;
   char* mem = ThreadBuffer(len);
   if (mem == nullptr) return nullptr;
   fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
@@ -29,16 +30,23 @@ const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
   File& f = FileOf(fi);
   size_t len = fuse_buf_size(bufv);
-  const char* data = PayloadOf(bufv, len);
-  if (data == nullptr) return ReplyErr(req, EIO);
-
   ModifyScope scope(f.inode.hook);
   ImageHook* hook = scope.hook();
   if (hook != nullptr) {
-    if (int err = hook->BeforeModify()) return ReplyErr(req, err);
+    if (int err = hook->BeforeModify()) return ReplyErr(req, err);  // libfuse drains the pipe
   }
   ssize_t n;
-  if (f.direct()) {
+  const char* data = nullptr;
+  if (hook == nullptr && !f.direct() && InPipe(bufv)) {
+    // Nobody needs the bytes: the kernel moves them from the pipe to the page cache.
+    fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+    dst.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    dst.buf[0].fd = f.fd;
+    dst.buf[0].pos = off;
+    n = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
+  } else if ((data = PayloadOf(bufv, len)) == nullptr) {
+    return ReplyErr(req, EIO);
+  } else if (f.direct()) {
     n = DirectPwrite(f, data, len, off);
   } else {
     n = pwrite(f.fd, data, len, off);

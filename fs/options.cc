@@ -110,7 +110,8 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     return "";
   }
   if (name == "insecure" || name == "allow_other" || name == "writeback" || name == "nowriteback" ||
-      name == "debug") {
+      name == "debug" || name == "splice" || name == "nosplice") {
+    if (name == "splice" || name == "nosplice") cl->splice_read = name == "splice";
     if (auto e = no_value(); !e.empty()) return e;
     if (name == "insecure") o.insecure = true;
     if (name == "allow_other") o.allow_other = true;
@@ -222,6 +223,8 @@ FUSE:
   nowriteback         send every buffered write to the daemon as it happens
   max_threads=N       FUSE worker threads (default 32)
   max_background=N    asynchronous requests in flight in the kernel (default 64)
+  splice / nosplice   take large WRITE payloads from the kernel through a pipe
+                      (default splice: one copy fewer per write)
   timeout=SECS        attribute and entry cache time (default 1)
   read_ahead_kb=N     kernel read-ahead for the mount (default 1024; 0 = kernel's)
   fsname=NAME         source name shown in /proc/mounts (default SRC)

@@ -109,6 +109,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
   opts.source = src.value();
   opts.mountpoint = mnt.value();
   s->fs_ = std::make_unique<Fs>(opts, src_fd, cl.timeout);
+  s->fs_->set_splice_read(cl.splice_read);
 
   // Access checks are the kernel's (default_permissions): it compares the caller's
   // credentials with the owner and mode we report, which are the backing file's.
