@@ -1,5 +1,7 @@
 #include "net/fd_io.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -24,6 +26,17 @@ Status WaitFd(int fd, short events, Deadline deadline, const char* what) {
   }
 }
 }  // namespace
+
+void TunePeerSocket(int fd) {
+  const int one = 1, idle = 10, intvl = 5, cnt = 3;
+  const unsigned user_timeout_ms = 60000;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+}
 
 Status WriteAllFd(int fd, const void* data, size_t len, Deadline deadline) {
   const auto* p = static_cast<const char*>(data);

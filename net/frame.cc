@@ -104,7 +104,7 @@ void EncodeHeaderWithPayloadHash(FrameHeader& h, uint64_t payload_hash, uint8_t 
 std::string EncodeFrame(FrameHeader h, std::string_view payload) {
   std::string out(wire::kHeaderSize + payload.size(), '\0');
   h.payload_len = static_cast<uint32_t>(payload.size());
-  std::memcpy(out.data() + wire::kHeaderSize, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(out.data() + wire::kHeaderSize, payload.data(), payload.size());
   EncodeHeader(h, payload.data(), reinterpret_cast<uint8_t*>(out.data()));
   return out;
 }
@@ -144,6 +144,7 @@ Status VerifyChecksum(const uint8_t* header_bytes, const FrameHeader& h, const v
 
 void FrameReader::Append(const void* data, size_t len) {
   Compact();
+  if (len == 0) return;
   const auto* b = static_cast<const uint8_t*>(data);
   buf_.insert(buf_.end(), b, b + len);
 }
@@ -160,6 +161,7 @@ void FrameReader::Compact() {
 
 size_t FrameReader::Take(void* out, size_t max) {
   const size_t n = std::min(max, buffered());
+  if (n == 0) return 0;
   std::memcpy(out, buf_.data() + pos_, n);
   pos_ += n;
   return n;

@@ -21,6 +21,7 @@
 
 #include "net/address.h"
 #include "net/buffer_pool.h"
+#include "net/fd_io.h"
 #include "net/frame.h"
 #include "net/handshake.h"
 #include "net/image_name.h"
@@ -112,8 +113,7 @@ class PeerClientImpl final : public PeerClient {
     io_.restart();
     if (cec) return MakeError(errc::kPeerUnreachable, "connect to " + opts_.target + ": " + cec.message());
 
-    sock_.set_option(tcp::no_delay(true), ec);
-    sock_.set_option(asio::socket_base::keep_alive(true), ec);
+    TunePeerSocket(sock_.native_handle());
     auto hs = RunClientHandshake(sock_.native_handle(), opts_.key, Clock::now() + opts_.connect_timeout);
     if (!hs.ok()) {
       Error e = hs.error();

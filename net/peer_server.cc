@@ -83,6 +83,7 @@ class PeerServerImpl final : public PeerServer {
     cfg_.observer = observer_;
     cfg_.receiving = &receiving_;
     cfg_.handshake_timeout = opts_.handshake_timeout;
+    cfg_.idle_takeover = opts_.idle_takeover;
     Accept();
     accept_thread_ = std::thread([this] { io_.run(); });
     spdlog::info("peer server: listening on {} (port {}){}", opts_.listen, port_,

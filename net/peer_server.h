@@ -20,6 +20,10 @@ struct PeerServerOptions {
   // Added by the protocol work (defaults are what the daemon wants):
   unsigned max_sessions = 64;                        // further connections get Error(busy)
   std::chrono::milliseconds handshake_timeout{5000}; // a peer that stalls before auth is dropped
+  // An image held by a session whose peer sent nothing for this long may be taken over
+  // by a new connection that opens it (a source reconnecting after a cut link while
+  // the old socket is still half-open here); an active holder answers busy.
+  std::chrono::milliseconds idle_takeover{5000};
 };
 
 // The daemon's reaction to images being received: it attaches a hook that refuses

@@ -364,6 +364,39 @@ TEST_F(PeerTest, SameImageFromTwoConnectionsIsBusy) {
   EXPECT_TRUE(c.ok());
 }
 
+TEST_F(PeerTest, IdleHolderIsTakenOverByReconnectingSource) {
+  PeerServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = "sekrit-key";
+  o.src_dirfd = dirfd_;
+  o.idle_takeover = std::chrono::milliseconds(300);
+  auto s = PeerServer::Start(o, &observer_);
+  ASSERT_TRUE(s.ok());
+  server_ = std::move(s.value());
+  auto old_conn = MustConnect();  // stands for a connection whose link was cut
+  ASSERT_TRUE(old_conn);
+  auto a = old_conn->OpenImage("t.img", 2 * kBlock, kBlock, false);
+  ASSERT_TRUE(a.ok());
+  const std::string first = Pattern(kBlock, 1);
+  ASSERT_TRUE(SendDataSync(*old_conn, a.value().handle, 0, first).ok());
+  auto fresh = MustConnect();
+  auto busy = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true);
+  ASSERT_FALSE(busy.ok());  // the holder was active a moment ago
+  EXPECT_EQ(busy.error().code, errc::kBusy);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto b = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_TRUE(b.value().existed);
+  auto hashes = fresh->HashBlocks(b.value().handle, 0, 1);
+  ASSERT_TRUE(hashes.ok());
+  EXPECT_EQ(hashes.value()[0], HashBlock(first.data(), first.size()));
+  for (int i = 0; i < 100 && old_conn->alive(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(old_conn->alive()) << "the old session was stopped";
+  ASSERT_TRUE(SendDataSync(*fresh, b.value().handle, kBlock, first).ok());
+  ASSERT_TRUE(fresh->FinishImage(b.value().handle).ok());
+  EXPECT_EQ(ReadFileBytes(dir_ / "t.img"), first + first);
+}
+
 TEST_F(PeerTest, RequestErrorsDoNotKillTheConnection) {
   StartServer();
   auto c = MustConnect();
@@ -528,7 +561,9 @@ TEST_F(PeerTest, FlowControlWindowIsRespected) {
     ASSERT_TRUE(c->WaitForWindow(kBlock, std::chrono::seconds(10)));
     c->SendData(img.value().handle, static_cast<uint64_t>(i) * kBlock, data.data(), kBlock,
                 [&](const Status& s) { if (s.ok()) ++acks; });
-    EXPECT_LE(c->inflight_bytes(), o.max_inflight_bytes);
+    const uint64_t now = c->inflight_bytes();
+    EXPECT_LE(now, o.max_inflight_bytes);
+    if (now > max_seen) max_seen = now;  // the monitor may be starved on a busy machine
   }
   ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
   stop = true;

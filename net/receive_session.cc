@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
@@ -82,7 +83,36 @@ struct Op : OrderEntry {
 
 }  // namespace
 
-class ReceiveSession::Impl {
+ReceivingSet::Claim ReceivingSet::Acquire(dev_t dev, ino_t ino, ImageHolder* me,
+                                          std::chrono::milliseconds idle_takeover, std::chrono::milliseconds wait) {
+  const auto key = std::make_pair(dev, ino);
+  std::unique_lock<std::mutex> lk(mu_);
+  auto it = held_.find(key);
+  if (it == held_.end() || it->second == me) {
+    held_[key] = me;
+    return Claim::kOk;
+  }
+  if (it->second->Idle() < idle_takeover) return Claim::kBusy;
+  // The holder is presumed dead. Stop it while we hold mu_: it cannot be destroyed
+  // meanwhile, because it must Release() (which takes mu_) first.
+  spdlog::warn("peer server: taking an image over from a session idle for {} ms", it->second->Idle().count());
+  it->second->Stop();
+  if (!cv_.wait_for(lk, wait, [&] { return held_.find(key) == held_.end(); })) return Claim::kBusy;
+  held_[key] = me;
+  return Claim::kOk;
+}
+
+void ReceivingSet::Release(dev_t dev, ino_t ino, ImageHolder* me) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = held_.find({dev, ino});
+    if (it == held_.end() || it->second != me) return;
+    held_.erase(it);
+  }
+  cv_.notify_all();
+}
+
+class ReceiveSession::Impl final : public ImageHolder {
  public:
   Impl(int fd, const SessionConfig& cfg) : fd_(fd), cfg_(cfg), sock_(io_), ev_(io_), linger_(io_) {}
 
@@ -96,6 +126,7 @@ class ReceiveSession::Impl {
       if (stop_requested_) return;
       phase_ = Phase::kHandshake;
     }
+    TunePeerSocket(fd_);
     auto hs = RunServerHandshake(fd_, cfg_.key, std::chrono::steady_clock::now() + cfg_.handshake_timeout);
     if (!hs.ok()) {
       spdlog::warn("peer server: handshake refused: {}: {}", hs.error().code, hs.error().message);
@@ -119,8 +150,6 @@ class ReceiveSession::Impl {
     boost::system::error_code ec;
     sock_.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd_, ec);
     if (ec) return;
-    sock_.set_option(tcp::no_delay(true), ec);
-    sock_.set_option(asio::socket_base::keep_alive(true), ec);
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (stop_requested_) return;
@@ -131,7 +160,12 @@ class ReceiveSession::Impl {
     io_.run();
   }
 
-  void Stop() {
+  std::chrono::milliseconds Idle() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()) -
+           std::chrono::milliseconds(last_rx_ms_.load());
+  }
+
+  void Stop() override {
     std::lock_guard<std::mutex> lk(mu_);
     stop_requested_ = true;
     if (phase_ == Phase::kHandshake) {
@@ -163,7 +197,7 @@ class ReceiveSession::Impl {
     live_.clear();
     for (auto& [h, img] : images_) {
       // Partial copy stays marked "receiving" for a resume; no OnReceiveEnded.
-      if (cfg_.receiving) cfg_.receiving->Erase(img->dev, img->ino);
+      if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
       ::close(img->fd);
       ::close(img->parent_fd);
     }
@@ -182,6 +216,12 @@ class ReceiveSession::Impl {
   enum class Phase { kIdle, kHandshake, kRunning, kDone };
 
   // ---------------------------------------------------------------- socket side
+
+  void NoteRx() {
+    last_rx_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count());
+  }
 
   bool Overloaded() const {
     return buffered_bytes_ > cfg_.max_buffered_bytes || live_.size() > cfg_.max_pending_ops;
@@ -205,6 +245,7 @@ class ReceiveSession::Impl {
         Shutdown();
         return;
       }
+      NoteRx();
       reader_.Append(rbuf_.get(), n);
       Parse();
     });
@@ -241,6 +282,7 @@ class ReceiveSession::Impl {
                              Shutdown();
                              return;
                            }
+                           NoteRx();
                            if (OnFrame()) Parse();
                          });
         return;
@@ -511,12 +553,19 @@ class ReceiveSession::Impl {
     if (const int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
       return fail(MakeError(errc::kIo, o.name + ": fcntl: " + ErrnoText(errno)));
     }
-    if (cfg_.receiving && !cfg_.receiving->Insert(st.st_dev, st.st_ino)) {
+    if (cfg_.receiving && cfg_.receiving->Acquire(st.st_dev, st.st_ino, this, cfg_.idle_takeover,
+                                                  cfg_.takeover_wait) != ReceivingSet::Claim::kOk) {
       created = false;  // someone else's file: never unlink it
-      return fail(MakeError(errc::kBusy, o.name + " is already being received by another connection"));
+      return fail(MakeError(errc::kBusy, o.name + " is already being received by another (active) connection"));
+    }
+    for (const auto& [h, other] : images_) {
+      if (other->dev == st.st_dev && other->ino == st.st_ino) {
+        created = false;
+        return fail(MakeError(errc::kBusy, o.name + " is already open on this connection"));
+      }
     }
     auto fail_registered = [&](Error e) -> Error {
-      if (cfg_.receiving) cfg_.receiving->Erase(st.st_dev, st.st_ino);
+      if (cfg_.receiving) cfg_.receiving->Release(st.st_dev, st.st_ino, this);
       return fail(std::move(e));
     };
     OpenReplyPayload reply{!created, static_cast<uint64_t>(st.st_size)};
@@ -824,7 +873,7 @@ class ReceiveSession::Impl {
   }
 
   void CloseImage(Image* img) {
-    if (cfg_.receiving) cfg_.receiving->Erase(img->dev, img->ino);
+    if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
     ::close(img->fd);
     ::close(img->parent_fd);
     images_.erase(img->handle);
@@ -838,6 +887,7 @@ class ReceiveSession::Impl {
   asio::steady_timer linger_;
   uint64_t ev_count_ = 0;
 
+  std::atomic<int64_t> last_rx_ms_{0};  // steady clock; read by other sessions (Idle)
   std::mutex mu_;  // guards phase_ and stop_requested_ against Stop()
   Phase phase_ = Phase::kIdle;
   bool stop_requested_ = false;

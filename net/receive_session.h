@@ -18,8 +18,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <condition_variable>
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -27,22 +28,34 @@
 
 namespace migratefs::net {
 
+// What a session that holds an image exposes to a session that wants the same image.
+class ImageHolder {
+ public:
+  virtual ~ImageHolder() = default;
+  virtual std::chrono::milliseconds Idle() const = 0;  // since its peer last sent anything
+  virtual void Stop() = 0;                              // any thread; ends that session
+};
+
 // Images currently open for receiving by any session of one server, so two sessions
-// never write the same file (the second OpenImage gets kBusy). Thread-safe.
+// never write the same file (invariant I6 on the target). Thread-safe.
+//
+// Takeover: when the source loses a connection without the target noticing (a cut
+// link leaves the target's socket half-open for as long as TCP keepalive takes), the
+// source reconnects and reopens its images. If the holder has heard nothing from its
+// peer for `idle_takeover`, it is presumed dead: it is stopped (its in-flight disk
+// writes complete first, so nothing older lands after the new session's writes) and
+// the image passes to the new session. A holder that is still active keeps it (busy).
 class ReceivingSet {
  public:
-  bool Insert(dev_t dev, ino_t ino) {
-    std::lock_guard<std::mutex> lk(mu_);
-    return set_.emplace(dev, ino).second;
-  }
-  void Erase(dev_t dev, ino_t ino) {
-    std::lock_guard<std::mutex> lk(mu_);
-    set_.erase({dev, ino});
-  }
+  enum class Claim { kOk, kBusy };
+  Claim Acquire(dev_t dev, ino_t ino, ImageHolder* me, std::chrono::milliseconds idle_takeover,
+                std::chrono::milliseconds wait);
+  void Release(dev_t dev, ino_t ino, ImageHolder* me);
 
  private:
   std::mutex mu_;
-  std::set<std::pair<dev_t, ino_t>> set_;
+  std::condition_variable cv_;
+  std::map<std::pair<dev_t, ino_t>, ImageHolder*> held_;
 };
 
 struct SessionConfig {
@@ -55,6 +68,8 @@ struct SessionConfig {
   uint64_t max_buffered_bytes = 256ull << 20; // stop reading the socket above this
   size_t max_pending_ops = 16384;             // ... or above this many queued operations
   size_t max_images = 1024;                   // open images per session
+  std::chrono::milliseconds idle_takeover{5000};  // see ReceivingSet
+  std::chrono::milliseconds takeover_wait{10000}; // how long a takeover may wait for the holder
   // Test seam: submit each batch of ready disk operations in reverse order, so that a
   // test can show the result depends only on the ordering rules, not on the kernel
   // happening to apply a batch in submission order.
