@@ -85,6 +85,8 @@ class PeerClient {
 
 // xxh3-64 of a block as HashBlocks computes it (an all-zero block and a block beyond
 // EOF of the same length hash the same), so both sides can compare.
+// Precisely: XXH3-64 of data[0, n) where n excludes trailing zero bytes, so a block
+// read short at EOF, a hole and an explicit run of zeros all agree.
 uint64_t HashBlock(const void* data, size_t len);
 
 }  // namespace migratefs::net

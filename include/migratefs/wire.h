@@ -67,7 +67,10 @@ enum class FrameType : uint16_t {
   kZero = 18,        // offset, length: reads back as zeros, target stays sparse, size unchanged
   kResize = 19,      // length = new size (truncate or extend with a hole)
   kSync = 20,        // fdatasync after every earlier frame of the image completed
-  kHashRequest = 21, // offset = first block, length = count; Ack payload: count x u64 LE
+  kHashRequest = 21, // offset = first block, length = count; Ack payload: count x u64 LE,
+                     // each XXH3-64 of the block's bytes with trailing zero bytes dropped
+                     // (so holes, zero blocks, blocks past EOF and short last blocks compare
+                     // equal to the same content read on the source; net::HashBlock)
   kFinishImage = 22, // fsync, clear the receiving mark, tell the daemon the copy is complete
   kAbortImage = 23,  // flags kFlagKeepPartial: keep marked incomplete; else unlink
   // Replies (server -> client).
