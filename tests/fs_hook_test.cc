@@ -186,6 +186,31 @@ TEST_F(FsHook, SeesBufferedWritesBeforeFsyncReturns) {
   close(fd);
 }
 
+// The same without SPLICE_READ: payloads arrive in libfuse's buffer instead of a pipe.
+class FsHookNoSplice : public FsHook {
+ protected:
+  FsHookNoSplice() : FsHook("allow_other,nosplice") {}
+};
+
+TEST_F(FsHookNoSplice, SeesBufferedAndDirectWrites) {
+  std::string path = Watch("img");
+  int fd = open(path.c_str(), O_RDWR);
+  std::string data = Pattern(200000, 4);
+  ASSERT_EQ(pwrite(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+  fd = open(path.c_str(), O_RDWR | O_DIRECT);
+  std::string d2 = Pattern(65536, 5);
+  char* buf = AlignedCopy(d2);
+  ASSERT_EQ(pwrite(fd, buf, d2.size(), 262144), static_cast<ssize_t>(d2.size()));
+  free(buf);
+  close(fd);
+  std::string seen(262144 + d2.size(), '\0');
+  for (auto& [off, bytes] : hook_->Bytes()) seen.replace(off, bytes.size(), bytes);
+  EXPECT_TRUE(seen.substr(0, data.size()) == data);
+  EXPECT_TRUE(seen.substr(262144) == d2);
+}
+
 TEST_F(FsHook, VetoesBecomeTheCallersErrno) {
   std::string path = Watch("img", 8192);
   hook_->open_err = EBUSY;

@@ -194,6 +194,10 @@ void ConcurrentWriters(const char* opts, int open_flags) {
 TEST(FsConcurrent, BufferedWritersOnOneImage) { ConcurrentWriters("allow_other", 0); }
 TEST(FsConcurrent, BufferedWritersWithoutWritebackCache) { ConcurrentWriters("allow_other,nowriteback", 0); }
 TEST(FsConcurrent, DirectWritersOnOneImage) { ConcurrentWriters("allow_other", O_DIRECT); }
+TEST(FsConcurrent, WritersWithoutSplice) {
+  ConcurrentWriters("allow_other,nosplice", 0);
+  ConcurrentWriters("allow_other,nosplice", O_DIRECT);
+}
 
 }  // namespace
 }  // namespace migratefs::fs::testing
