@@ -24,10 +24,10 @@ class ControlServer::Impl {
       : path_(std::move(path)),
         options_(options),
         bound_(bound),
+        env_{io_, workers_, service, options_, registry_},
         workers_(options_.worker_threads == 0 ? 1 : options_.worker_threads),
         acceptor_(io_),
-        accept_retry_(io_),
-        env_{io_, workers_, service, options_, registry_} {}
+        accept_retry_(io_) {}
 
   ~Impl() { Stop(); }
 
@@ -133,16 +133,16 @@ class ControlServer::Impl {
   const std::string path_;
   const ControlServerOptions options_;
   const BoundSocket bound_;
-  // Declaration order is destruction order in reverse: sessions still referenced by
-  // dropped handlers die with workers_ / io_ and then unregister from registry_.
+  // Members are destroyed in reverse order: sessions still referenced by dropped
+  // handlers die with workers_ / io_, and then still use env_ and registry_.
   SessionRegistry registry_;
+  SessionEnvironment env_;  // refers to io_ and workers_; used only once they exist
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_guard_ =
       asio::make_work_guard(io_);
   asio::thread_pool workers_;
   Protocol::acceptor acceptor_;
   asio::steady_timer accept_retry_;
-  SessionEnvironment env_;
   std::thread io_thread_;
   bool stopped_ = false;   // Stop() ran (caller's thread)
   bool stopping_ = false;  // I/O thread: refuse new work
