@@ -240,13 +240,11 @@ class MetricsServer::Impl {
   void Stop() {
     if (stopped_.exchange(true)) return;
     if (thread_.joinable()) {
-      asio::post(io_, [this] {
-        error_code ignored;
-        acceptor_.close(ignored);
-      });
       io_.stop();  // pending connections are dropped with the io_context
       thread_.join();
     }
+    error_code ignored;
+    acceptor_.close(ignored);  // the I/O thread is gone: safe from here
   }
 
   uint16_t port() const { return port_; }
