@@ -3,7 +3,7 @@
 # between two local migratefs daemons while fio keeps writing into it, through all
 # three phases, and ends with a byte-for-byte check of both copies.
 #
-#   IMAGE_MB=1024 WRITE_RATE=30m bash scripts/demo.sh
+#   IMAGE_MB=1024 WRITE_RATE=30m NET_KBPS=100000 bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,7 +13,8 @@ scripts/build.sh
 BIN=$ROOT/${BUILD_DIR:-build}
 IMAGE_MB=${IMAGE_MB:-1024}
 WRITE_RATE=${WRITE_RATE:-30m}     # the paper's VM writes 30 MB/s
-WRITE_SECONDS=${WRITE_SECONDS:-25}
+WRITE_SECONDS=${WRITE_SECONDS:-40}
+NET_KBPS=${NET_KBPS:-100000}      # a 100 MB/s network limit, so the phases are visible
 
 WORK=$(mktemp -d /tmp/migratefs-demo.XXXXXX)
 PORT=$(( 20000 + RANDOM % 20000 ))
@@ -29,6 +30,14 @@ cleanup() {
 }
 trap cleanup EXIT
 ctl() { "$BIN/migratectl" --socket "$1" "${@:2}"; }
+field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" | tr -d '"'; }
+progress_line() {
+  local j; j=$(ctl $A/control.sock --json progress $1)
+  printf '%5ds  phase %-9s sent %6d MiB  mirrored %5d MiB  dirty %5s blocks  net %7.1f MB/s  ETA %.0f s\n' \
+    $SECONDS "$(field phase <<<"$j")" $(( $(field bytes_sent <<<"$j") >> 20 )) \
+    $(( $(field bytes_mirrored <<<"$j") >> 20 )) "$(field dirty_blocks <<<"$j")" \
+    "$(awk "BEGIN{print $(field network_kbps <<<"$j")/1000}")" "$(field eta_s <<<"$j")"
+}
 
 echo "== two daemons: source $A, target $B (peer port $PORT)"
 "$BIN/migratefs" $B/src $B/mnt -f -o control=$B/control.sock,listen=127.0.0.1:$PORT,keyfile=$WORK/peer.key 2>$B/log &
@@ -46,12 +55,12 @@ FIO=$!
 sleep 1
 
 echo "== start the migration"
-ID=$(ctl $A/control.sock --json start vm.img --target 127.0.0.1:$PORT | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+ID=$(ctl $A/control.sock --json start vm.img --target 127.0.0.1:$PORT --network-kbps $NET_KBPS | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 [[ -n $ID ]] || { echo "demo: start failed" >&2; exit 1; }
 echo "migration $ID"
 completed_at=""
 while :; do
-  ctl $A/control.sock progress $ID || true
+  progress_line $ID || true
   if ctl $A/control.sock --json completion $ID | grep -q '"completed":true'; then
     [[ -n $completed_at ]] || { completed_at=$SECONDS; echo "== phase 3: every block is on the target; writes are mirrored"; }
     kill -0 $FIO 2>/dev/null || break

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/image_name.h"
+#include "net/migration/convergence.h"
 
 namespace migratefs::migration {
 
@@ -304,6 +305,7 @@ void Migration::RunConnected() {
   passes_.store(0);
   SetPhase(resumed ? phase::kDirty : phase::kBulk, resumed ? "resumed" : "phase");
   StartSenders();
+  ConvergenceWatch watch(ctx_->block_size, ctx_->converge_stall, Clock::now());
   for (;;) {
     std::string error;
     {
@@ -329,12 +331,13 @@ void Migration::RunConnected() {
     }
     if (phase == phase::kBulk && passes_.load() >= 1) {
       SetPhase(phase::kDirty, "phase");
+      watch = ConvergenceWatch(ctx_->block_size, ctx_->converge_stall, Clock::now());
     } else if (phase == phase::kDirty && passes_.load() >= 1) {
-      // Switch when what is left drains in about a quarter second at the current rate
-      // (at least a few blocks), so phase 3 starts with a short drain.
-      double rate = net_meter_.Rate();
-      uint64_t threshold = std::max<uint64_t>(8 * ctx_->block_size, uint64_t(rate * 0.25));
-      if (DirtyBlocks() * ctx_->block_size <= threshold) EnterMirror();
+      std::string why = watch.Observe(DirtyBlocks(), net_meter_.Rate(), dirty_meter_.Rate(), Clock::now());
+      if (!why.empty()) {
+        spdlog::info("migration {}: switching to mirroring ({})", id_, why);
+        EnterMirror();
+      }
     } else if (phase == phase::kMirror) {
       bool send_event = false;
       {

@@ -9,7 +9,8 @@
 // data block set (holes are skipped; a target that already holds a partial copy is
 // compared block by block with hashes instead, so a restarted source never starts
 // from scratch). Phase 2 ends when what is dirty is small enough to drain in a
-// fraction of a second; mirroring is switched on *before* that last drain. All images
+// fraction of a second, or when it cannot converge (convergence.h); mirroring is
+// switched on *before* that last drain. All images
 // of the VM switch together and report completion together.
 //
 // A lost peer or a failing target never fails the VM's I/O (I4): unacknowledged blocks
@@ -50,6 +51,8 @@ struct MigrationContext {
   unsigned sender_threads = 4;     // blocks read and in flight at once (queue depth)
   std::chrono::milliseconds fail_after{std::chrono::minutes(10)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
+  // Phase 2 stops iterating when the dirty set stops shrinking (see convergence.h).
+  std::chrono::milliseconds converge_stall{std::chrono::seconds(3)};
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;
