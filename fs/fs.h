@@ -27,9 +27,6 @@ class Fs {
   // True when the kernel granted the writeback cache at INIT.
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
-  // Payload of one WRITE / READ, from INIT: sizes the per-thread aligned buffers.
-  size_t max_io() const { return max_io_; }
-  void set_max_io(size_t n) { max_io_ = n; }
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
@@ -43,7 +40,6 @@ class Fs {
   HookRegistryImpl hooks_;
   InodeTable inodes_;
   bool writeback_ = false;
-  size_t max_io_ = 1 << 20;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
 };

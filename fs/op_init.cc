@@ -18,7 +18,6 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 
   // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE.
   conn->max_write = 1 << 20;
-  fs.set_max_io(conn->max_write);
 
   // The writeback cache lets the kernel absorb small buffered writes and send them
   // as large WRITEs later; it is the single biggest buffered-write win. The kernel
