@@ -280,6 +280,34 @@ TEST_F(MigrationTest, SourceRestartResumesByHashCompare) {
   FinishAndCompare(id2, {"r.img"});
 }
 
+// The target's disk fills up: the migration pauses with the reason, the VM's writes
+// keep succeeding, and once space is freed it resumes and ends identical.
+TEST_F(MigrationTest, FullTargetDiskPausesThenResumes) {
+  a_ = std::make_unique<Daemon>(*tmp_ / "a", a_cfg_);
+  b_ = std::make_unique<Daemon>(*tmp_ / "b", b_cfg_);
+  ASSERT_EQ(Shell("mount -t tmpfs -o size=16m mfs-full '" + b_->src() + "'"), 0);
+  ASSERT_TRUE(b_->Start());
+  ASSERT_TRUE(a_->Start());
+  WritePatternFile(a_->Src("big.img"), 32 * kMiB, 12);
+  std::string id = StartMigration({"big.img"});
+  std::string reasons;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        reasons += Progress(id).value("pause_reason", "") + "\n";
+        return reasons.find("No space left") != std::string::npos;
+      },
+      30s))
+      << reasons;
+  int fd = open(a_->Mnt("big.img").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  std::vector<char> buf(kMiB, 'w');
+  for (int i = 0; i < 8; i++) EXPECT_EQ(pwrite(fd, buf.data(), buf.size(), off_t(i * 3 * kMiB)), ssize_t(kMiB));
+  EXPECT_EQ(fsync(fd), 0);
+  close(fd);
+  ASSERT_EQ(Shell("mount -o remount,size=128m '" + b_->src() + "'"), 0);
+  FinishAndCompare(id, {"big.img"});
+}
+
 TEST_F(MigrationTest, SeveralImagesOfOneVmFinishTogether) {
   StartDaemons();
   WritePatternFile(a_->Src("root.img"), 16 * kMiB, 10);
