@@ -1,6 +1,6 @@
 #include "net/frame.h"
 
-#include <xxhash.h>
+#include "net/xxh.h"
 
 #include <bit>
 #include <cstring>

@@ -6,7 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <xxhash.h>
+#include "net/xxh.h"
 
 #include <algorithm>
 #include <atomic>
