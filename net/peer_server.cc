@@ -31,12 +31,13 @@ struct SessionSlot {
 class PeerServerImpl final : public PeerServer {
  public:
   PeerServerImpl(const PeerServerOptions& opts, ReceiveObserver* observer)
-      : opts_(opts), observer_(observer), acceptor_(io_) {}
+      : opts_(opts), observer_(observer), acceptor_(io_), retry_(io_) {}
 
   ~PeerServerImpl() override {
     asio::post(io_, [this] {
       boost::system::error_code ec;
       acceptor_.close(ec);
+      retry_.cancel();
     });
     if (accept_thread_.joinable()) accept_thread_.join();
     std::list<std::unique_ptr<SessionSlot>> slots;
@@ -70,6 +71,10 @@ class PeerServerImpl final : public PeerServer {
       ep = r.begin()->endpoint();
     }
     acceptor_.open(ep.protocol(), ec);
+    if (ec && hp.value().host.empty()) {  // no IPv6 on this host: any IPv4 address
+      ep = tcp::endpoint(tcp::v4(), ep.port());
+      acceptor_.open(ep.protocol(), ec);
+    }
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec && ep.protocol() == tcp::v6() && hp.value().host.empty()) {
       acceptor_.set_option(asio::ip::v6_only(false), ec);
@@ -97,8 +102,17 @@ class PeerServerImpl final : public PeerServer {
   void Accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket sock) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) OnAccepted(std::move(sock));
-      Accept();
+      if (!ec) {
+        OnAccepted(std::move(sock));
+        Accept();
+        return;
+      }
+      // EMFILE, ENOBUFS, ...: do not spin; try again shortly.
+      spdlog::warn("peer server: accept: {}", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(200));
+      retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) Accept();
+      });
     });
   }
 
@@ -144,6 +158,7 @@ class PeerServerImpl final : public PeerServer {
   ReceivingSet receiving_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
   std::thread accept_thread_;
   uint16_t port_ = 0;
 

@@ -397,6 +397,31 @@ TEST_F(PeerTest, IdleHolderIsTakenOverByReconnectingSource) {
   EXPECT_EQ(ReadFileBytes(dir_ / "t.img"), first + first);
 }
 
+TEST_F(PeerTest, ListenOnAnyAddressAndConnectByName) {
+  PeerServerOptions o;
+  o.listen = ":0";
+  o.key = "sekrit-key";
+  o.src_dirfd = dirfd_;
+  auto s = PeerServer::Start(o, &observer_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    PeerClientOptions co;
+    co.target = host + ":" + std::to_string(s.value()->port());
+    co.key = "sekrit-key";
+    auto c = PeerClient::Connect(co);
+    EXPECT_TRUE(c.ok()) << host << ": " << c.error().message;
+  }
+  PeerClientOptions bad;
+  bad.target = "127.0.0.1";  // no port
+  auto c = PeerClient::Connect(bad);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, errc::kInvalidArgument);
+  bad.target = "127.0.0.1:1";  // nothing listens there
+  c = PeerClient::Connect(bad);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, errc::kPeerUnreachable);
+}
+
 TEST_F(PeerTest, RequestErrorsDoNotKillTheConnection) {
   StartServer();
   auto c = MustConnect();
