@@ -201,38 +201,83 @@ TEST_F(PeerTest, OverlappingWritesApplyInArrivalOrder) {
   OverlappingWrites(*c, dir_ / "ow.img");
 }
 
-// One connection served by a ReceiveSession whose disk batches are submitted in
-// reverse: without the ordering rules the result would be wrong.
-TEST_F(PeerTest, OverlappingWritesOrderedEvenWithReversedSubmission) {
-  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  socklen_t al = sizeof a;
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &al);
-  ReceivingSet receiving;
-  std::thread srv([&] {
-    const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    SessionConfig cfg;
-    cfg.src_dirfd = dirfd_;
-    cfg.key = "k";
-    cfg.receiving = &receiving;
-    cfg.test_reverse_batches = true;
-    ReceiveSession session(fd, cfg);
-    session.Run();
-  });
-  {
-    PeerClientOptions o;
-    o.target = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
-    o.key = "k";
-    auto c = PeerClient::Connect(o);
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    OverlappingWrites(*c.value(), dir_ / "ow.img");
+// Serves one connection with a ReceiveSession built from `cfg` (test seams).
+class OneSessionServer {
+ public:
+  OneSessionServer(SessionConfig cfg) {
+    lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(lfd_, 1), 0);
+    socklen_t al = sizeof a;
+    ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &al);
+    port_ = ntohs(a.sin_port);
+    cfg.receiving = &receiving_;
+    thread_ = std::thread([this, cfg] {
+      const int fd = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      ReceiveSession session(fd, cfg);
+      session.Run();
+    });
   }
-  srv.join();
-  ::close(lfd);
+  ~OneSessionServer() {
+    ::shutdown(lfd_, SHUT_RDWR);  // unblocks accept if nobody connected
+    thread_.join();
+    ::close(lfd_);
+  }
+  std::unique_ptr<PeerClient> Connect(const std::string& key) {
+    PeerClientOptions o;
+    o.target = "127.0.0.1:" + std::to_string(port_);
+    o.key = key;
+    auto c = PeerClient::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.error().message;
+    return c.ok() ? std::move(c.value()) : nullptr;
+  }
+
+ private:
+  int lfd_ = -1;
+  uint16_t port_ = 0;
+  ReceivingSet receiving_;
+  std::thread thread_;
+};
+
+// Disk batches submitted in reverse: without the ordering rules the result would be
+// wrong (checked by disabling them).
+TEST_F(PeerTest, OverlappingWritesOrderedEvenWithReversedSubmission) {
+  SessionConfig cfg;
+  cfg.src_dirfd = dirfd_;
+  cfg.key = "k";
+  cfg.test_reverse_batches = true;
+  OneSessionServer srv(cfg);
+  auto c = srv.Connect("k");
+  ASSERT_TRUE(c);
+  OverlappingWrites(*c, dir_ / "ow.img");
+}
+
+TEST_F(PeerTest, DiskErrorIsReportedAndNothingIsWritten) {
+  SessionConfig cfg;
+  cfg.src_dirfd = dirfd_;
+  cfg.key = "k";
+  cfg.test_write_errno = [](const std::string& image, uint64_t offset, uint64_t) {
+    return image == "eio.img" && offset == kBlock ? EIO : 0;
+  };
+  OneSessionServer srv(cfg);
+  auto c = srv.Connect("k");
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("eio.img", 3 * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const std::string data = Pattern(kBlock, 8);
+  EXPECT_TRUE(SendDataSync(*c, img.value().handle, 0, data).ok());
+  Status bad = SendDataSync(*c, img.value().handle, kBlock, data);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, errc::kIo);
+  EXPECT_NE(bad.error().message.find("EIO"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("eio.img"), std::string::npos) << bad.error().message;
+  EXPECT_TRUE(SendDataSync(*c, img.value().handle, 2 * kBlock, data).ok());
+  ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
+  EXPECT_EQ(ReadFileBytes(dir_ / "eio.img"), data + std::string(kBlock, '\0') + data);
 }
 
 TEST_F(PeerTest, ResumeKeepsPartialCopyAndAbortVariants) {

@@ -620,6 +620,13 @@ class ReceiveSession::Impl final : public ImageHolder {
     std::vector<Op*> batch;
     while (!ready_.empty() && !shut_) {
       Op* op = ready_.front();
+      if (op->kind == Op::Kind::kWrite && cfg_.test_write_errno) {
+        if (const int err = cfg_.test_write_errno(op->img->name, op->offset, op->length); err != 0) {
+          ready_.pop_front();
+          Done(op, err);
+          continue;
+        }
+      }
       if (UsesRing(op)) {
         if (inflight_ + batch.size() >= cfg_.ring_depth || io_uring_sq_space_left(&ring_) <= batch.size()) break;
         ready_.pop_front();

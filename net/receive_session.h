@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <condition_variable>
 #include <map>
@@ -74,6 +75,9 @@ struct SessionConfig {
   // test can show the result depends only on the ordering rules, not on the kernel
   // happening to apply a batch in submission order.
   bool test_reverse_batches = false;
+  // Test seam: asked before each data write is issued; a non-zero errno fails that
+  // write as if the disk had returned it (nothing is written).
+  std::function<int(const std::string& image, uint64_t offset, uint64_t length)> test_write_errno;
 };
 
 class ReceiveSession {
