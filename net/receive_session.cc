@@ -3,12 +3,10 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/falloc.h>
-#include <linux/openat2.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -26,8 +24,8 @@
 #include "net/frame.h"
 #include "net/handshake.h"
 #include "net/image_name.h"
-#include "net/peer_client.h"  // HashBlock
 #include "net/range_order.h"
+#include "net/receive_file.h"
 
 namespace migratefs::net {
 
@@ -37,23 +35,8 @@ using wire::FrameType;
 
 namespace {
 
-constexpr char kStateXattr[] = "user.migratefs.state";
 constexpr size_t kReadChunk = 256u << 10;
 constexpr size_t kLargeFrame = 64u << 10;  // payloads from here on are read in place
-
-std::string ErrnoText(int err) {
-  const char* name = strerrorname_np(err);
-  return std::string(name ? name : "errno " + std::to_string(err)) + " (" + std::strerror(err) + ")";
-}
-
-// openat2 confined beneath dirfd, refusing every symlink (invariant I5). -1 + errno.
-int OpenBeneath(int dirfd, const std::string& path, uint64_t flags, uint64_t mode) {
-  open_how how{};
-  how.flags = flags;
-  how.mode = mode;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
-}
 
 struct Image {
   uint32_t handle = 0;
@@ -507,89 +490,34 @@ class ReceiveSession::Impl final : public ImageHolder {
     if (images_.size() >= cfg_.max_images) {
       return MakeError(errc::kInvalidArgument, "too many images open on this connection");
     }
-    std::string parent, base;
-    SplitImageName(o.name, &parent, &base);
-    auto path_error = [&](int err, const std::string& what) -> Error {
-      switch (err) {
-        case ENOENT:
-          return MakeError(errc::kNotFound, o.name + ": " + what + " does not exist on the target");
-        case ENOTDIR:
-          return MakeError(errc::kBadName, o.name + ": " + what + ": a path component is not a directory");
-        case ELOOP:
-          return MakeError(errc::kBadName, o.name + ": " + what + ": symlinks are not followed");
-        case EXDEV:
-          return MakeError(errc::kBadName, o.name + ": " + what + " would resolve outside the served directory");
-        case EISDIR:
-          return MakeError(errc::kBadName, o.name + " is a directory");
-        default:
-          return MakeError(errc::kIo, o.name + ": " + what + ": " + ErrnoText(err));
-      }
-    };
-    const int pfd = OpenBeneath(cfg_.src_dirfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-    if (pfd < 0) return path_error(errno, "parent directory");
-    const uint64_t fflags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
-    bool created = true;
-    int fd = OpenBeneath(pfd, base, fflags | O_CREAT | O_EXCL, 0600);
-    if (fd < 0 && errno == EEXIST) {
-      created = false;
-      fd = OpenBeneath(pfd, base, fflags, 0);
-    }
-    if (fd < 0) {
-      const int err = errno;
-      ::close(pfd);
-      return path_error(err, "image");
-    }
-    auto fail = [&](Error e) -> Error {
-      if (created) ::unlinkat(pfd, base.c_str(), 0);
-      ::close(fd);
-      ::close(pfd);
-      return e;
-    };
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return fail(MakeError(errc::kIo, o.name + ": fstat: " + ErrnoText(errno)));
-    if (!S_ISREG(st.st_mode)) return fail(MakeError(errc::kBadName, o.name + " is not a regular file"));
-    // O_NONBLOCK only kept the open itself from blocking on a FIFO or device; on a
-    // regular file it would make io_uring return EAGAIN on filesystems without NOWAIT.
-    if (const int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-      return fail(MakeError(errc::kIo, o.name + ": fcntl: " + ErrnoText(errno)));
-    }
-    if (cfg_.receiving && cfg_.receiving->Acquire(st.st_dev, st.st_ino, this, cfg_.idle_takeover,
-                                                  cfg_.takeover_wait) != ReceivingSet::Claim::kOk) {
-      created = false;  // someone else's file: never unlink it
-      return fail(MakeError(errc::kBusy, o.name + " is already being received by another (active) connection"));
+    auto opened = OpenReceiveFile(cfg_.src_dirfd, o.name);
+    if (!opened.ok()) return opened.error();
+    ReceiveFile f = opened.value();
+    if (cfg_.receiving && cfg_.receiving->Acquire(f.dev, f.ino, this, cfg_.idle_takeover, cfg_.takeover_wait) !=
+                              ReceivingSet::Claim::kOk) {
+      CloseReceiveFile(f, false);  // someone else's file: never unlink it
+      return MakeError(errc::kBusy, o.name + " is already being received by another (active) connection");
     }
     for (const auto& [h, other] : images_) {
-      if (other->dev == st.st_dev && other->ino == st.st_ino) {
-        created = false;
-        return fail(MakeError(errc::kBusy, o.name + " is already open on this connection"));
+      if (other->dev == f.dev && other->ino == f.ino) {
+        CloseReceiveFile(f, false);
+        return MakeError(errc::kBusy, o.name + " is already open on this connection");
       }
     }
-    auto fail_registered = [&](Error e) -> Error {
-      if (cfg_.receiving) cfg_.receiving->Release(st.st_dev, st.st_ino, this);
-      return fail(std::move(e));
-    };
-    OpenReplyPayload reply{!created, static_cast<uint64_t>(st.st_size)};
-    if (!resume && st.st_size != 0 && ::ftruncate(fd, 0) != 0) {
-      return fail_registered(MakeError(errc::kIo, o.name + ": truncate: " + ErrnoText(errno)));
+    if (Status st = PrepareReceiveFile(f, o.name, o.size, resume); !st.ok()) {
+      if (cfg_.receiving) cfg_.receiving->Release(f.dev, f.ino, this);
+      CloseReceiveFile(f, true);
+      return st.error();
     }
-    if (::ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
-      return fail_registered(MakeError(errc::kIo, o.name + ": set size " + std::to_string(o.size) + ": " +
-                                                      ErrnoText(errno)));
-    }
-    if (::fsetxattr(fd, kStateXattr, "receiving", 9, 0) != 0) {
-      if (errno != ENOTSUP) {
-        return fail_registered(MakeError(errc::kIo, o.name + ": set " + kStateXattr + ": " + ErrnoText(errno)));
-      }
-      spdlog::warn("peer server: {}: filesystem has no user xattrs; the receiving mark is not persisted", o.name);
-    }
+    const OpenReplyPayload reply{!f.created, f.size_before};
     auto img = std::make_unique<Image>();
     img->handle = next_handle_++;
     img->name = o.name;
-    img->fd = fd;
-    img->parent_fd = pfd;
-    img->base = base;
-    img->dev = st.st_dev;
-    img->ino = st.st_ino;
+    img->fd = f.fd;
+    img->parent_fd = f.parent_fd;
+    img->base = f.base;
+    img->dev = f.dev;
+    img->ino = f.ino;
     img->block_size = o.block_size;
     if (cfg_.observer) cfg_.observer->OnReceiving(img->name, img->dev, img->ino);
     const uint32_t handle = img->handle;
@@ -735,61 +663,12 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
   }
 
-  // Fallback for filesystems without hole punching: zeros up to EOF (never extends).
-  static int WriteZeros(int fd, uint64_t off, uint64_t len) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return errno;
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    if (off >= size) return 0;
-    uint64_t end = std::min(size, off + len);
-    static const std::vector<uint8_t> zeros(1u << 20, 0);
-    while (off < end) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), end - off));
-      const ssize_t w = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return w < 0 ? errno : EIO;
-      off += static_cast<uint64_t>(w);
-    }
-    return 0;
-  }
-
   void HashOp(Op* op) {
-    Image* img = op->img;
-    const uint64_t bs = img->block_size;
-    const uint64_t count = op->length;
-    std::string out(count * 8, '\0');
-    struct stat st {};
-    if (::fstat(img->fd, &st) != 0) return Done(op, errno);
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    const uint64_t zero_hash = HashBlock(nullptr, 0);
-    std::unique_ptr<uint8_t[]> buf;
-    uint64_t next_data = 0;  // no data before this offset (from SEEK_DATA)
-    for (uint64_t i = 0; i < count; ++i) {
-      const uint64_t off = (op->offset + i) * bs;
-      uint64_t h = zero_hash;
-      if (off < size) {
-        if (next_data <= off) {
-          const off_t d = ::lseek(img->fd, static_cast<off_t>(off), SEEK_DATA);
-          next_data = d < 0 ? UINT64_MAX : static_cast<uint64_t>(d);  // ENXIO: only holes left
-        }
-        if (next_data < off + bs) {
-          if (!buf) buf.reset(new uint8_t[bs]);
-          const size_t want = static_cast<size_t>(std::min(bs, size - off));
-          size_t got = 0;
-          while (got < want) {
-            const ssize_t r = ::pread(img->fd, buf.get() + got, want - got, static_cast<off_t>(off + got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) return Done(op, errno);
-            if (r == 0) break;
-            got += static_cast<size_t>(r);
-          }
-          h = HashBlock(buf.get(), got);
-        }
-      }
-      PutLe64(reinterpret_cast<uint8_t*>(out.data()) + i * 8, h);
-    }
-    hash_reply_ = std::move(out);
-    Done(op, 0);
+    // Synchronous: the source asks for a few hundred blocks at a time, holes are
+    // skipped with SEEK_DATA, and nothing else of this session can run meanwhile
+    // without racing the reads anyway.
+    const int err = HashFileBlocks(op->img->fd, op->offset, op->length, op->img->block_size, &hash_reply_);
+    Done(op, err);
   }
 
   void AbortOp(Op* op) {

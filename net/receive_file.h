@@ -1,0 +1,55 @@
+// File-level steps of receiving an image, kept apart from the session's event loop so
+// each can be read (and tested) on its own. All functions are synchronous.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "migratefs/status.h"
+
+namespace migratefs::net {
+
+// The extended attribute that marks a copy being received ("receiving") or left
+// behind by an aborted migration ("incomplete"); absent on a complete copy.
+inline constexpr char kStateXattr[] = "user.migratefs.state";
+
+// "ENOSPC (No space left on device)".
+std::string ErrnoText(int err);
+
+struct ReceiveFile {
+  int fd = -1;         // O_RDWR, blocking
+  int parent_fd = -1;  // O_PATH directory that holds it (for the unlink on abort)
+  std::string base;    // last component of the name
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool created = false;      // this open created it
+  uint64_t size_before = 0;  // its size when opened
+};
+
+// Opens (creating if needed, mode 0600) the regular file `name` strictly beneath
+// `src_dirfd`: the name is validated (net/image_name.h), and both the parent
+// directory and the file are resolved with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), so no symlink is followed anywhere.
+// The parent directory must exist. Errors: kBadName (invalid name, symlink, escape,
+// directory, not a regular file), kNotFound (no such parent), kIo.
+Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name);
+
+// Closes the descriptors; with unlink_created, also removes a file this open created.
+void CloseReceiveFile(ReceiveFile& f, bool unlink_created);
+
+// Without resume truncates to 0 first; then sets the size and the "receiving" mark
+// (a filesystem without user xattrs is tolerated, with a warning). Error: kIo.
+Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume);
+
+// Per-block HashBlock of blocks [first, first+count) of fd (block_size bytes each),
+// as count little-endian u64 in *out. Holes (SEEK_DATA) and blocks past EOF are not
+// read: they hash like zeros. Returns 0 or an errno.
+int HashFileBlocks(int fd, uint64_t first, uint64_t count, uint32_t block_size, std::string* out);
+
+// Writes zeros over [off, off+len) clipped to EOF (never extends): the fallback for a
+// filesystem that cannot punch holes. Returns 0 or an errno.
+int WriteZeros(int fd, uint64_t off, uint64_t len);
+
+}  // namespace migratefs::net
