@@ -30,10 +30,12 @@ WORK=$(mktemp -d /tmp/mfs-bench-XXXXXX)
 SRC=$WORK/src MNT_MFS=$WORK/mnt-migratefs MNT_LL=$WORK/mnt-ll OUT=$WORK/out
 mkdir -p "$SRC" "$MNT_MFS" "$MNT_LL" "$OUT"
 
+RAW=$ROOT/bench/out/fuse-$(date -u +%Y%m%d-%H%M%S)  # raw fio JSON / bonnie CSV (gitignored)
 cleanup() {
   for m in "$MNT_MFS" "$MNT_LL"; do
     mountpoint -q "$m" && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }
   done
+  mkdir -p "$RAW" && cp -r "$OUT"/. "$RAW"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,6 +84,7 @@ fio_args() {  # rw bs direct dir
 }
 
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq 1 "$REPS"); do
   for wl in "${WORKLOADS[@]}"; do
     read -r name rw bs direct <<<"$wl"
@@ -109,6 +112,7 @@ for rep in $(seq 1 "$REPS"); do
   fi
 done
 ELAPSED=$(( $(date +%s) - START ))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$OUT" "$RESULTS" "$REPS" <<PY
 import json, os, statistics, sys, glob
@@ -189,7 +193,8 @@ PY
 Produced by \`bench/fuse/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) vCPU,
 libfuse $(pkg-config --modversion fuse3), fio $(fio --version), file system of /tmp: $(stat -f -c %T /tmp).
 $REPS repetitions, systems interleaved; medians, **ratio to native**, individual runs in brackets
-(MB/s for 1 MiB rows and bonnie++, IOPS for 4 KiB rows). Total run time ${ELAPSED} s.
+(MB/s for 1 MiB rows and bonnie++, IOPS for 4 KiB rows). Total run time ${ELAPSED} s;
+load average (1/5/15 min) $LOAD_START at the start, $LOAD_END at the end.
 
 $(cat "$OUT/table.md")
 
@@ -205,4 +210,4 @@ $(for wl in "${WORKLOADS[@]}"; do read -r name rw bs direct <<<"$wl"; echo "  - 
 MD
 } > "$RESULTS.tmp"
 mv "$RESULTS.tmp" "$RESULTS"
-echo "wrote $RESULTS"
+echo "wrote $RESULTS (raw data: $RAW)"
