@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Transfer benchmark (issue 3): daemon-to-daemon bulk copy on loopback against the
+# limits measured in the same run (dd iflag=direct read of the image; iperf3 on
+# loopback) and against rsync --whole-file --inplace to an rsync daemon on loopback;
+# a sparse image against a dense one; convergence under a 30 MB/s random writer;
+# phase-3 write latency. Prints a table and writes bench/transfer/RESULTS.md.
+#
+#   bash bench/transfer/run.sh            # SIZE_GB=8 REPS=2
+# Needs root, ~3*SIZE_GB GiB free under /var/tmp, and a built tree (scripts/build.sh).
+source "$(dirname "$0")/../lib.sh"
+SIZE_GB=${SIZE_GB:-8}
+REPS=${REPS:-2}
+OUT=$BENCH_ROOT/bench/transfer/RESULTS.md
+bench_setup
+trap bench_teardown EXIT
+mkdir -p $WORK/rsync
+RES=$WORK/results.txt; : > $RES
+record() { echo "$1 $2" >> $RES; }   # name value
+
+echo "== preparing a ${SIZE_GB} GiB dense image (random data)"
+head -c $((SIZE_GB << 30)) /dev/urandom > $WORK/a/src/dense.img
+IMG_BYTES=$(stat -c %s $WORK/a/src/dense.img)
+
+# rsync daemon on loopback
+cat > $WORK/rsyncd.conf <<CONF
+use chroot = no
+[dst]
+  path = $WORK/rsync
+  read only = no
+  uid = root
+  gid = root
+CONF
+RSYNC_PORT=$(( PORT + 1 ))
+rsync --daemon --no-detach --port=$RSYNC_PORT --config=$WORK/rsyncd.conf &
+RSYNC_PID=$!
+trap 'kill $RSYNC_PID 2>/dev/null; bench_teardown' EXIT
+sleep 0.5
+
+daemons_start
+for rep in $(seq $REPS); do
+  echo "== repetition $rep"
+  drop_caches
+  t=$(now); dd if=$WORK/a/src/dense.img of=/dev/null bs=1M iflag=direct status=none; s=$(elapsed $t)
+  record dd_MBps $(awk "BEGIN{print $IMG_BYTES/$s/1e6}")
+  iperf3 -s -1 -p $((PORT + 2)) >/dev/null 2>&1 & IPERF=$!; sleep 0.3
+  bps=$(iperf3 -c 127.0.0.1 -p $((PORT + 2)) -t 5 -J | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1)
+  record tcp_MBps $(awk "BEGIN{print $bps/8/1e6}")
+  wait $IPERF || true
+
+  drop_caches; rm -f $WORK/rsync/dense.img
+  t=$(now); rsync --whole-file --inplace $WORK/a/src/dense.img rsync://127.0.0.1:$RSYNC_PORT/dst/; s=$(elapsed $t)
+  record rsync_s $s
+
+  drop_caches; rm -f $WORK/b/src/dense.img
+  t=$(now); id=$(migrate_start dense.img); s=$(wait_for $id completed $t)
+  record migratefs_s $s
+  ctl finish $id >/dev/null; ctl release $id >/dev/null
+  cmp $WORK/a/src/dense.img $WORK/b/src/dense.img || { echo "copies differ!" >&2; exit 1; }
+done
+rm -f $WORK/rsync/dense.img $WORK/b/src/dense.img
+
+echo "== sparse: 64 GiB holding 1 GiB of data vs a 1 GiB dense image"
+truncate -s 64G $WORK/a/src/sparse.img
+for i in $(seq 0 63); do
+  dd if=$WORK/a/src/dense.img of=$WORK/a/src/sparse.img bs=16M count=1 skip=$i seek=$((i * 64)) conv=notrunc status=none
+done
+head -c 1G $WORK/a/src/dense.img > $WORK/a/src/dense1.img
+for rep in $(seq $REPS); do
+  for img in dense1.img sparse.img; do
+    drop_caches; rm -f $WORK/b/src/$img
+    t=$(now); id=$(migrate_start $img); s=$(wait_for $id completed $t)
+    record ${img%.img}_s $s
+    ctl finish $id >/dev/null; ctl release $id >/dev/null
+    cmp $WORK/a/src/$img $WORK/b/src/$img || { echo "copies differ!" >&2; exit 1; }
+  done
+done
+rm -f $WORK/a/src/sparse.img $WORK/b/src/sparse.img $WORK/b/src/dense1.img
+
+echo "== convergence: 4 GiB image, 110 MB/s network limit (~1 GbE), with and without a 30 MB/s random writer"
+head -c 4G $WORK/a/src/dense.img > $WORK/a/src/vm4.img
+rm -f $WORK/a/src/dense.img
+for rep in $(seq $REPS); do
+  drop_caches; rm -f $WORK/b/src/vm4.img
+  t=$(now); id=$(migrate_start vm4.img --network-kbps 110000); s=$(wait_for $id mirror $t)
+  record bulk4_s $s
+  wait_for $id completed $t >/dev/null
+  ctl finish $id >/dev/null; ctl release $id >/dev/null
+
+  drop_caches; rm -f $WORK/b/src/vm4.img
+  fio --name=vm --filename=$WORK/a/mnt/vm4.img --size=4G --rw=randwrite --bsrange=4k-256k --direct=1 \
+      --ioengine=libaio --iodepth=8 --rate=30m --time_based=1 --runtime=600 --output=/dev/null &
+  FIO=$!
+  sleep 2
+  t=$(now); id=$(migrate_start vm4.img --network-kbps 110000); s=$(wait_for $id mirror $t)
+  record writer4_to_mirror_s $s
+  wait_for $id completed $t >/dev/null
+  record writer4_sent_ratio $(awk "BEGIN{print $(ctl progress $id | field bytes_sent)/$(stat -c %s $WORK/a/src/vm4.img)}")
+
+  # Phase-3 latency: 4 KiB O_DIRECT writes, queue depth 1, while mirroring (the
+  # random writer stopped first so it does not queue in front).
+  kill $FIO; wait $FIO 2>/dev/null || true
+  lat_json=$WORK/lat-mirror.json
+  fio --name=lat --filename=$WORK/a/mnt/vm4.img --size=4G --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
+      --time_based=1 --runtime=8 --output-format=json --output=$lat_json
+  ctl finish $id >/dev/null; ctl release $id >/dev/null
+  fio --name=lat --filename=$WORK/a/mnt/vm4.img --size=4G --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
+      --time_based=1 --runtime=8 --output-format=json --output=$WORK/lat-plain.json
+  for kind in mirror plain; do
+    for pct in 50.000000 99.000000; do
+      v=$(tr -d ' \n' < $WORK/lat-$kind.json | sed -n "s/.*\"write\":{.*\"clat_ns\":{[^}]*\"percentile\":{[^}]*\"$pct\":\([0-9]*\).*/\1/p")
+      record lat_${kind}_p${pct%%.*}_us $(awk "BEGIN{print $v/1000}")
+    done
+  done
+done
+daemons_stop
+
+med() { awk -v k="$1" '$1==k{print $2}' $RES | median; }
+DD=$(med dd_MBps); TCP=$(med tcp_MBps); LIMIT=$(awk "BEGIN{print ($DD<$TCP)?$DD:$TCP}")
+MFS_S=$(med migratefs_s); RSYNC_S=$(med rsync_s)
+MFS_MBPS=$(awk "BEGIN{print $IMG_BYTES/$MFS_S/1e6}"); RSYNC_MBPS=$(awk "BEGIN{print $IMG_BYTES/$RSYNC_S/1e6}")
+D1=$(med dense1_s); SP=$(med sparse_s); B4=$(med bulk4_s); W4=$(med writer4_to_mirror_s); SR=$(med writer4_sent_ratio)
+{
+echo "# Transfer benchmark"
+echo
+echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, kernel $(uname -r); medians of $REPS interleaved repetitions;"
+echo "every ratio is against a baseline measured in the same run. Command: \`bash bench/transfer/run.sh\`"
+echo "(SIZE_GB=$SIZE_GB REPS=$REPS)."
+echo
+echo "| measure | value | ratio | goal |"
+echo "|---|---|---|---|"
+echo "| disk read, dd iflag=direct of the ${SIZE_GB} GiB image | $(printf %.0f $DD) MB/s | | |"
+echo "| TCP on loopback, iperf3 1 stream 5 s | $(printf %.0f $TCP) MB/s | | |"
+echo "| migratefs bulk copy daemon→daemon, default settings | $(printf %.0f $MFS_MBPS) MB/s ($MFS_S s) | $(ratio $MFS_MBPS $LIMIT)× min(disk, TCP) | ≥ 0.9× |"
+echo "| rsync --whole-file --inplace to an rsync daemon | $(printf %.0f $RSYNC_MBPS) MB/s ($RSYNC_S s) | migratefs $(ratio $MFS_MBPS $RSYNC_MBPS)× rsync | ≥ 1.5× |"
+echo "| 64 GiB sparse image holding 1 GiB vs 1 GiB dense | $SP s vs $D1 s | $(ratio $SP $D1)× | ≤ 1.2× |"
+echo "| 4 GiB at 110 MB/s limit: bulk alone vs to phase 3 under a 30 MB/s random writer | $B4 s vs $W4 s | $(ratio $W4 $B4)× | ≤ 1.2× |"
+echo "| same: bytes sent / image size, under the writer | $SR | | ≤ 1.3× (image + unique dirty) |"
+echo "| 4 KiB O_DIRECT write latency, psync qd1: p50 plain / mirrored | $(med lat_plain_p50_us) µs / $(med lat_mirror_p50_us) µs | $(ratio $(med lat_mirror_p50_us) $(med lat_plain_p50_us))× | |"
+echo "| same, p99 plain / mirrored | $(med lat_plain_p99_us) µs / $(med lat_mirror_p99_us) µs | $(ratio $(med lat_mirror_p99_us) $(med lat_plain_p99_us))× | |"
+echo
+echo "Raw samples (name value):"
+echo
+echo '```'
+cat $RES
+echo '```'
+} > $OUT
+cat $OUT
