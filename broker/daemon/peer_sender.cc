@@ -55,8 +55,13 @@ void AsyncPeerSender::Run() {
       auto timeout = Millis(static_cast<int64_t>(config_.peer_timeout_s * 1000));
       auto answer = RoundTrip(address, line, timeout);
       if (!answer) {
-        spdlog::warn("peer {} ({}) unreachable, {} not delivered: {}", host, address, op,
-                     answer.error().message);
+        // One warning per peer per 30 s: a dead peer is asked every period.
+        double now = now_();
+        bool warn = now - last_warned_[host] >= 30;
+        if (warn) last_warned_[host] = now;
+        spdlog::log(warn ? spdlog::level::warn : spdlog::level::debug,
+                    "peer {} ({}) unreachable, {} not delivered: {}", host, address, op,
+                    answer.error().message);
       } else if (answer.value().find("\"ok\":true") == std::string::npos) {
         spdlog::warn("peer {} refused {}: {}", host, op, answer.value().substr(0, 300));
       } else {

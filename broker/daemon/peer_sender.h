@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -36,6 +37,7 @@ class AsyncPeerSender : public PeerSender {
   std::condition_variable idle_;
   std::deque<std::pair<std::string, nlohmann::json>> queue_;
   bool busy_ = false;
+  std::map<std::string, double> last_warned_;  // worker thread only
   bool stop_ = false;
   std::thread worker_;
 };
