@@ -152,6 +152,8 @@ std::string ProgressBlock(const json& p) {
   row("disk rate", FormatRate(Number(p, "disk_kbps")));
   row("sent", FormatBytes(static_cast<uint64_t>(Number(p, "bytes_sent"))) + " of " +
                   FormatBytes(static_cast<uint64_t>(Number(p, "bytes_total"))));
+  row("mirrored", FormatBytes(static_cast<uint64_t>(Number(p, "bytes_mirrored"))) +
+                      " of VM writes (phase 3)");
   row("left", FormatBytes(static_cast<uint64_t>(Number(p, "bytes_left"))) + " in " +
                   std::to_string(static_cast<uint64_t>(Number(p, "blocks_left"))) + " blocks");
   row("dirty", std::to_string(static_cast<uint64_t>(Number(p, "dirty_blocks"))) +

@@ -92,8 +92,10 @@ std::string RenderMetrics(const std::vector<MigrationInfo>& migrations) {
     std::function<double(const MigrationInfo&)> value;
   };
   const Gauge gauges[] = {
-      {"migratefs_bytes_sent_total", "counter", "Data bytes put on the wire, resends included.",
+      {"migratefs_bytes_sent_total", "counter", "Block data sent in phases 1-2, resends included.",
        [](const MigrationInfo& m) { return double(m.progress.bytes_sent); }},
+      {"migratefs_bytes_mirrored_total", "counter", "The VM's writes forwarded in phase 3, bytes.",
+       [](const MigrationInfo& m) { return double(m.progress.bytes_mirrored); }},
       {"migratefs_bytes_total", "gauge", "Sum of the image sizes in bytes.",
        [](const MigrationInfo& m) { return double(m.progress.bytes_total); }},
       {"migratefs_bytes_left", "gauge", "Bytes still to send (dirty blocks).",

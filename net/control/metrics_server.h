@@ -19,7 +19,8 @@ namespace migratefs::control {
 // The exposition text for `migrations`:
 //   migratefs_migration_info{id,target,images} 1
 //   migratefs_phase{id,phase} 1 for the current phase, 0 for the others
-//   migratefs_bytes_sent_total{id} (counter), migratefs_bytes_total{id},
+//   migratefs_bytes_sent_total{id}, migratefs_bytes_mirrored_total{id} (counters),
+//   migratefs_bytes_total{id},
 //   migratefs_bytes_left{id}, migratefs_dirty_blocks{id}, migratefs_dirty_kbps{id},
 //   migratefs_network_kbps{id}, migratefs_disk_kbps{id}, migratefs_eta_seconds{id},
 //   migratefs_network_limit_kbps{id}, migratefs_disk_limit_kbps{id} (0 = none),

@@ -34,9 +34,9 @@ TEST(ResponseTest, ProgressHasEveryField) {
   p.network_limit_kbps = 20000;
   json fields = ProgressFields(p);
   for (const char* key : {"phase", "pause_reason", "kbps", "bytes_total", "bytes_sent",
-                          "bytes_left", "blocks_left", "dirty_blocks", "dirty_kbps",
-                          "network_kbps", "disk_kbps", "eta_s", "network_limit_kbps",
-                          "disk_limit_kbps"}) {
+                          "bytes_mirrored", "bytes_left", "blocks_left", "dirty_blocks",
+                          "dirty_kbps", "network_kbps", "disk_kbps", "eta_s",
+                          "network_limit_kbps", "disk_limit_kbps"}) {
     EXPECT_TRUE(fields.contains(key)) << key;
   }
   EXPECT_EQ(fields["phase"], "dirty");
