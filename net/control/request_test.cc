@@ -48,7 +48,8 @@ TEST(ParseRequestTest, Start) {
 
 TEST(ParseRequestTest, StartWithLimits) {
   auto c = ParseAs<StartCommand>(
-      R"({"op":"start","images":["a"],"target":"[fd00::2]:7000","network_kbps":20000,"disk_kbps":5000})");
+      R"({"op":"start","images":["a"],"target":"[fd00::2]:7000",)"
+      R"("network_kbps":20000,"disk_kbps":5000})");
   EXPECT_EQ(c.request.target, "[fd00::2]:7000");
   EXPECT_EQ(c.request.network_kbps, 20000u);
   EXPECT_EQ(c.request.disk_kbps, 5000u);

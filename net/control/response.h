@@ -24,10 +24,14 @@ nlohmann::json OkAnswer(nlohmann::json fields, const Tag& tag);
 nlohmann::json ErrorAnswer(const Error& error, const Tag& tag);
 
 // Field sets of the individual answers, to pass to OkAnswer.
-nlohmann::json ProgressFields(const Progress& progress);  // every Progress member, flat
-nlohmann::json MigrationFields(const MigrationInfo& info);  // id, images, target, completed, progress{}
-nlohmann::json VerifyFields(const VerifyReport& report);    // identical, blocks_compared, mismatches[]
-nlohmann::json ListFields(const std::vector<MigrationInfo>& migrations);  // migrations[]
+// Every Progress member, flat.
+nlohmann::json ProgressFields(const Progress& progress);
+// id, images, target, completed, progress{}.
+nlohmann::json MigrationFields(const MigrationInfo& info);
+// identical, blocks_compared, mismatches[{image, offset, length}].
+nlohmann::json VerifyFields(const VerifyReport& report);
+// migrations[].
+nlohmann::json ListFields(const std::vector<MigrationInfo>& migrations);
 
 nlohmann::json EventLine(const Event& event);
 
