@@ -473,7 +473,7 @@ class PeerClientImpl final : public PeerClient {
   std::vector<asio::const_buffer> bufs_;
   std::unique_ptr<uint8_t[]> rbuf_;
   FrameReader reader_;
-  BufferPool pool_;  // data payload copies (any thread)
+  BufferPool pool_{32u << 20};  // data payload copies (any thread)
 };
 
 }  // namespace

@@ -783,7 +783,7 @@ class ReceiveSession::Impl final : public ImageHolder {
   bool ring_ok_ = false;
   unsigned inflight_ = 0;
   bool large_frames_ = false;  // the last frame had a large payload (see ReadMore)
-  BufferPool pool_;
+  BufferPool pool_{32u << 20};  // per session: 64 sessions must not pin gigabytes
   bool reading_ = false, paused_ = false, closing_ = false, shut_ = false, writing_ = false, pumping_ = false;
   std::unique_ptr<uint8_t[]> rbuf_{new uint8_t[kReadChunk]};
   FrameReader reader_;
