@@ -39,7 +39,9 @@ using AckFn = std::function<void(const Status&)>;
 
 class PeerClient {
  public:
-  virtual ~PeerClient() = default;  // closes the connection; pending AckFns get errors
+  // Closes the connection; pending AckFns get errors (on the I/O thread, before this
+  // returns). Not from inside an AckFn: the I/O thread cannot wait for itself.
+  virtual ~PeerClient() = default;
 
   // Connects, runs the handshake (magic, version, features, mutual HMAC-SHA256
   // challenge-response), and starts the I/O thread. Blocking.
