@@ -195,6 +195,33 @@ TEST_F(MigrationTest, FinishFencesTheSourceAndReceivingCopyRefusesWriters) {
   close(fd);
 }
 
+// The hypervisor on the target opens the image through the target's mount after
+// finish; if that mount cached the inode while the image was received (someone ran
+// stat), it must still see the final size and bytes, not what it cached.
+TEST_F(MigrationTest, TargetMountSeesTheFinalImageAfterFinish) {
+  StartDaemons();
+  WritePatternFile(a_->Src("g.img"), 8 * kMiB, 13);
+  std::string id = StartMigration({"g.img"});
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 30s));
+  struct stat st;
+  ASSERT_EQ(stat(b_->Mnt("g.img").c_str(), &st), 0);  // the target mount caches the inode
+  EXPECT_EQ(st.st_size, off_t(8 * kMiB));
+  int tfd = open(b_->Mnt("g.img").c_str(), O_RDONLY);  // and its pages
+  ASSERT_GE(tfd, 0);
+  std::vector<char> buf(kMiB);
+  ASSERT_EQ(pread(tfd, buf.data(), buf.size(), 0), ssize_t(kMiB));
+  close(tfd);
+  int fd = open(a_->Mnt("g.img").c_str(), O_WRONLY);  // grow and rewrite while mirroring
+  ASSERT_GE(fd, 0);
+  std::vector<char> w(kMiB, 'n');
+  ASSERT_EQ(pwrite(fd, w.data(), w.size(), 0), ssize_t(kMiB));
+  ASSERT_EQ(pwrite(fd, w.data(), w.size(), 12 * kMiB), ssize_t(kMiB));
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+  FinishAndCompare(id, {"g.img"});
+  EXPECT_TRUE(FilesEqual(a_->Src("g.img"), b_->Mnt("g.img"))) << "the target mount shows a stale copy";
+}
+
 TEST_F(MigrationTest, BadNamesAreRefusedAndNothingIsWritten) {
   StartDaemons();
   WritePatternFile(a_->Src("ok.img"), kMiB, 5);
