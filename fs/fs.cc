@@ -2,11 +2,24 @@
 
 #include "fs/ops.h"
 
+#include <string>
+
 namespace migratefs::fs {
 
 Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout)
     : opts_(opts), timeout_(timeout), inodes_(src_dirfd, &hooks_) {
   inodes_.set_timeout(timeout);
+  hooks_.SetChangeListener([this](dev_t dev, ino_t ino) { DropKernelCache(dev, ino); });
+}
+
+void Fs::DropKernelCache(dev_t dev, ino_t ino) {
+  fuse_ino_t id, parent;
+  std::string name;
+  if (se_ == nullptr || !inodes_.Known(dev, ino, &id, &parent, &name)) return;
+  // Never called from a request handler, so no request holds the locks the kernel
+  // takes here. Stale ids (forgotten meanwhile) are answered ENOENT by the kernel.
+  fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
+  if (parent != 0) fuse_lowlevel_notify_inval_entry(se_, parent, name.data(), name.size());
 }
 
 const fuse_lowlevel_ops& LowLevelOps() {

@@ -27,6 +27,16 @@ class Fs {
   // True when the kernel granted the writeback cache at INIT.
   bool writeback() const { return writeback_; }
   void set_writeback(bool on) { writeback_ = on; }
+  // For kernel notifications; set by the Session once the libfuse session exists.
+  void set_session(fuse_session* se) { se_ = se; }
+  // Makes the kernel forget what it cached about backing file (dev, ino): its pages,
+  // its attributes, and (if no one holds it open) the inode itself, so the next
+  // lookup reads size and contents afresh. Needed because with the writeback cache
+  // the kernel never takes a file size from the daemon while it caches the inode,
+  // and files that change in SRC without passing the mount (the migration receiver
+  // writes there) would keep a stale size. Runs on every hook Attach/Detach.
+  void DropKernelCache(dev_t dev, ino_t ino);
+
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
@@ -42,6 +52,7 @@ class Fs {
   bool writeback_ = false;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
+  fuse_session* se_ = nullptr;
 };
 
 // The operations table handed to fuse_session_new().

@@ -148,6 +148,7 @@ void HookRegistryImpl::Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> 
   }
   // Only a file that is in the inode table can be open, hence being modified.
   if (live != nullptr) WaitForModifiers(live);
+  if (on_change_) on_change_(dev, ino);
   // `old` dies here, after every call into it has returned.
 }
 

@@ -53,6 +53,8 @@ class HookRegistryImpl : public HookRegistry {
 
   // Set once, before requests are served. May stay null (unit tests).
   void SetIndex(HookCellIndex* index) { index_ = index; }
+  // Called after every Attach/Detach, outside all locks (see Fs::DropKernelCache).
+  void SetChangeListener(std::function<void(dev_t, ino_t)> fn) { on_change_ = std::move(fn); }
 
   void Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) override;
   void Detach(dev_t dev, ino_t ino) override;
@@ -87,6 +89,7 @@ class HookRegistryImpl : public HookRegistry {
   void Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook);
 
   HookCellIndex* index_ = nullptr;
+  std::function<void(dev_t, ino_t)> on_change_;
   std::mutex attach_mu_;  // serialises Attach/Detach (they wait; Find does not)
   std::shared_mutex ns_mu_;  // exclusive in Attach/Detach, shared in NamespaceChange
   mutable std::mutex mu_;
@@ -96,8 +99,10 @@ class HookRegistryImpl : public HookRegistry {
 
 // Brackets one modification (write, truncate, fallocate, copy, O_TRUNC open) of a
 // file. hook() is the hook to call, valid until the scope ends; Detach waits for it.
-// Scopes do not nest: one per thread at a time. A hook must not call Attach/Detach
-// from inside a hook call on the same file (it would wait for itself).
+// Scopes do not nest: one per thread at a time. Attach/Detach must not be called
+// from inside a hook call or a FUSE request handler: they wait for modifications in
+// flight and send the kernel cache invalidations, either of which can wait for the
+// calling thread.
 class ModifyScope {
  public:
   explicit ModifyScope(const HookCell& cell);

@@ -28,10 +28,10 @@ int InodeTable::Lookup(Inode& parent, const char* name, fuse_entry_param* e) {
   if (strcmp(name, "..") == 0 || strcmp(name, ".") == 0 || strchr(name, '/') != nullptr) return EINVAL;
   int fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
-  return Adopt(fd, e);
+  return Adopt(fd, parent, name, e);
 }
 
-int InodeTable::Adopt(int fd, fuse_entry_param* e) {
+int InodeTable::Adopt(int fd, Inode& parent, const char* name, fuse_entry_param* e) {
   memset(e, 0, sizeof(*e));
   if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
     int err = errno;
@@ -54,8 +54,20 @@ int InodeTable::Adopt(int fd, fuse_entry_param* e) {
     map_.emplace(key, std::move(fresh));
   }
   in->nlookup++;
+  in->parent = IdOf(parent);
+  if (in->name != name) in->name = name;
   e->ino = IdOf(*in);
   return 0;
+}
+
+bool InodeTable::Known(dev_t dev, ino_t ino, fuse_ino_t* id, fuse_ino_t* parent, std::string* name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = map_.find(std::make_pair(dev, ino));
+  if (it == map_.end()) return false;
+  *id = IdOf(*it->second);
+  *parent = it->second->parent;
+  *name = it->second->name;
+  return true;
 }
 
 void InodeTable::Forget(fuse_ino_t id, uint64_t n) {

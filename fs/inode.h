@@ -33,6 +33,10 @@ struct Inode {
   const mode_t type;  // S_IFMT bits; a backing inode never changes type
   HookCell hook{nullptr};
   uint64_t nlookup = 0;  // guarded by InodeTable's lock
+  // The last name the kernel learnt this inode by (guarded by InodeTable's lock):
+  // lets the daemon tell the kernel to drop its cached dentry and inode.
+  fuse_ino_t parent = 0;
+  std::string name;
 
   // "/proc/self/fd/N": reopens the file with real access modes (O_PATH fds allow
   // neither read nor write) and serves calls that have no fd-based form.
@@ -54,11 +58,14 @@ class InodeTable : public HookCellIndex {
   // Looks `name` up in `parent` and counts one kernel reference on the result.
   // Returns 0 and fills e (ino, attr), or a positive errno.
   int Lookup(Inode& parent, const char* name, fuse_entry_param* e);
-  // Same, for an O_PATH fd the caller already opened (consumed: adopted or closed).
-  int Adopt(int fd, fuse_entry_param* e);
+  // Same, for an O_PATH fd the caller already opened as `name` in `parent`
+  // (consumed: adopted or closed).
+  int Adopt(int fd, Inode& parent, const char* name, fuse_entry_param* e);
   // Drops n kernel references; the inode is freed at zero.
   void Forget(fuse_ino_t id, uint64_t n);
   size_t Size();
+  // The node id and last known (parent, name) of (dev, ino), if the kernel knows it.
+  bool Known(dev_t dev, ino_t ino, fuse_ino_t* id, fuse_ino_t* parent, std::string* name);
 
   void Locked(dev_t dev, ino_t ino, const std::function<void(HookCell* cell)>& fn) override;
 

@@ -42,7 +42,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   }
   fuse_entry_param e;
   int path_fd = open(self.c_str(), O_PATH | O_CLOEXEC);
-  int err = path_fd < 0 ? errno : fs.inodes().Adopt(path_fd, &e);
+  int err = path_fd < 0 ? errno : fs.inodes().Adopt(path_fd, dir, name, &e);
   if (err != 0) {
     close(fd);
     return ReplyErr(req, err);

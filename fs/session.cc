@@ -122,6 +122,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
   s->se_ = fuse_session_new(&args, &LowLevelOps(), sizeof(fuse_lowlevel_ops), s->fs_.get());
   if (s->se_ == nullptr) return Fail("cannot create the FUSE session (options: " + kopts + ")");
+  s->fs_->set_session(s->se_);
   if (fuse_session_mount(s->se_, s->mountpoint_.c_str()) != 0) {
     return Fail("cannot mount on MNT '" + s->mountpoint_ + "' (is /dev/fuse usable? see the message above)");
   }
@@ -130,6 +131,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
 }
 
 Session::~Session() {
+  fs_->set_session(nullptr);
   Unmount();
   if (tuner_.joinable()) tuner_.join();
   if (se_ != nullptr) fuse_session_destroy(se_);

@@ -311,6 +311,23 @@ TEST_F(FsHook, AttachBeforeFirstLookupAndDetach) {
   EXPECT_TRUE(hook_->Take().empty()) << "a detached hook was called";
 }
 
+// The receiver writes images into SRC without passing the mount. With the writeback
+// cache the kernel would keep the size it cached; Attach/Detach make it forget.
+TEST_F(FsHook, DetachMakesTheKernelRereadAFileChangedInSource) {
+  WriteFile(m_.src() + "/received.img", "v1");
+  struct stat st;
+  ASSERT_EQ(stat((m_.mnt() + "/received.img").c_str(), &st), 0);
+  ASSERT_EQ(st.st_size, 2);
+  EXPECT_EQ(ReadFile(m_.mnt() + "/received.img"), "v1");
+  std::string path = Watch("received.img", 0);  // Watch rewrites it in SRC: size 0
+  std::string image = Pattern(100000, 11);
+  WriteFile(m_.src() + "/received.img", image);  // behind the mount's back
+  Unwatch("received.img");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
+  EXPECT_TRUE(ReadFile(path) == image);
+}
+
 // copy_file_range onto a watched file is answered EOPNOTSUPP, so the kernel copies
 // through ordinary WRITEs and the hook sees the bytes.
 TEST_F(FsHook, CopyFileRangeOntoWatchedFileReachesTheHook) {
