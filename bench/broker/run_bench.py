@@ -34,6 +34,7 @@ TENANT_MBIT = 12          # 1500 KB/s steady tenant
 CAPACITY_KBPS = LINK_MBIT * 1000 / 8
 # Each image is larger than migratefs' 64 MiB in-flight window, so limits take effect.
 VMS = [("vm1", "h1", 80, True), ("vm2", "h2", 96, False), ("vm3", "h1", 96, False)]
+ALG2 = {"C": 300, "n": 3}  # the brokers' C (KB/s) and n; --C / --n
 TENANT_S = 50            # the tenant runs this long from 2 s before the migrations
 SUBNET = "10.78.%d" % (200 + os.getpid() % 50)
 
@@ -138,9 +139,9 @@ class Testbed:
                             for n, o in self.hosts.items() if n != name)
             with open(h["dir"] + "/broker.toml", "w") as f:
                 f.write('host = "%s"\ncontrol_socket = "%s"\nlisten = "%s:7100"\nsocket = "%s"\nkeyfile = "%s"\n'
-                        'period = 1\ndanger = 200\nwarning = 250\ndisk_target = 150\nC = 300\nn = 3\n'
+                        'period = 1\ndanger = 200\nwarning = 250\ndisk_target = 150\nC = %d\nn = %d\n'
                         'min_network_kbps = 100\nhypervisor_command = \'echo {vm} >> %s\'\n%s'
-                        % (name, h["control"], h["addr"], h["bsock"], self.key, hook, peers))
+                        % (name, h["control"], h["addr"], h["bsock"], self.key, ALG2["C"], ALG2["n"], hook, peers))
             h["broker"] = self.spawn([self.build + "/migratefs-broker", "--config", h["dir"] + "/broker.toml"],
                                      h["ns"], h["dir"] + "/broker.log")
             if not wait(lambda: ask(h["bsock"], {"op": "status"})["ok"], 10):
@@ -251,19 +252,25 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--factors", default="1.25,2.5,4")
     ap.add_argument("--out", default="")
+    ap.add_argument("--C", type=int, default=300, help="brokers' C, KB/s")
+    ap.add_argument("--n", type=int, default=3, help="brokers' n")
+    ap.add_argument("--modes", default="none,broker")
     args = ap.parse_args()
+    ALG2["C"], ALG2["n"] = args.C, args.n
     rows = []
     for factor in [float(f) for f in args.factors.split(",")]:
-        for mode in ("none", "broker"):
+        for mode in args.modes.split(","):
             r = run(args.build, mode, factor)
+            r["C"], r["n"] = ALG2["C"], ALG2["n"]
             print(json.dumps(r), flush=True)
             rows.append(r)
-    lines = ["| deadline (x ideal) | deadline s | mode | deadlines met | s with h3 link > 90 %% | tenant KB/s (asks %d) | makespan s |"
+    lines = ["| deadline (x ideal) | deadline s | mode (C KB/s, n) | deadlines met | s with h3 link > 90 %% | tenant KB/s (asks %d) | makespan s |"
              % (TENANT_MBIT * 125),
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| %.1f | %.0f | %s | %d/%d | %d | %.0f | %.1f |" % (
-            r["factor"], r["deadline_s"], r["mode"], r["met"], r["total"], r["saturated_s"], r["tenant_kbps"],
+        mode = r["mode"] if r["mode"] == "none" else "broker (%d, %d)" % (r["C"], r["n"])
+        lines.append("| %.2f | %.0f | %s | %d/%d | %d | %.0f | %.1f |" % (
+            r["factor"], r["deadline_s"], mode, r["met"], r["total"], r["saturated_s"], r["tenant_kbps"],
             r["makespan_s"]))
     table = "\n".join(lines)
     print(table)
