@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <thread>
 #include <vector>
@@ -93,7 +94,12 @@ ModifyScope::~ModifyScope() { Exit(); }
 
 void HookRegistryImpl::WaitForModifiers(const HookCell* cell) {
   if (g_membarrier) {
-    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    // Registration is per address space and survives fork (fuse_daemonize); register
+    // again if the kernel says otherwise rather than skip the barrier.
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+      if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) abort();
+    }
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }

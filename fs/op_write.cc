@@ -6,7 +6,7 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
-#include "fs/sync_reply.h"
+#include "fs/completions.h"
 
 namespace migratefs::fs {
 namespace {
