@@ -157,6 +157,20 @@ TEST_F(FsCli, DaemonizesServesAndUnmountsCleanly) {
   EXPECT_TRUE(WaitFor([&] { return DaemonsFor(dir_.path()).empty(); })) << "daemon still running after unmount";
 }
 
+// The migration services start after the fork; if they fail, the waiting parent
+// reports it (status and message) and the mount is gone again.
+TEST_F(FsCli, ServicesFailureIsReportedEvenWhenDaemonized) {
+  std::string bad = "control=" + dir_ / "no/such/dir/control.sock";
+  Cmd fg = Mount("-f " + Q(src_) + " " + Q(mnt_) + " -o " + Q(bad));
+  if (fg.status == 0) GTEST_SKIP() << "these services accept an unusable control path";
+  EXPECT_FALSE(IsMounted(mnt_));
+  Cmd bg = Mount(Q(src_) + " " + Q(mnt_) + " -o " + Q(bad));
+  EXPECT_NE(bg.status, 0) << bg.out;
+  EXPECT_NE(bg.out.find("cannot start services"), std::string::npos) << bg.out;
+  EXPECT_FALSE(IsMounted(mnt_));
+  EXPECT_TRUE(WaitFor([&] { return DaemonsFor(dir_.path()).empty(); }));
+}
+
 TEST_F(FsCli, ForegroundExitsZeroOnUnmountAndOnSigterm) {
   pid_t pid = StartForeground(src_, mnt_);
   ASSERT_TRUE(WaitFor([&] { return IsMounted(mnt_); }));
