@@ -1,10 +1,12 @@
 #include "net/migration/image_migration.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <memory>
+#include <string>
 
 #include "net/migration/migration.h"
 
@@ -12,9 +14,18 @@ namespace migratefs::migration {
 
 ImageMigration::ImageMigration(Migration* owner, std::string name, int fd, dev_t dev, ino_t ino,
                                uint64_t block_size)
-    : owner_(owner), name_(std::move(name)), fd_(fd), dev_(dev), ino_(ino), block_size_(block_size) {}
+    : owner_(owner), name_(std::move(name)), fd_(fd), dev_(dev), ino_(ino), block_size_(block_size) {
+  // Reopen through the fd itself, so the name cannot have been swapped meanwhile.
+  if (block_size_ % 4096 == 0) {
+    std::string self = "/proc/self/fd/" + std::to_string(fd_);
+    direct_fd_ = ::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  }
+}
 
-ImageMigration::~ImageMigration() { ::close(fd_); }
+ImageMigration::~ImageMigration() {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  ::close(fd_);
+}
 
 uint64_t ImageMigration::CurrentSize() const {
   struct stat st;
@@ -106,11 +117,12 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
     if (!s.ok()) {
       MarkDirty(off, len);
       owner_->OnPeerError(s);
+    } else {
+      owner_->NoteMirrored(len);
     }
     join->Arrive();
   });
   UnlockBlocks(first, last);
-  owner_->NoteMirrored(len);
   owner_->completer().CompleteAt(when, Completion(&JoinedCompletion::Trampoline, join, 0));
 }
 

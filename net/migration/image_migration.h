@@ -45,6 +45,11 @@ class ImageMigration : public ImageHook {
 
   const std::string& name() const { return name_; }
   int fd() const { return fd_; }
+  // For the sender's block reads: an O_DIRECT fd on the same file when the backing
+  // file system supports it (no page-cache copy, no cache pollution by a whole-image
+  // read; the kernel writes back dirty cached pages of the range first, so the read
+  // sees every completed write), else fd().
+  int block_fd() const { return direct_fd_ >= 0 ? direct_fd_ : fd_; }
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }
   uint64_t block_size() const { return block_size_; }
@@ -77,6 +82,7 @@ class ImageMigration : public ImageHook {
   Migration* owner_;
   const std::string name_;
   const int fd_;
+  int direct_fd_ = -1;
   const dev_t dev_;
   const ino_t ino_;
   const uint64_t block_size_;

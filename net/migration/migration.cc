@@ -232,6 +232,8 @@ bool Migration::ConnectAndOpen(bool first) {
   net::PeerClientOptions opts;
   opts.target = target_;
   opts.key = ctx_->key;
+  // 16 MiB in flight covers 1 Gb/s at 100 ms RTT; more only delays a new limit.
+  opts.max_inflight_bytes = 16ull << 20;
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);
@@ -339,15 +341,7 @@ void Migration::RunConnected() {
         EnterMirror();
       }
     } else if (phase == phase::kMirror) {
-      bool send_event = false;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!completed_event_sent_ && DrainedLocked()) send_event = completed_event_sent_ = true;
-      }
-      if (send_event) {
-        spdlog::info("migration {}: completed (every block on the target, writes mirrored)", id_);
-        if (ctx_->events) ctx_->events->Publish(Event{id_, "completed", phase::kMirror, "", NowSeconds()});
-      }
+      AnnounceIfCompleted();
     } else if (phase == phase::kFinished) {
       StopSenders();
       return;
@@ -374,9 +368,28 @@ bool Migration::DrainedLocked() {
 }
 
 bool Migration::Completed() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (phase_ == phase::kFinished) return true;
-  return DrainedLocked();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (phase_ == phase::kFinished) return true;
+  }
+  // Whoever sees completion first announces it, so no `completed` event is ever missed
+  // (a broker may call finish right after query_completion said true).
+  return AnnounceIfCompleted();
+}
+
+bool Migration::AnnounceIfCompleted() {
+  bool announce = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!DrainedLocked()) return false;
+    announce = !completed_event_sent_;
+    completed_event_sent_ = true;
+  }
+  if (announce) {
+    spdlog::info("migration {}: completed (every block on the target, writes mirrored)", id_);
+    if (ctx_->events) ctx_->events->Publish(Event{id_, "completed", phase::kMirror, "", NowSeconds()});
+  }
+  return true;
 }
 
 void Migration::DropPeer() {
@@ -439,6 +452,10 @@ void Migration::SenderLoop() {
       std::this_thread::sleep_for(milliseconds(2));
       continue;
     }
+    // While mirroring, the VM's writes wait for their acks: keep at most two drain
+    // blocks ahead of them on the wire, so a write never queues behind a backlog.
+    while (img->mirroring() && data_inflight_.load() >= 2 && senders_run_.load())
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (!peer->WaitForWindow(ctx_->block_size, milliseconds(200))) {
       if (!peer->alive()) return;
       continue;  // the bit is still set; it will be claimed again
@@ -456,7 +473,8 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     img.UnlockBlocks(block, block);
     return true;
   }
-  ssize_t n = ::pread(img.fd(), buf, bs, off_t(off));
+  ssize_t n = ::pread(img.block_fd(), buf, bs, off_t(off));
+  if (n < 0 && errno == EINVAL && img.block_fd() != img.fd()) n = ::pread(img.fd(), buf, bs, off_t(off));
   if (n < 0) {
     int err = errno;
     img.bitmap().Set(block);
@@ -468,6 +486,10 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     img.UnlockBlocks(block, block);
     return true;
   }
+  bool zero = AllZero(buf, size_t(n));
+  uint64_t payload = zero ? 0 : uint64_t(n);
+  // The block's bit is re-set if any of its frames fails; it stops counting as in
+  // flight when the last frame's ack arrives.
   auto ack = [this, &img, block](const Status& s) {
     if (!s.ok()) {
       img.bitmap().Set(block);
@@ -475,8 +497,14 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     }
     data_inflight_.fetch_sub(1);
   };
+  // Bytes count as sent when the target acknowledges their frame: the rate the broker
+  // reads is what crossed the link, not how fast the send queue filled.
+  auto frame_acked = [this](uint64_t len, const Status& s) {
+    if (s.ok()) NoteSent(len);
+    inflight_bytes_.fetch_sub(len);
+  };
   data_inflight_.fetch_add(1);
-  bool zero = AllZero(buf, size_t(n));
+  inflight_bytes_.fetch_add(payload);
   // With a low network limit and no mirroring, a block goes out in slices paid one by
   // one, so any 1 s window stays close to the limit (a 512 KiB block is half a second
   // at 1 MB/s). While mirroring, the stripe lock must not be held across a wait.
@@ -486,8 +514,10 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   if (zero) {
     peer.SendZero(img.handle.load(), off, uint64_t(n), ack);
   } else if (slice >= uint64_t(n)) {
-    peer.SendData(img.handle.load(), off, buf, uint32_t(n), ack);
-    NoteSent(uint64_t(n));
+    peer.SendData(img.handle.load(), off, buf, uint32_t(n), [ack, frame_acked, n](const Status& s) {
+      frame_acked(uint64_t(n), s);
+      ack(s);
+    });
   } else {
     // Several frames, one ack: the block counts as in flight until its last slice is
     // acknowledged, and is re-marked if any slice failed.
@@ -500,7 +530,8 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     slices->left = int((uint64_t(n) + slice - 1) / slice);
     for (uint64_t done = 0; done < uint64_t(n); done += slice) {
       uint32_t len = uint32_t(std::min<uint64_t>(slice, uint64_t(n) - done));
-      peer.SendData(img.handle.load(), off + done, buf + done, len, [ack, slices](const Status& s) {
+      peer.SendData(img.handle.load(), off + done, buf + done, len, [ack, frame_acked, slices, len](const Status& s) {
+        frame_acked(len, s);
         if (!s.ok()) {
           std::lock_guard<std::mutex> lock(slices->mu);
           if (!slices->error) slices->error = s.error();
@@ -509,7 +540,6 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
         std::lock_guard<std::mutex> lock(slices->mu);
         ack(slices->error ? Status(*slices->error) : OkStatus());
       });
-      NoteSent(len);
       if (done + len < uint64_t(n)) PayNetwork(len);
     }
     img.UnlockBlocks(block, block);
@@ -564,7 +594,9 @@ Progress Migration::GetProgress(RateKind what) {
     p.dirty_blocks += dirty;
     p.bytes_left += std::min(size, dirty * ctx_->block_size);
   }
-  p.blocks_left = p.dirty_blocks;
+  // Sent but not yet acknowledged is still left: it may be in a queue on this host.
+  p.bytes_left += inflight_bytes_.load();
+  p.blocks_left = p.dirty_blocks + uint64_t(std::max<int64_t>(0, data_inflight_.load()));
   p.bytes_sent = bytes_sent_.load();
   p.bytes_mirrored = bytes_mirrored_.load();
   p.network_kbps = net_meter_.Rate() / 1000.0;
@@ -595,6 +627,7 @@ Status Migration::Finish() {
     peer = peer_;
     finishing_ = true;
   }
+  AnnounceIfCompleted();  // in order: completed before finished
   auto unfence = [&](const Error& e) -> Status {
     for (auto& img : images_) img->SetFenced(false);
     std::lock_guard<std::mutex> lock(mu_);

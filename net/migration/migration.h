@@ -112,6 +112,7 @@ class Migration {
   bool SleepInterruptible(std::chrono::milliseconds d);
   uint64_t DirtyBlocks() const;
   bool DrainedLocked();
+  bool AnnounceIfCompleted();  // true if completed; publishes the event once
 
   const std::string id_;
   const std::vector<std::string> names_;
@@ -140,7 +141,8 @@ class Migration {
   size_t scan_image_ = 0;
   uint64_t scan_block_ = 0;
   std::atomic<uint64_t> passes_{0};
-  std::atomic<int64_t> data_inflight_{0};
+  std::atomic<int64_t> data_inflight_{0};   // blocks sent, not yet acknowledged
+  std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_mirrored_{0};
   std::atomic<uint64_t> limit_generation_{0};
