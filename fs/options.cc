@@ -66,11 +66,13 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
   };
 
   if (name.empty()) return "";  // ",," or a trailing comma
-  if (name == "control" || name == "listen" || name == "keyfile" || name == "fsname" || name == "subtype") {
+  if (name == "control" || name == "listen" || name == "keyfile" || name == "metrics" || name == "fsname" ||
+      name == "subtype") {
     if (auto e = need_value(); !e.empty()) return e;
     if (name == "control") o.control = value;
     if (name == "listen") o.listen = value;
     if (name == "keyfile") o.keyfile = value;
+    if (name == "metrics") o.metrics = value;
     if (name == "fsname") cl->fsname = value;
     return "";  // subtype: always "migratefs"
   }
@@ -210,6 +212,7 @@ itself. Runs in the background unless -f or -d is given. Unmount with
 
 migration service:
   control=PATH        UNIX socket (mode 0600) for JSON-lines control requests
+  metrics=HOST:PORT   read-only Prometheus metrics (GET /metrics)
   listen=HOST:PORT    accept migrating images from peers on this TCP address
   keyfile=PATH        pre-shared key that peers must prove (required with listen=)
   insecure            allow listen= without keyfile= (testing only)

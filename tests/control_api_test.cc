@@ -2,12 +2,16 @@
 // properties with tolerances wide enough for a noisy 2-core machine), limits changed
 // mid-phase, a disk limit that slows only its own image, progress that agrees with the
 // bytes moved, verify finding a corrupted block, events in order.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "tests/migration_fixture.h"
@@ -181,6 +185,43 @@ TEST_F(ControlApiTest, EventsArriveInOrder) {
   std::vector<std::string> want = {"phase:connecting", "phase:bulk", "phase:dirty", "phase:mirror", "completed:mirror",
                                    "finished:finished"};
   EXPECT_EQ(seq, want) << all;
+}
+
+// One HTTP/1.0 GET on loopback; returns the whole response.
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return "connect failed";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != ssize_t(req.size())) return "write failed";
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, size_t(n));
+  close(fd);
+  return out;
+}
+
+TEST_F(ControlApiTest, MetricsEndpointServesPrometheusText) {
+  int port = FreeTcpPort();
+  b_ = std::make_unique<Daemon>(*tmp_ / "b", b_cfg_);
+  a_cfg_.extra_opts = "metrics=127.0.0.1:" + std::to_string(port);
+  a_ = std::make_unique<Daemon>(*tmp_ / "a", a_cfg_);
+  ASSERT_TRUE(b_->Start());
+  ASSERT_TRUE(a_->Start());
+  WritePatternFile(a_->Src("m.img"), 4 * kMiB, 37);
+  std::string id = StartMigration({"m.img"});
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 30s));
+  std::string text = HttpGet(port, "/metrics");
+  EXPECT_NE(text.find("200"), std::string::npos) << text;
+  EXPECT_NE(text.find("migratefs_phase{id=\"" + id + "\",phase=\"mirror\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("migratefs_bytes_sent_total{id=\"" + id + "\"} 4194304"), std::string::npos) << text;
+  FinishAndCompare(id, {"m.img"});
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ struct MountOptions {
   std::string listen;       // listen=HOST:PORT: accept peers ("" = do not receive)
   std::string keyfile;      // keyfile=PATH: pre-shared key peers must prove
   bool insecure = false;    // insecure: allow listen= without a keyfile
+  std::string metrics;      // metrics=HOST:PORT: read-only Prometheus endpoint ("" = none)
   uint64_t block_size = 512 * 1024;  // block_size=BYTES: dirty-tracking granularity (power of 2, 4 KiB..64 MiB)
 
   // FUSE tuning.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/control/control_server.h"
+#include "net/control/metrics_server.h"
 #include "net/handshake.h"
 #include "net/migration/engine.h"
 #include "net/migration/receive_guard.h"
@@ -19,6 +20,8 @@ class DaemonServices : public Services {
 
   void Stop() override {
     // Outside in: no new requests or peers, then the migrations themselves.
+    if (metrics) metrics->Stop();
+    metrics.reset();
     if (control) control->Stop();
     control.reset();
     peers.reset();
@@ -30,6 +33,7 @@ class DaemonServices : public Services {
   std::unique_ptr<migration::ReceiveGuard> guard;
   std::unique_ptr<net::PeerServer> peers;
   std::unique_ptr<control::ControlServer> control;
+  std::unique_ptr<control::MetricsServer> metrics;
 };
 
 }  // namespace
@@ -68,6 +72,12 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
     if (!server.ok()) return server.error();
     services->control = std::move(server.value());
     spdlog::info("control socket at {}", opts.control);
+  }
+  if (!opts.metrics.empty()) {
+    auto server = control::MetricsServer::Start(opts.metrics, services->engine.get());
+    if (!server.ok()) return server.error();
+    services->metrics = std::move(server.value());
+    spdlog::info("metrics at http://{}/metrics", opts.metrics);
   }
   return std::unique_ptr<Services>(std::move(services));
 }
