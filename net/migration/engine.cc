@@ -62,52 +62,36 @@ Result<std::shared_ptr<Migration>> Engine::Find(const std::string& id) {
 
 Status Engine::SetNetworkLimit(const std::string& id, uint64_t kbps) {
   if (kbps > kMaxKbps) return MakeError(errc::kInvalidArgument, "kbps above 100000000 is refused");
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->SetNetworkLimit(kbps);
+  return With<Status>(id, [&](Migration& m) { return m.SetNetworkLimit(kbps); });
 }
 
 Status Engine::SetDiskLimit(const std::string& id, uint64_t kbps) {
   if (kbps > kMaxKbps) return MakeError(errc::kInvalidArgument, "kbps above 100000000 is refused");
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->SetDiskLimit(kbps);
+  return With<Status>(id, [&](Migration& m) { return m.SetDiskLimit(kbps); });
 }
 
 Result<Progress> Engine::QueryProgress(const std::string& id, RateKind what) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->GetProgress(what);
+  return With<Result<Progress>>(id, [&](Migration& m) { return m.GetProgress(what); });
 }
 
 Result<bool> Engine::QueryCompletion(const std::string& id) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Completed();
+  return With<Result<bool>>(id, [&](Migration& m) { return m.Completed(); });
 }
 
 Status Engine::Finish(const std::string& id) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Finish();
+  return With<Status>(id, [&](Migration& m) { return m.Finish(); });
 }
 
 Status Engine::Cancel(const std::string& id, bool keep_partial) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Cancel(keep_partial);
+  return With<Status>(id, [&](Migration& m) { return m.Cancel(keep_partial); });
 }
 
 Result<VerifyReport> Engine::Verify(const std::string& id) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Verify();
+  return With<Result<VerifyReport>>(id, [&](Migration& m) { return m.Verify(); });
 }
 
 Status Engine::Release(const std::string& id) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Release();
+  return With<Status>(id, [&](Migration& m) { return m.Release(); });
 }
 
 std::vector<MigrationInfo> Engine::List() {
@@ -122,9 +106,7 @@ std::vector<MigrationInfo> Engine::List() {
 }
 
 Result<MigrationInfo> Engine::GetStatus(const std::string& id) {
-  auto m = Find(id);
-  if (!m.ok()) return m.error();
-  return m.value()->Info();
+  return With<Result<MigrationInfo>>(id, [&](Migration& m) { return m.Info(); });
 }
 
 std::unique_ptr<MigrationService::Subscription> Engine::Subscribe(EventSink sink) {

@@ -39,6 +39,13 @@ class Engine : public MigrationService {
 
  private:
   Result<std::shared_ptr<Migration>> Find(const std::string& id);
+  // Runs fn on migration `id`, or answers unknown_id.
+  template <typename R, typename Fn>
+  R With(const std::string& id, Fn fn) {
+    auto m = Find(id);
+    if (!m.ok()) return m.error();
+    return fn(*m.value());
+  }
 
   MigrationContext ctx_;
   std::unique_ptr<DelayedCompleter> own_completer_;
