@@ -10,6 +10,9 @@ std::string ConvergenceWatch::Observe(uint64_t dirty, double send_bps, double di
   if (now - start_ >= std::chrono::seconds(2) && send_bps > 0 && dirty_bps >= 0.9 * send_bps)
     return "no convergence: dirtied at " + std::to_string(uint64_t(dirty_bps / 1000)) + " KB/s, sent at " +
            std::to_string(uint64_t(send_bps / 1000)) + " KB/s";
+  // Nothing acknowledged (a cut link, a stalled peer): not a convergence problem, and
+  // mirroring now would make the VM wait on a dead link. Wait.
+  if (send_bps <= 0) return "";
   if (best_dirty_ == UINT64_MAX || dirty < best_dirty_ - best_dirty_ / 20) {
     best_dirty_ = dirty;
     best_at_ = now;

@@ -42,5 +42,11 @@ TEST(ConvergenceWatch, StalledSetSwitchesAfterAPass) {
   EXPECT_NE(w.Observe(1010, 100e6, 50e6, t + 6s).find("stalled"), std::string::npos);
 }
 
+TEST(ConvergenceWatch, NothingAcknowledgedNeverSwitches) {
+  auto t = ConvergenceWatch::Clock::now();
+  ConvergenceWatch w(kBlock, 3s, t);
+  for (int s = 0; s < 60; s++) EXPECT_EQ(w.Observe(1000, 0, 50e6, t + std::chrono::seconds(s)), "") << s;
+}
+
 }  // namespace
 }  // namespace migratefs::migration

@@ -113,6 +113,7 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
   auto* join = new JoinedCompletion();
   join->done = done;
   LockBlocks(first, last);
+  owner_->MirrorSent();
   peer->SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join](const Status& s) {
     if (!s.ok()) {
       MarkDirty(off, len);
@@ -120,6 +121,7 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
     } else {
       owner_->NoteMirrored(len);
     }
+    owner_->MirrorAcked();
     join->Arrive();
   });
   UnlockBlocks(first, last);

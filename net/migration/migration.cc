@@ -317,6 +317,13 @@ void Migration::RunConnected() {
       error = peer_error_;
       if (error.empty() && peer_ && !peer_->alive()) error = "peer_unreachable: connection lost";
     }
+    if (error.empty() && mirror_outstanding_.load() > 0) {
+      auto since = std::chrono::steady_clock::duration(Clock::now().time_since_epoch().count() - last_ack_ns_.load());
+      if (since > ctx_->mirror_stall)
+        error = "peer_unreachable: no acknowledgement for " +
+                std::to_string(std::chrono::duration_cast<milliseconds>(since).count()) +
+                " ms while the VM's writes waited for it";
+    }
     if (!error.empty()) {
       // Back to marking first, then tear the connection down: its pending acks fail
       // and re-mark their blocks (I4: the VM never notices).
@@ -352,6 +359,7 @@ void Migration::RunConnected() {
 }
 
 void Migration::EnterMirror() {
+  NoteAck();  // the stall watchdog counts from here at the earliest
   // Mirroring on first, then the last drain (DESIGN.md phase 3): a write that still
   // marked a bit has finished when SetMirroring returns, and the senders keep draining.
   for (auto& img : images_) img->SetMirroring(true);
@@ -500,6 +508,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   // Bytes count as sent when the target acknowledges their frame: the rate the broker
   // reads is what crossed the link, not how fast the send queue filled.
   auto frame_acked = [this](uint64_t len, const Status& s) {
+    NoteAck();
     if (s.ok()) NoteSent(len);
     inflight_bytes_.fetch_sub(len);
   };

@@ -53,6 +53,10 @@ struct MigrationContext {
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
   // Phase 2 stops iterating when the dirty set stops shrinking (see convergence.h).
   std::chrono::milliseconds converge_stall{std::chrono::seconds(3)};
+  // In phase 3 the VM's writes wait for the peer. If mirrored writes are outstanding
+  // and nothing has been acknowledged for this long, the peer counts as lost: the
+  // writes are acknowledged locally, their blocks re-marked, the migration pauses (I4).
+  std::chrono::milliseconds mirror_stall{std::chrono::seconds(3)};
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;
@@ -92,6 +96,13 @@ class Migration {
   DelayedCompleter& completer() { return *ctx_->completer; }
   void NoteSent(uint64_t bytes);      // block data (phases 1-2)
   void NoteMirrored(uint64_t bytes);  // forwarded VM writes (phase 3)
+  // Mirrored writes sent / acknowledged (either way), for the phase-3 stall watchdog.
+  void MirrorSent() { mirror_outstanding_.fetch_add(1); }
+  void MirrorAcked() {
+    mirror_outstanding_.fetch_sub(1);
+    NoteAck();
+  }
+  void NoteAck() { last_ack_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count()); }
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -143,6 +154,8 @@ class Migration {
   std::atomic<uint64_t> passes_{0};
   std::atomic<int64_t> data_inflight_{0};   // blocks sent, not yet acknowledged
   std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
+  std::atomic<int64_t> mirror_outstanding_{0};
+  std::atomic<int64_t> last_ack_ns_{0};       // steady_clock of the last ack of any frame
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_mirrored_{0};
   std::atomic<uint64_t> limit_generation_{0};
