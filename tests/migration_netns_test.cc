@@ -50,7 +50,8 @@ TEST_F(NetnsMigration, LinkCutFor30sPausesThenResumesWhileTheVmWrites) {
   std::string log = *tmp_ / "fio.log";
   pid_t fio = Spawn({"fio", "--name=vm", "--filename=" + a_->Mnt("vm.img"), "--size=64M", "--rw=randwrite",
                      "--bsrange=4k-128k", "--direct=1", "--ioengine=libaio", "--iodepth=4", "--time_based=1",
-                     "--runtime=45", "--rate=5m", "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1"},
+                     "--runtime=45", "--rate=5m", "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1",
+                     "--verify_state_save=0"},
                     "", log);
   std::string id = StartMigration({"vm.img"}, 8000);
   ASSERT_TRUE(WaitForPhase(*a_, id, "bulk", 30s));
