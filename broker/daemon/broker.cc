@@ -281,24 +281,20 @@ void Broker::TickTask(Task& task, double now, const std::set<std::string>& satur
 void Broker::ApplyDecision(Task& task, const policy::Decision& d) {
   uint64_t net = policy::ToKbps(d.network_limit_bps.value_or(0));
   uint64_t disk = policy::ToKbps(d.disk_limit_bps.value_or(0));
-  if (net != task.applied_net_kbps) {
-    if (auto s = deps_.control->SetNetworkLimit(task.id, net); s) {
-      spdlog::info("task {}: network limit {} -> {} KB/s (slack {:.2f})", task.spec.vm,
-                   task.applied_net_kbps, net, d.slack);
-      task.applied_net_kbps = net;
+  // Only changes are sent: migratefs keeps a limit until told otherwise.
+  auto apply = [&](const char* what, uint64_t want, uint64_t* applied, auto set) {
+    if (want == *applied) return;
+    if (auto s = set(task.id, want); s) {
+      spdlog::info("task {}: {} limit {} -> {} KB/s (slack {:.2f})", task.spec.vm, what, *applied, want, d.slack);
+      *applied = want;
     } else {
-      spdlog::warn("task {}: set_network_limit {}: {}", task.spec.vm, net, s.error().message);
+      spdlog::warn("task {}: set_{}_limit {}: {}", task.spec.vm, what, want, s.error().message);
     }
-  }
-  if (disk != task.applied_disk_kbps) {
-    if (auto s = deps_.control->SetDiskLimit(task.id, disk); s) {
-      spdlog::info("task {}: disk limit {} -> {} KB/s (slack {:.2f})", task.spec.vm,
-                   task.applied_disk_kbps, disk, d.slack);
-      task.applied_disk_kbps = disk;
-    } else {
-      spdlog::warn("task {}: set_disk_limit {}: {}", task.spec.vm, disk, s.error().message);
-    }
-  }
+  };
+  apply("network", net, &task.applied_net_kbps,
+        [&](const std::string& id, uint64_t kbps) { return deps_.control->SetNetworkLimit(id, kbps); });
+  apply("disk", disk, &task.applied_disk_kbps,
+        [&](const std::string& id, uint64_t kbps) { return deps_.control->SetDiskLimit(id, kbps); });
   std::lock_guard lock(mu_);
   task.shown_net_kbps = task.applied_net_kbps;
   task.shown_disk_kbps = task.applied_disk_kbps;
