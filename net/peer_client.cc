@@ -55,7 +55,7 @@ using ReplyFn = std::function<void(const Status&, const Frame*)>;
 
 struct OutFrame {
   uint8_t header[wire::kHeaderSize];
-  std::unique_ptr<uint8_t[]> data;  // large payload (data frames)
+  PayloadBuffer data;               // large payload (data frames)
   std::string small;                // small payload (open)
   size_t data_len = 0;
 };
@@ -164,22 +164,28 @@ class PeerClientImpl final : public PeerClient {
   }
 
   void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) override {
-    if (len == 0 || len > wire::kMaxDataLength) {
-      Fail(std::move(done), MakeError(errc::kInvalidArgument, "data length " + std::to_string(len) + " out of range"));
-      return;
-    }
+    if (len == 0 || len > wire::kMaxDataLength) return RefuseLength(len, std::move(done));
+    PayloadBuffer buf = pool_.Get(len);
+    std::memcpy(buf.get(), data, len);
+    SendData(handle, offset, std::move(buf), len, std::move(done));
+  }
+
+  void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) override {
+    if (len == 0 || len > wire::kMaxDataLength || !data) return RefuseLength(len, std::move(done));
     FrameHeader h;
     h.type = FrameType::kData;
     h.handle = handle;
     h.offset = offset;
     h.length = len;
     OutFrame f;
-    f.data = pool_.Get(len);
-    std::memcpy(f.data.get(), data, len);
+    f.data = std::move(data);
     f.data_len = len;
     const uint64_t ph = PayloadHash(f.data.get(), len);
     Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)));
   }
+
+  PayloadBuffer AcquireBuffer(uint32_t len) override { return pool_.Get(len); }
+  void RecycleBuffer(PayloadBuffer buf, uint32_t len) override { pool_.Put(std::move(buf), len); }
 
   void SendZero(uint32_t handle, uint64_t offset, uint64_t len, AckFn done) override {
     FrameHeader h;
@@ -263,6 +269,10 @@ class PeerClientImpl final : public PeerClient {
  private:
   static ReplyFn AckOnly(AckFn done) {
     return [done = std::move(done)](const Status& s, const Frame*) { done(s); };
+  }
+
+  void RefuseLength(uint32_t len, AckFn done) {
+    Fail(std::move(done), MakeError(errc::kInvalidArgument, "data length " + std::to_string(len) + " out of range"));
   }
 
   // Calls `done` with `e` on the I/O thread (never inside the caller's Send*).

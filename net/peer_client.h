@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "migratefs/status.h"
+#include "net/buffer_pool.h"
 
 namespace migratefs::net {
 
@@ -68,6 +69,14 @@ class PeerClient {
 
   // Asynchronous sends (see the contracts above). `data` is copied before returning.
   virtual void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) = 0;
+  // The same without the copy: the buffer (from AcquireBuffer(len)) goes on the wire
+  // as it is and back to the pool once written. The bulk path reads each block
+  // straight into one of these.
+  virtual void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) = 0;
+  // A 4 KiB-aligned buffer of at least len bytes (fit for O_DIRECT reads), from the
+  // pool that SendData returns buffers to. RecycleBuffer takes back one not sent.
+  virtual PayloadBuffer AcquireBuffer(uint32_t len) = 0;
+  virtual void RecycleBuffer(PayloadBuffer buf, uint32_t len) = 0;
   virtual void SendZero(uint32_t handle, uint64_t offset, uint64_t len, AckFn done) = 0;  // punch/zero: stays sparse
   virtual void SendResize(uint32_t handle, uint64_t new_size, AckFn done) = 0;
   virtual void SendSync(uint32_t handle, AckFn done) = 0;  // fdatasync on the target, after all earlier frames

@@ -20,6 +20,7 @@ std::string ErrnoText(int err);
 
 struct ReceiveFile {
   int fd = -1;         // O_RDWR, blocking
+  int direct_fd = -1;  // the same file opened O_DIRECT for aligned writes; -1 if the fs refuses
   int parent_fd = -1;  // O_PATH directory that holds it (for the unlink on abort)
   std::string base;    // last component of the name
   dev_t dev = 0;
@@ -34,6 +35,7 @@ struct ReceiveFile {
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), so no symlink is followed anywhere.
 // The parent directory must exist. Errors: kBadName (invalid name, symlink, escape,
 // directory, not a regular file), kNotFound (no such parent), kIo.
+// direct_fd is reopened through /proc/self/fd, so it is the very same inode as fd.
 Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name);
 
 // Closes the descriptors; with unlink_created, also removes a file this open created.

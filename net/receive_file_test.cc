@@ -34,6 +34,13 @@ TEST_F(ReceiveFileTest, CreatesAndReopens) {
   EXPECT_EQ(st.st_size, 12345);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(::fcntl(f.value().fd, F_GETFL) & O_NONBLOCK, 0);
+  if (f.value().direct_fd >= 0) {  // the same inode, opened for aligned direct writes
+    struct stat dst {};
+    ASSERT_EQ(::fstat(f.value().direct_fd, &dst), 0);
+    EXPECT_EQ(dst.st_ino, st.st_ino);
+    EXPECT_EQ(dst.st_dev, st.st_dev);
+    EXPECT_NE(::fcntl(f.value().direct_fd, F_GETFL) & O_DIRECT, 0);
+  }
   char buf[32];
   const ssize_t n = ::fgetxattr(f.value().fd, kStateXattr, buf, sizeof buf);
   EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "receiving");

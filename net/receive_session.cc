@@ -42,6 +42,7 @@ struct Image {
   uint32_t handle = 0;
   std::string name;
   int fd = -1;
+  int direct_fd = -1;  // O_DIRECT twin of fd for aligned writes, or -1
   int parent_fd = -1;  // O_PATH directory holding the file, for the unlink on abort
   std::string base;
   dev_t dev = 0;
@@ -59,10 +60,24 @@ struct Op : OrderEntry {
   uint64_t offset = 0;
   uint64_t length = 0;
   uint16_t flags = 0;
-  std::unique_ptr<uint8_t[]> buf;  // data payload
+  PayloadBuffer buf;               // data payload (4 KiB-aligned)
   uint64_t done = 0;               // bytes written so far (short writes resume)
   bool zero_fallback = false;      // fs cannot punch holes: write zeros instead
+  bool direct_issued = false;      // the last submission went through direct_fd
+  bool direct_refused = false;     // direct_fd said EINVAL: use the buffered fd
 };
+
+// Whether the rest of a write may go through O_DIRECT: offset, length and memory all
+// 4 KiB-aligned (the largest logical block size in common use). Mirrored VM writes
+// and the tail block of an image usually are not, and take the buffered fd; the
+// kernel keeps the two coherent (a direct write flushes and drops cached pages of
+// its range first), and RangeOrder already keeps overlapping writes apart.
+bool CanWriteDirect(const Op* op) {
+  if (op->img->direct_fd < 0 || op->direct_refused) return false;
+  const uint64_t mask = kPayloadAlignment - 1;
+  const auto addr = reinterpret_cast<uintptr_t>(op->buf.get() + op->done);
+  return ((op->offset + op->done) & mask) == 0 && ((op->length - op->done) & mask) == 0 && (addr & mask) == 0;
+}
 
 }  // namespace
 
@@ -181,8 +196,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     for (auto& [h, img] : images_) {
       // Partial copy stays marked "receiving" for a resume; no OnReceiveEnded.
       if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
-      ::close(img->fd);
-      ::close(img->parent_fd);
+      CloseFds(img.get());
     }
     images_.clear();
     boost::system::error_code ec;
@@ -361,7 +375,7 @@ class ReceiveSession::Impl final : public ImageHolder {
 
   // ---------------------------------------------------------------- requests
 
-  void HandleFrame(const FrameHeader& h, std::unique_ptr<uint8_t[]> payload) {
+  void HandleFrame(const FrameHeader& h, PayloadBuffer payload) {
     switch (h.type) {
       case FrameType::kOpenImage:
         HandleOpen(h, payload.get());
@@ -381,7 +395,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
   }
 
-  void HandleImageOp(const FrameHeader& h, std::unique_ptr<uint8_t[]> payload) {
+  void HandleImageOp(const FrameHeader& h, PayloadBuffer payload) {
     auto it = images_.find(h.handle);
     if (it == images_.end()) {
       SendError(h.request_id, MakeError(errc::kInvalidArgument, "unknown image handle " + std::to_string(h.handle)));
@@ -514,6 +528,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     img->handle = next_handle_++;
     img->name = o.name;
     img->fd = f.fd;
+    img->direct_fd = f.direct_fd;
     img->parent_fd = f.parent_fd;
     img->base = f.base;
     img->dev = f.dev;
@@ -570,7 +585,8 @@ class ReceiveSession::Impl final : public ImageHolder {
       const int fd = op->img->fd;
       switch (op->kind) {
         case Op::Kind::kWrite:
-          io_uring_prep_write(sqe, fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
+          op->direct_issued = CanWriteDirect(op);
+          io_uring_prep_write(sqe, op->direct_issued ? op->img->direct_fd : fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
                               op->offset + op->done);
           break;
         case Op::Kind::kZero:
@@ -627,6 +643,11 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
     switch (op->kind) {
       case Op::Kind::kWrite:
+        if (res == -EINVAL && op->direct_issued) {  // e.g. a 4 KiB-sector device misjudged: go buffered
+          op->direct_refused = true;
+          ready_.push_front(op);
+          return;
+        }
         if (res < 0) return Done(op, -res);
         if (res == 0) return Done(op, EIO);
         op->done += static_cast<uint64_t>(res);
@@ -760,9 +781,14 @@ class ReceiveSession::Impl final : public ImageHolder {
 
   void CloseImage(Image* img) {
     if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
-    ::close(img->fd);
-    ::close(img->parent_fd);
+    CloseFds(img);
     images_.erase(img->handle);
+  }
+
+  static void CloseFds(Image* img) {
+    ::close(img->fd);
+    if (img->direct_fd >= 0) ::close(img->direct_fd);
+    ::close(img->parent_fd);
   }
 
   int fd_;
@@ -789,7 +815,7 @@ class ReceiveSession::Impl final : public ImageHolder {
   FrameReader reader_;
   uint8_t cur_raw_[wire::kHeaderSize] = {};
   FrameHeader cur_hdr_;
-  std::unique_ptr<uint8_t[]> cur_buf_;
+  PayloadBuffer cur_buf_;
   std::vector<std::string> out_, wbatch_;
   std::vector<asio::const_buffer> wbufs_;
   std::map<uint32_t, std::unique_ptr<Image>> images_;

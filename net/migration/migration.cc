@@ -450,9 +450,6 @@ bool Migration::ClaimNext(ImageMigration** img, uint64_t* block) {
 void Migration::SenderLoop() {
   std::shared_ptr<net::PeerClient> peer = this->peer();
   if (!peer) return;
-  // One block buffer per sender, page-aligned so a later O_DIRECT read path can use it.
-  std::unique_ptr<char, decltype(&std::free)> buf(
-      static_cast<char*>(std::aligned_alloc(4096, (ctx_->block_size + 4095) & ~uint64_t(4095))), &std::free);
   while (senders_run_.load()) {
     ImageMigration* img;
     uint64_t block;
@@ -468,12 +465,12 @@ void Migration::SenderLoop() {
       if (!peer->alive()) return;
       continue;  // the bit is still set; it will be claimed again
     }
-    if (!SendBlock(*peer, *img, block, buf.get())) return;
+    if (!SendBlock(*peer, *img, block)) return;
   }
 }
 
 // Sends one dirty block. Returns false when this sender should stop.
-bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block, char* buf) {
+bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block) {
   const uint64_t bs = ctx_->block_size;
   const uint64_t off = block * bs;
   img.LockBlocks(block, block);
@@ -481,6 +478,10 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     img.UnlockBlocks(block, block);
     return true;
   }
+  // The block is read (O_DIRECT: no page-cache pollution, no copy) into the buffer
+  // that goes on the wire, so its bytes are copied only into the socket.
+  net::PayloadBuffer owned = peer.AcquireBuffer(uint32_t(bs));
+  char* buf = reinterpret_cast<char*>(owned.get());
   ssize_t n = ::pread(img.block_fd(), buf, bs, off_t(off));
   if (n < 0 && errno == EINVAL && img.block_fd() != img.fd()) n = ::pread(img.fd(), buf, bs, off_t(off));
   if (n < 0) {
@@ -521,9 +522,10 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   uint64_t slice = uint64_t(n);
   if (!zero && rate != 0 && !img.mirroring()) slice = std::clamp<uint64_t>(rate / 50, 16 * 1024, uint64_t(n));
   if (zero) {
+    peer.RecycleBuffer(std::move(owned), uint32_t(bs));
     peer.SendZero(img.handle.load(), off, uint64_t(n), ack);
   } else if (slice >= uint64_t(n)) {
-    peer.SendData(img.handle.load(), off, buf, uint32_t(n), [ack, frame_acked, n](const Status& s) {
+    peer.SendData(img.handle.load(), off, std::move(owned), uint32_t(n), [ack, frame_acked, n](const Status& s) {
       frame_acked(uint64_t(n), s);
       ack(s);
     });
@@ -551,6 +553,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
       });
       if (done + len < uint64_t(n)) PayNetwork(len);
     }
+    peer.RecycleBuffer(std::move(owned), uint32_t(bs));
     img.UnlockBlocks(block, block);
     PayNetwork(uint64_t(n) % slice ? uint64_t(n) % slice : slice);
     return true;

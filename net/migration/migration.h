@@ -114,7 +114,7 @@ class Migration {
   void StopSenders();
   void SenderLoop();
   bool ClaimNext(ImageMigration** img, uint64_t* block);
-  bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block, char* buf);
+  bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block);
   void PayNetwork(uint64_t bytes);
   void EnterMirror();
   void Pause(const std::string& reason);
