@@ -308,6 +308,40 @@ TEST_F(MigrationTest, SourceRestartResumesByHashCompare) {
   FinishAndCompare(id2, {"r.img"});
 }
 
+// A restarted target guards a partial copy from its first moment, not only once the
+// source reconnects (I6): it comes back on another port, so the source cannot reach
+// it and only the start-up scan can refuse the writer. Then it returns on its own
+// address, the migration resumes and ends identical.
+TEST_F(MigrationTest, RestartedTargetGuardsPartialCopyBeforeTheSourceReconnects) {
+  StartDaemons();
+  WritePatternFile(a_->Src("p.img"), 16 * kMiB, 5);
+  WritePatternFile(b_->Src("local.img"), kMiB, 6);  // a complete local file stays writable
+  std::string id = StartMigration({"p.img"}, 2000);
+  ASSERT_TRUE(WaitFor([&] { return Progress(id).value("bytes_sent", uint64_t(0)) > 0; }, 20s)) << Progress(id).dump();
+  b_->Kill9();
+  DaemonConfig elsewhere = b_cfg_;
+  elsewhere.listen = "127.0.0.1:" + std::to_string(FreeTcpPort());
+  b_ = std::make_unique<Daemon>(*tmp_ / "b", elsewhere);
+  ASSERT_TRUE(b_->Start());
+  int fd = open(b_->Mnt("p.img").c_str(), O_WRONLY);
+  EXPECT_EQ(fd, -1) << "the partial copy was writable after the target restarted";
+  EXPECT_EQ(errno, EBUSY);
+  if (fd >= 0) close(fd);
+  fd = open(b_->Mnt("p.img").c_str(), O_RDONLY);  // an operator may still look at it
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+  fd = open(b_->Mnt("local.img").c_str(), O_WRONLY);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+  b_ = std::make_unique<Daemon>(*tmp_ / "b", b_cfg_);  // back where the source looks
+  ASSERT_TRUE(b_->Start());
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  FinishAndCompare(id, {"p.img"});
+  fd = open(b_->Mnt("p.img").c_str(), O_WRONLY);  // finished: the guard is gone
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+}
+
 // The target's disk fills up: the migration pauses with the reason, the VM's writes
 // keep succeeding, and once space is freed it resumes and ends identical.
 TEST_F(MigrationTest, FullTargetDiskPausesThenResumes) {

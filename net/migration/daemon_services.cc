@@ -57,6 +57,10 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
 
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);
+    if (size_t n = migration::GuardPartialCopies(src_dirfd, *services->guard); n > 0) {
+      spdlog::info("{} partial cop{} from before a restart refuse local writers until their sources return", n,
+                   n == 1 ? "y" : "ies");
+    }
     net::PeerServerOptions po;
     po.listen = opts.listen;
     po.key = key;

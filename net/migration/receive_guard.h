@@ -24,6 +24,15 @@ class ReceiveGuard : public net::ReceiveObserver {
   HookRegistry& hooks_;
 };
 
+// At daemon start, before any peer is accepted: every regular file under SRC still
+// marked "receiving" (net::kStateXattr) is a partial copy whose source may come back
+// to resume it, so it is guarded right away instead of when that source reconnects.
+// Returns how many were found. The guard ends as for any receive: the source's finish
+// or cancel; an operator who gives up on a source removes the mark (setfattr -x
+// user.migratefs.state FILE in SRC) and restarts the daemon. Symlinks are not followed;
+// the walk stops 16 directories deep.
+size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard);
+
 // The hook itself: refuses writers, lets everything else through.
 class IncomingImageHook : public ImageHook {
  public:
