@@ -22,19 +22,36 @@ daemons_start() {
   echo "daemons did not start" >&2; exit 1
 }
 
+# Starts one more receiving daemon NAME serving $WORK/NAME/src, listening on LISTEN.
+extra_target_start() {
+  local name=$1 listen=$2
+  mkdir -p $WORK/$name/src $WORK/$name/mnt
+  "$BIN/migratefs" $WORK/$name/src $WORK/$name/mnt -f -o control=$WORK/$name/ctl.sock,listen=$listen,keyfile=$WORK/key 2>>$WORK/$name.log &
+  echo $! > $WORK/$name.pid
+  for _ in $(seq 100); do [[ -S $WORK/$name/ctl.sock ]] && return; sleep 0.1; done
+  echo "daemon $name did not start" >&2; exit 1
+}
+
 daemons_stop() {
-  for d in a b; do
-    [[ -f $WORK/$d.pid ]] && kill "$(cat $WORK/$d.pid)" 2>/dev/null || true
-    rm -f $WORK/$d.pid
+  local pidf d
+  for pidf in $WORK/*.pid; do
+    [[ -f $pidf ]] || continue
+    kill "$(cat $pidf)" 2>/dev/null || true
+    rm -f $pidf
   done
   sleep 1
-  for d in a b; do fusermount3 -u -z $WORK/$d/mnt 2>/dev/null || true; done
+  for d in $WORK/*/mnt; do [[ -d $d ]] && { fusermount3 -u -z $d 2>/dev/null || true; }; done
 }
 
 bench_teardown() {
   daemons_stop 2>/dev/null || true
+  local m
+  for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts 2>/dev/null); do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
+
+# Mounts a RAM file system of SIZE at DIR (a stand-in for a second machine's disk).
+mount_ram() { mkdir -p "$2"; mount -t tmpfs -o size=$1 tmpfs "$2"; }
 
 ctl() { "$BIN/migratectl" --socket $WORK/a/ctl.sock --json "$@"; }
 field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" | tr -d '"' | head -1; }
