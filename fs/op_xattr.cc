@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "fs/fs.h"
 #include "fs/ops.h"
@@ -31,6 +32,11 @@ void ReplySized(fuse_req_t req, size_t size, Call call) {
   fuse_reply_buf(req, buf.get(), n);
 }
 
+// user.migratefs.* are the daemons' own marks (a copy being received, a fenced
+// source copy): through the mount they can be read but not changed, or a guest-side
+// tool could lift a fence.
+bool DaemonMark(const char* name) { return std::string_view(name).starts_with("user.migratefs."); }
+
 }  // namespace
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -49,13 +55,14 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Inode& in = InodeOf(req, ino);
-  if (Symlink(in)) return ReplyErr(req, EPERM);
+  if (Symlink(in) || DaemonMark(name)) return ReplyErr(req, EPERM);
   ReplyErr(req, setxattr(in.ProcPath().c_str(), name, value, size, flags) < 0 ? errno : 0);
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Inode& in = InodeOf(req, ino);
   if (Symlink(in)) return ReplyErr(req, ENODATA);
+  if (DaemonMark(name)) return ReplyErr(req, EPERM);
   ReplyErr(req, removexattr(in.ProcPath().c_str(), name) < 0 ? errno : 0);
 }
 

@@ -3,6 +3,7 @@
 // every test.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -190,7 +191,8 @@ TEST_F(MigrationTest, FinishFencesTheSourceAndReceivingCopyRefusesWriters) {
   tfd = open(b_->Mnt("f.img").c_str(), O_WRONLY);
   EXPECT_GE(tfd, 0);
   close(tfd);
-  ASSERT_TRUE(a_->Request({{"op", "release"}, {"id", id}}).value("ok", false));
+  auto released = a_->Request({{"op", "release"}, {"id", id}});
+  ASSERT_TRUE(released.value("ok", false)) << released.dump();
   fd = open(a_->Mnt("f.img").c_str(), O_WRONLY);
   EXPECT_GE(fd, 0);
   close(fd);
@@ -340,6 +342,48 @@ TEST_F(MigrationTest, RestartedTargetGuardsPartialCopyBeforeTheSourceReconnects)
   fd = open(b_->Mnt("p.img").c_str(), O_WRONLY);  // finished: the guard is gone
   EXPECT_GE(fd, 0);
   if (fd >= 0) close(fd);
+}
+
+// finish's fence outlives the source daemon (I6): killed and restarted, the daemon
+// still refuses writers of the copy, lists the fence as r1, refuses to migrate that
+// image again, and release lifts the fence for good. Nobody can strip the mark
+// through the mount.
+TEST_F(MigrationTest, FenceSurvivesASourceRestartUntilReleased) {
+  StartDaemons();
+  WritePatternFile(a_->Src("f.img"), 4 * kMiB, 21);
+  std::string id = StartMigration({"f.img"});
+  FinishAndCompare(id, {"f.img"});
+  EXPECT_EQ(removexattr(a_->Mnt("f.img").c_str(), "user.migratefs.fenced"), -1);
+  EXPECT_EQ(errno, EPERM);
+  a_->Kill9();
+  ASSERT_TRUE(a_->Start());
+  int fd = open(a_->Mnt("f.img").c_str(), O_WRONLY);
+  EXPECT_EQ(fd, -1) << "the fenced copy became writable when its daemon restarted";
+  EXPECT_EQ(errno, EROFS);
+  if (fd >= 0) close(fd);
+  fd = open(a_->Mnt("f.img").c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+  auto list = a_->Request({{"op", "list"}});
+  ASSERT_EQ(list["migrations"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["migrations"][0].value("id", ""), "r1");
+  EXPECT_EQ(list["migrations"][0]["images"], nlohmann::json::array({"f.img"})) << list.dump();
+  EXPECT_EQ(list["migrations"][0].value("target", ""), target_addr_) << list.dump();
+  auto again = a_->Request({{"op", "start"}, {"images", {"f.img"}}, {"target", target_addr_}});
+  EXPECT_EQ(again["error"].value("code", ""), "busy") << again.dump();
+  auto progress = a_->Request({{"op", "query_progress"}, {"id", "r1"}, {"what", "network"}});
+  EXPECT_EQ(progress["error"].value("code", ""), "wrong_state") << progress.dump();
+  auto released = a_->Request({{"op", "release"}, {"id", "r1"}});
+  ASSERT_TRUE(released.value("ok", false)) << released.dump();
+  fd = open(a_->Mnt("f.img").c_str(), O_WRONLY);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+  RestartSource();  // released means released: nothing comes back
+  fd = open(a_->Mnt("f.img").c_str(), O_WRONLY);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+  EXPECT_TRUE(a_->Request({{"op", "list"}})["migrations"].empty());
+  EXPECT_TRUE(FilesEqual(a_->Src("f.img"), b_->Src("f.img")));
 }
 
 // The target's disk fills up: the migration pauses with the reason, the VM's writes

@@ -54,6 +54,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   ctx.key = key;
   ctx.connect = [](const net::PeerClientOptions& o) { return net::PeerClient::Connect(o); };
   services->engine = std::make_unique<migration::Engine>(std::move(ctx));
+  services->engine->RestoreFences();
 
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);

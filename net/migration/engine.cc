@@ -1,6 +1,16 @@
 #include "net/migration/engine.h"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
 #include <utility>
+
+#include "net/migration/restored_fence.h"
+#include "net/migration/src_scan.h"
 
 namespace migratefs::migration {
 
@@ -40,6 +50,11 @@ Result<std::string> Engine::Start(const StartRequest& req) {
   if (!created.ok()) return created.error();
   std::shared_ptr<Migration> m = std::move(created.value());
   // One migration per image at a time; a finished (fenced, unreleased) one still counts.
+  for (auto& [other_id, fence] : restored_)
+    for (auto& mine : m->images())
+      if (mine->dev() == fence.dev && mine->ino() == fence.ino)
+        return MakeError(errc::kBusy, "image \"" + mine->name() + "\" is fenced by a finish before a restart; release " +
+                                          other_id + " first");
   for (auto& [other_id, other] : migrations_) {
     if (!other->HoldsImages()) continue;
     for (auto& mine : m->images())
@@ -55,6 +70,9 @@ Result<std::string> Engine::Start(const StartRequest& req) {
 
 Result<std::shared_ptr<Migration>> Engine::Find(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (restored_.count(id)) {
+    return MakeError(errc::kWrongState, id + " is a fence restored after a daemon restart: only status and release apply");
+  }
   auto it = migrations_.find(id);
   if (it == migrations_.end()) return MakeError(errc::kUnknownId, "no migration with id \"" + id + "\"");
   return it->second;
@@ -91,21 +109,71 @@ Result<VerifyReport> Engine::Verify(const std::string& id) {
 }
 
 Status Engine::Release(const std::string& id) {
+  if (Status st = ReleaseRestored(id); st.ok() || st.error().code != errc::kUnknownId) return st;
   return With<Status>(id, [&](Migration& m) { return m.Release(); });
+}
+
+size_t Engine::RestoreFences() {
+  if (ctx_.src_dirfd < 0 || !ctx_.hooks) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  return ForEachMarkedFile(ctx_.src_dirfd, kFenceXattr,
+                           [&](const std::string& name, const std::string& target, dev_t dev, ino_t ino, int) {
+                             ctx_.hooks->Attach(dev, ino, std::make_shared<FencedCopyHook>());
+                             const std::string id = "r" + std::to_string(restored_.size() + 1);
+                             restored_[id] = RestoredFence{name, target, dev, ino};
+                             spdlog::warn("\"{}\" stays fenced (writes get EROFS): finished towards {} before this "
+                                          "restart and never released; release {} lifts it",
+                                          name, target, id);
+                           });
+}
+
+// Answers kUnknownId (as an error) when `id` is not a restored fence.
+Status Engine::ReleaseRestored(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = restored_.find(id);
+  if (it == restored_.end()) return MakeError(errc::kUnknownId, "no migration with id \"" + id + "\"");
+  const RestoredFence& f = it->second;
+  // The mark goes first: if that fails the copy stays fenced, and says so.
+  const int fd = ::openat(ctx_.src_dirfd, f.image.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return MakeError(errc::kIo, "release " + id + ": open \"" + f.image + "\": " + std::strerror(errno));
+  struct stat st {};
+  int err = ::fstat(fd, &st) != 0 ? errno : (st.st_dev != f.dev || st.st_ino != f.ino) ? ESTALE : ClearFence(fd);
+  ::close(fd);
+  if (err != 0) return MakeError(errc::kIo, "release " + id + ": \"" + f.image + "\": " + std::strerror(err));
+  ctx_.hooks->Detach(f.dev, f.ino);
+  if (ctx_.events) ctx_.events->Publish(Event{id, "released", phase::kFinished, "source copy writable again",
+                                               std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()});
+  restored_.erase(it);
+  return OkStatus();
+}
+
+MigrationInfo Engine::InfoOf(const std::string& id, const RestoredFence& f) {
+  MigrationInfo info;
+  info.id = id;
+  info.images = {f.image};
+  info.target = f.target;
+  info.progress.phase = phase::kFinished;
+  info.completed = true;
+  return info;
 }
 
 std::vector<MigrationInfo> Engine::List() {
   std::vector<std::shared_ptr<Migration>> all;
+  std::vector<MigrationInfo> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, m] : migrations_) all.push_back(m);
+    for (auto& [id, f] : restored_) out.push_back(InfoOf(id, f));
   }
-  std::vector<MigrationInfo> out;
   for (auto& m : all) out.push_back(m->Info());
   return out;
 }
 
 Result<MigrationInfo> Engine::GetStatus(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = restored_.find(id); it != restored_.end()) return InfoOf(id, it->second);
+  }
   return With<Result<MigrationInfo>>(id, [&](Migration& m) { return m.Info(); });
 }
 

@@ -37,6 +37,12 @@ class Engine : public MigrationService {
   // Pauses nothing, stops everything: used at daemon shutdown.
   void StopAll();
 
+  // At daemon start: fences again every source copy that a finish before the restart
+  // left fenced and no release lifted (restored_fence.h). Each is listed as a finished
+  // migration "r1", "r2", ... of its one image, answering status and release only.
+  // Returns how many were found.
+  size_t RestoreFences();
+
  private:
   Result<std::shared_ptr<Migration>> Find(const std::string& id);
   // Runs fn on migration `id`, or answers unknown_id.
@@ -47,12 +53,22 @@ class Engine : public MigrationService {
     return fn(*m.value());
   }
 
+  struct RestoredFence {
+    std::string image;
+    std::string target;
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  Status ReleaseRestored(const std::string& id);
+  static MigrationInfo InfoOf(const std::string& id, const RestoredFence& f);
+
   MigrationContext ctx_;
   std::unique_ptr<DelayedCompleter> own_completer_;
   std::unique_ptr<EventBus> own_events_;
   std::mutex mu_;
   uint64_t next_id_ = 1;
   std::map<std::string, std::shared_ptr<Migration>> migrations_;
+  std::map<std::string, RestoredFence> restored_;  // guarded by mu_
 };
 
 }  // namespace migratefs::migration

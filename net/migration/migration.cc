@@ -1,5 +1,7 @@
 #include "net/migration/migration.h"
 
+#include "net/migration/restored_fence.h"
+
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -671,6 +673,13 @@ Status Migration::Finish() {
     if (!st.ok()) return unfence(Error{st.error().code, "finishing \"" + img->name() + "\": " + st.error().message});
   }
   for (auto& img : images_) img->SetMirroring(false);
+  // The fence must outlive this daemon (restored_fence.h).
+  for (auto& img : images_) {
+    if (const int err = PersistFence(img->fd(), target_); err != 0) {
+      spdlog::warn("migration {}: \"{}\": cannot mark the fence ({}); it is lost if this daemon restarts", id_,
+                   img->name(), std::strerror(err));
+    }
+  }
   SetPhase(phase::kFinished, "finished", "source copies fenced (writes get EROFS) until release");
   cv_.notify_all();
   return OkStatus();
@@ -766,6 +775,11 @@ Status Migration::Release() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (phase_ != phase::kFinished) return MakeError(errc::kWrongState, "only a finished migration can be released");
+  }
+  for (auto& img : images_) {
+    if (const int err = ClearFence(img->fd()); err != 0 && err != ENOTSUP) {
+      return MakeError(errc::kIo, "release: \"" + img->name() + "\": " + std::strerror(err));
+    }
   }
   for (auto& img : images_) {
     img->SetFenced(false);

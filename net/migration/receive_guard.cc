@@ -1,15 +1,9 @@
 #include "net/migration/receive_guard.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <cstring>
 #include <string>
 
+#include "net/migration/src_scan.h"
 #include "net/receive_file.h"
 
 #include <spdlog/spdlog.h>
@@ -32,50 +26,15 @@ void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino,
   // copy was written straight into SRC, and the hypervisor opens it through the mount.
 }
 
-namespace {
-
-bool MarkedReceiving(int fd) {
-  char v[16];
-  const ssize_t n = ::fgetxattr(fd, net::kStateXattr, v, sizeof v);
-  return n == 9 && std::memcmp(v, "receiving", 9) == 0;
-}
-
-// Walks the directory dirfd (named `prefix`, "" for SRC itself); takes ownership of dirfd.
-size_t GuardUnder(int dirfd, const std::string& prefix, int depth, net::ReceiveObserver& guard) {
-  DIR* dir = ::fdopendir(dirfd);
-  if (!dir) {
-    ::close(dirfd);
-    return 0;
-  }
-  size_t found = 0;
-  while (const dirent* e = ::readdir(dir)) {
-    const std::string base = e->d_name;
-    if (base == "." || base == "..") continue;
-    // O_NONBLOCK: a FIFO or device node in SRC must not stall the daemon's start.
-    const int fd = ::openat(::dirfd(dir), base.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) continue;
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-    } else if (S_ISDIR(st.st_mode) && depth < 16) {
-      found += GuardUnder(fd, prefix + base + "/", depth + 1, guard);
-    } else {
-      if (S_ISREG(st.st_mode) && MarkedReceiving(fd)) {
-        guard.OnReceiving(prefix + base, st.st_dev, st.st_ino);
-        ++found;
-      }
-      ::close(fd);
-    }
-  }
-  ::closedir(dir);
-  return found;
-}
-
-}  // namespace
-
 size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard) {
-  const int fd = ::openat(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  return fd < 0 ? 0 : GuardUnder(fd, "", 0, guard);
+  size_t guarded = 0;
+  ForEachMarkedFile(src_dirfd, net::kStateXattr,
+                    [&](const std::string& name, const std::string& state, dev_t dev, ino_t ino, int) {
+                      if (state != "receiving") return;  // "incomplete": cancelled, nobody comes back
+                      guard.OnReceiving(name, dev, ino);
+                      ++guarded;
+                    });
+  return guarded;
 }
 
 }  // namespace migratefs::migration
