@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "net/migration/refuse_writes_hook.h"
 #include "net/migration/restored_fence.h"
 #include "net/migration/src_scan.h"
 
@@ -118,7 +119,7 @@ size_t Engine::RestoreFences() {
   std::lock_guard<std::mutex> lock(mu_);
   return ForEachMarkedFile(ctx_.src_dirfd, kFenceXattr,
                            [&](const std::string& name, const std::string& target, dev_t dev, ino_t ino, int) {
-                             ctx_.hooks->Attach(dev, ino, std::make_shared<FencedCopyHook>());
+                             ctx_.hooks->Attach(dev, ino, std::make_shared<RefuseWritesHook>(EROFS));
                              const std::string id = "r" + std::to_string(restored_.size() + 1);
                              restored_[id] = RestoredFence{name, target, dev, ino};
                              spdlog::warn("\"{}\" stays fenced (writes get EROFS): finished towards {} before this "

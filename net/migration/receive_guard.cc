@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <string>
 
+#include "net/migration/refuse_writes_hook.h"
 #include "net/migration/src_scan.h"
 #include "net/receive_file.h"
 
@@ -10,13 +11,9 @@
 
 namespace migratefs::migration {
 
-int IncomingImageHook::CheckWriteOpen() { return EBUSY; }
-int IncomingImageHook::BeforeModify() { return EBUSY; }
-int IncomingImageHook::CheckNamespaceChange() { return EBUSY; }
-
 void ReceiveGuard::OnReceiving(const std::string& name, dev_t dev, ino_t ino) {
   spdlog::info("receiving \"{}\": local writers refused until the source finishes", name);
-  hooks_.Attach(dev, ino, std::make_shared<IncomingImageHook>());
+  hooks_.Attach(dev, ino, std::make_shared<RefuseWritesHook>(EBUSY));
 }
 
 void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) {

@@ -33,16 +33,4 @@ class ReceiveGuard : public net::ReceiveObserver {
 // the walk stops 16 directories deep.
 size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard);
 
-// The hook itself: refuses writers, lets everything else through.
-class IncomingImageHook : public ImageHook {
- public:
-  int CheckWriteOpen() override;
-  int BeforeModify() override;
-  int CheckNamespaceChange() override;
-  void AfterWrite(uint64_t, const void*, size_t, Completion done) override { done.Complete(0); }
-  void AfterResize(uint64_t) override {}
-  void AfterZero(uint64_t, uint64_t) override {}
-  void AfterSync(bool, Completion done) override { done.Complete(0); }
-};
-
 }  // namespace migratefs::migration

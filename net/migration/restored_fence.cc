@@ -15,8 +15,4 @@ int ClearFence(int fd) {
   return errno;
 }
 
-int FencedCopyHook::CheckWriteOpen() { return EROFS; }
-int FencedCopyHook::BeforeModify() { return EROFS; }
-int FencedCopyHook::CheckNamespaceChange() { return EBUSY; }
-
 }  // namespace migratefs::migration

@@ -5,10 +5,8 @@
 // fences every file still marked (Engine lists them as "r1", "r2", ...).
 #pragma once
 
-#include <cstdint>
 #include <string>
 
-#include "migratefs/image_hook.h"
 
 namespace migratefs::migration {
 
@@ -19,18 +17,5 @@ inline constexpr char kFenceXattr[] = "user.migratefs.fenced";
 // user xattrs (ENOTSUP) cannot keep a fence across restarts, which callers log.
 int PersistFence(int fd, const std::string& target);
 int ClearFence(int fd);
-
-// The hook of a restored fence: reads work; writes fail with EROFS as they did before
-// the restart; rename and unlink with EBUSY (the name is how release finds it).
-class FencedCopyHook : public ImageHook {
- public:
-  int CheckWriteOpen() override;
-  int BeforeModify() override;
-  int CheckNamespaceChange() override;
-  void AfterWrite(uint64_t, const void*, size_t, Completion done) override { done.Complete(0); }
-  void AfterResize(uint64_t) override {}
-  void AfterZero(uint64_t, uint64_t) override {}
-  void AfterSync(bool, Completion done) override { done.Complete(0); }
-};
 
 }  // namespace migratefs::migration
