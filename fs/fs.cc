@@ -2,7 +2,12 @@
 
 #include "fs/ops.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <string>
+#include <vector>
 
 namespace migratefs::fs {
 
@@ -10,6 +15,7 @@ Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout)
     : opts_(opts), timeout_(timeout), inodes_(src_dirfd, &hooks_) {
   inodes_.set_timeout(timeout);
   hooks_.SetChangeListener([this](dev_t dev, ino_t ino) { DropKernelCache(dev, ino); });
+  hooks_.SetSizeRefresher([this](dev_t dev, ino_t ino) { StoreKernelSize(dev, ino); });
 }
 
 void Fs::DropKernelCache(dev_t dev, ino_t ino) {
@@ -20,6 +26,26 @@ void Fs::DropKernelCache(dev_t dev, ino_t ino) {
   // takes here. Stale ids (forgotten meanwhile) are answered ENOENT by the kernel.
   fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
   if (parent != 0) fuse_lowlevel_notify_inval_entry(se_, parent, name.data(), name.size());
+}
+
+void Fs::StoreKernelSize(dev_t dev, ino_t ino) {
+  fuse_ino_t id;
+  if (se_ == nullptr) return;
+  const int fd = inodes_.OpenKnown(dev, ino, O_RDONLY | O_CLOEXEC | O_NONBLOCK, &id);
+  if (fd < 0) return;  // the kernel holds no inode: its next lookup reads the size
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
+    const off_t page = ::sysconf(_SC_PAGESIZE);
+    const off_t start = (st.st_size - 1) / page * page;
+    std::vector<char> tail(static_cast<size_t>(st.st_size - start));
+    if (::pread(fd, tail.data(), tail.size(), start) == static_cast<ssize_t>(tail.size())) {
+      fuse_bufvec buf = FUSE_BUFVEC_INIT(tail.size());
+      buf.buf[0].mem = tail.data();
+      fuse_lowlevel_notify_store(se_, id, start, &buf, FUSE_BUF_NO_SPLICE);
+    }
+  }
+  ::close(fd);
 }
 
 const fuse_lowlevel_ops& LowLevelOps() {

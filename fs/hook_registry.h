@@ -55,6 +55,11 @@ class HookRegistryImpl : public HookRegistry {
   void SetIndex(HookCellIndex* index) { index_ = index; }
   // Called after every Attach/Detach, outside all locks (see Fs::DropKernelCache).
   void SetChangeListener(std::function<void(dev_t, ino_t)> fn) { on_change_ = std::move(fn); }
+  // What RefreshKernelSize does (Fs::StoreKernelSize). May stay null.
+  void SetSizeRefresher(std::function<void(dev_t, ino_t)> fn) { refresh_size_ = std::move(fn); }
+  void RefreshKernelSize(dev_t dev, ino_t ino) override {
+    if (refresh_size_) refresh_size_(dev, ino);
+  }
 
   void Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) override;
   void Detach(dev_t dev, ino_t ino) override;
@@ -90,6 +95,7 @@ class HookRegistryImpl : public HookRegistry {
 
   HookCellIndex* index_ = nullptr;
   std::function<void(dev_t, ino_t)> on_change_;
+  std::function<void(dev_t, ino_t)> refresh_size_;
   std::mutex attach_mu_;  // serialises Attach/Detach (they wait; Find does not)
   std::shared_mutex ns_mu_;  // exclusive in Attach/Detach, shared in NamespaceChange
   mutable std::mutex mu_;

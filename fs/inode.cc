@@ -70,6 +70,17 @@ bool InodeTable::Known(dev_t dev, ino_t ino, fuse_ino_t* id, fuse_ino_t* parent,
   return true;
 }
 
+int InodeTable::OpenKnown(dev_t dev, ino_t ino, int flags, fuse_ino_t* id) {
+  std::lock_guard<std::mutex> l(mu_);  // the O_PATH fd stays open while we reopen it
+  auto it = map_.find(std::make_pair(dev, ino));
+  if (it == map_.end()) {
+    errno = ENOENT;
+    return -1;
+  }
+  *id = IdOf(*it->second);
+  return ::open(it->second->ProcPath().c_str(), flags);
+}
+
 void InodeTable::Forget(fuse_ino_t id, uint64_t n) {
   if (id == FUSE_ROOT_ID) return;
   Inode& in = Get(id);

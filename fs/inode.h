@@ -66,6 +66,9 @@ class InodeTable : public HookCellIndex {
   size_t Size();
   // The node id and last known (parent, name) of (dev, ino), if the kernel knows it.
   bool Known(dev_t dev, ino_t ino, fuse_ino_t* id, fuse_ino_t* parent, std::string* name);
+  // Opens the backing file of (dev, ino) with `flags` if the kernel knows it; sets *id.
+  // -1 otherwise (errno set).
+  int OpenKnown(dev_t dev, ino_t ino, int flags, fuse_ino_t* id);
 
   void Locked(dev_t dev, ino_t ino, const std::function<void(HookCell* cell)>& fn) override;
 

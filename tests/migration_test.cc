@@ -225,6 +225,32 @@ TEST_F(MigrationTest, TargetMountSeesTheFinalImageAfterFinish) {
   EXPECT_TRUE(FilesEqual(a_->Src("g.img"), b_->Mnt("g.img"))) << "the target mount shows a stale copy";
 }
 
+// The same while a reader (an operator's qemu-img info, a backup agent) holds the
+// copy open through the target's mount across the finish: the kernel keeps that
+// inode, and with the writeback cache it trusts only its own idea of the size.
+TEST_F(MigrationTest, TargetMountSeesTheGrownImageEvenWhileHeldOpen) {
+  StartDaemons();
+  WritePatternFile(a_->Src("h.img"), 8 * kMiB + 1000, 14);  // the tail page is partial
+  std::string id = StartMigration({"h.img"});
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 30s));
+  int held = open(b_->Mnt("h.img").c_str(), O_RDONLY);
+  ASSERT_GE(held, 0);
+  std::vector<char> buf(kMiB);
+  ASSERT_EQ(pread(held, buf.data(), buf.size(), 0), ssize_t(kMiB));
+  int fd = open(a_->Mnt("h.img").c_str(), O_WRONLY);  // grow while mirroring
+  ASSERT_GE(fd, 0);
+  std::vector<char> w(kMiB + 333, 'g');
+  ASSERT_EQ(pwrite(fd, w.data(), w.size(), 12 * kMiB), ssize_t(w.size()));
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+  FinishAndCompare(id, {"h.img"});
+  struct stat st;
+  ASSERT_EQ(fstat(held, &st), 0);
+  EXPECT_EQ(st.st_size, off_t(13 * kMiB + 333)) << "the held-open inode kept its old size";
+  EXPECT_TRUE(FilesEqual(a_->Src("h.img"), b_->Mnt("h.img"))) << "the target mount shows a stale copy";
+  close(held);
+}
+
 TEST_F(MigrationTest, BadNamesAreRefusedAndNothingIsWritten) {
   StartDaemons();
   WritePatternFile(a_->Src("ok.img"), kMiB, 5);

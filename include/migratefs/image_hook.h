@@ -85,6 +85,13 @@ class HookRegistry {
   // (completions already handed out may still be called).
   virtual void Detach(dev_t dev, ino_t ino) = 0;
   virtual std::shared_ptr<ImageHook> Find(dev_t dev, ino_t ino) const = 0;
+  // Makes the mount's idea of the file's size at least the backing file's. With the
+  // writeback cache the kernel never takes a size from the daemon for an inode it
+  // keeps (one held open), so a file grown behind the mount's back (a received copy)
+  // would look cut short through it. Call only while no local writer can modify the
+  // file: the kernel's copy of the last page is replaced with the backing bytes.
+  // A shrink cannot be shown this way (see fs/README.md). No-op without a mount.
+  virtual void RefreshKernelSize(dev_t dev, ino_t ino) {}
 };
 
 }  // namespace migratefs

@@ -18,6 +18,7 @@ void ReceiveGuard::OnReceiving(const std::string& name, dev_t dev, ino_t ino) {
 
 void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) {
   spdlog::info("receiving \"{}\" ended: {}", name, complete ? "complete, writable" : "cancelled");
+  hooks_.RefreshKernelSize(dev, ino);  // while writers are still refused
   hooks_.Detach(dev, ino);
   // Detach also makes the mount drop what it cached of the file (size, pages): the
   // copy was written straight into SRC, and the hypervisor opens it through the mount.
