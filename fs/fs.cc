@@ -35,7 +35,6 @@ void Fs::StoreKernelSize(dev_t dev, ino_t ino) {
   if (fd < 0) return;  // the kernel holds no inode: its next lookup reads the size
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
     const off_t page = ::sysconf(_SC_PAGESIZE);
     const off_t start = (st.st_size - 1) / page * page;
     std::vector<char> tail(static_cast<size_t>(st.st_size - start));

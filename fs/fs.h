@@ -36,10 +36,10 @@ class Fs {
   // and files that change in SRC without passing the mount (the migration receiver
   // writes there) would keep a stale size. Runs on every hook Attach/Detach.
   void DropKernelCache(dev_t dev, ino_t ino);
-  // HookRegistry::RefreshKernelSize: drops the cached pages and attributes, then
-  // stores the backing file's last page (from its start to EOF) into the kernel's
-  // cache with FUSE_NOTIFY_STORE, which grows the kernel's size to the end of the
-  // stored range: the one way to move it while the kernel keeps the inode.
+  // HookRegistry::RefreshKernelSize: stores the backing file's last page (from its
+  // start to EOF) into the kernel's cache with FUSE_NOTIFY_STORE, which grows the
+  // kernel's size to the end of the stored range: the one way to move it while the
+  // kernel keeps the inode. Stale pages are dropped by the Detach that follows.
   void StoreKernelSize(dev_t dev, ino_t ino);
 
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).

@@ -586,8 +586,8 @@ class ReceiveSession::Impl final : public ImageHolder {
       switch (op->kind) {
         case Op::Kind::kWrite:
           op->direct_issued = CanWriteDirect(op);
-          io_uring_prep_write(sqe, op->direct_issued ? op->img->direct_fd : fd, op->buf.get() + op->done, static_cast<unsigned>(op->length - op->done),
-                              op->offset + op->done);
+          io_uring_prep_write(sqe, op->direct_issued ? op->img->direct_fd : fd, op->buf.get() + op->done,
+                              static_cast<unsigned>(op->length - op->done), op->offset + op->done);
           break;
         case Op::Kind::kZero:
           io_uring_prep_fallocate(sqe, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, op->offset, op->length);

@@ -90,7 +90,8 @@ class HookRegistry {
   // keeps (one held open), so a file grown behind the mount's back (a received copy)
   // would look cut short through it. Call only while no local writer can modify the
   // file: the kernel's copy of the last page is replaced with the backing bytes.
-  // A shrink cannot be shown this way (see fs/README.md). No-op without a mount.
+  // A shrink cannot be shown this way (see fs/README.md). Cached pages are left to
+  // the Detach that follows, which drops them. No-op without a mount.
   virtual void RefreshKernelSize(dev_t dev, ino_t ino) {}
 };
 

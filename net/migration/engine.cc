@@ -2,10 +2,8 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -30,7 +28,10 @@ Engine::Engine(MigrationContext ctx) : ctx_(std::move(ctx)) {
   }
 }
 
-Engine::~Engine() { StopAll(); }
+Engine::~Engine() {
+  StopAll();
+  for (auto& [id, f] : restored_) ::close(f.fd);  // the fences themselves stay marked on disk
+}
 
 void Engine::StopAll() {
   std::map<std::string, std::shared_ptr<Migration>> all;
@@ -110,7 +111,7 @@ Result<VerifyReport> Engine::Verify(const std::string& id) {
 }
 
 Status Engine::Release(const std::string& id) {
-  if (Status st = ReleaseRestored(id); st.ok() || st.error().code != errc::kUnknownId) return st;
+  if (std::optional<Status> restored = ReleaseRestored(id)) return *restored;
   return With<Status>(id, [&](Migration& m) { return m.Release(); });
 }
 
@@ -118,32 +119,27 @@ size_t Engine::RestoreFences() {
   if (ctx_.src_dirfd < 0 || !ctx_.hooks) return 0;
   std::lock_guard<std::mutex> lock(mu_);
   return ForEachMarkedFile(ctx_.src_dirfd, kFenceXattr,
-                           [&](const std::string& name, const std::string& target, dev_t dev, ino_t ino, int) {
+                           [&](const std::string& name, const std::string& target, dev_t dev, ino_t ino, int fd) {
                              ctx_.hooks->Attach(dev, ino, std::make_shared<RefuseWritesHook>(EROFS));
                              const std::string id = "r" + std::to_string(restored_.size() + 1);
-                             restored_[id] = RestoredFence{name, target, dev, ino};
+                             restored_[id] = RestoredFence{name, target, dev, ino, ::fcntl(fd, F_DUPFD_CLOEXEC, 0)};
                              spdlog::warn("\"{}\" stays fenced (writes get EROFS): finished towards {} before this "
                                           "restart and never released; release {} lifts it",
                                           name, target, id);
                            });
 }
 
-// Answers kUnknownId (as an error) when `id` is not a restored fence.
-Status Engine::ReleaseRestored(const std::string& id) {
+std::optional<Status> Engine::ReleaseRestored(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = restored_.find(id);
-  if (it == restored_.end()) return MakeError(errc::kUnknownId, "no migration with id \"" + id + "\"");
+  if (it == restored_.end()) return std::nullopt;
   const RestoredFence& f = it->second;
   // The mark goes first: if that fails the copy stays fenced, and says so.
-  const int fd = ::openat(ctx_.src_dirfd, f.image.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return MakeError(errc::kIo, "release " + id + ": open \"" + f.image + "\": " + std::strerror(errno));
-  struct stat st {};
-  int err = ::fstat(fd, &st) != 0 ? errno : (st.st_dev != f.dev || st.st_ino != f.ino) ? ESTALE : ClearFence(fd);
-  ::close(fd);
+  const int err = f.fd < 0 ? EBADF : ClearFence(f.fd);
   if (err != 0) return MakeError(errc::kIo, "release " + id + ": \"" + f.image + "\": " + std::strerror(err));
   ctx_.hooks->Detach(f.dev, f.ino);
-  if (ctx_.events) ctx_.events->Publish(Event{id, "released", phase::kFinished, "source copy writable again",
-                                               std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()});
+  ::close(f.fd);
+  if (ctx_.events) ctx_.events->Publish(Event{id, "released", phase::kFinished, "source copy writable again", NowSeconds()});
   restored_.erase(it);
   return OkStatus();
 }

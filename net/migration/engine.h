@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -58,8 +59,10 @@ class Engine : public MigrationService {
     std::string target;
     dev_t dev = 0;
     ino_t ino = 0;
+    int fd = -1;  // kept open from the scan, so release reaches this very file
   };
-  Status ReleaseRestored(const std::string& id);
+  // nullopt when `id` is not a restored fence.
+  std::optional<Status> ReleaseRestored(const std::string& id);
   static MigrationInfo InfoOf(const std::string& id, const RestoredFence& f);
 
   MigrationContext ctx_;

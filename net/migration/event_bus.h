@@ -1,6 +1,7 @@
 // Fan-out of migration events to `events` subscribers, in publication order.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -9,6 +10,11 @@
 #include "migratefs/migration_service.h"
 
 namespace migratefs::migration {
+
+// Event::time: seconds since the epoch.
+inline double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 class EventBus {
  public:

@@ -25,10 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // Errors that retrying cannot fix: the target refuses the name or the request itself.
 // Everything else (unreachable, auth, I/O such as a full disk, busy) is retried with
 // backoff, so an operator can fix the cause without restarting the migration.
