@@ -125,14 +125,17 @@ void HookRegistryImpl::WaitForModifiers(const HookCell* cell) {
 HookRegistryImpl::HookRegistryImpl() = default;
 HookRegistryImpl::~HookRegistryImpl() = default;
 
-void HookRegistryImpl::Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) {
+bool HookRegistryImpl::Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook, const ImageHook* only_if) {
   std::lock_guard<std::mutex> serial(attach_mu_);
   std::shared_ptr<ImageHook> old;
   const HookCell* live = nullptr;
+  bool changed = false;
   auto update = [&](HookCell* cell) {
     std::lock_guard<std::mutex> l(mu_);
     auto key = std::make_pair(dev, ino);
     auto it = hooks_.find(key);
+    if (only_if != nullptr && (it == hooks_.end() || it->second.get() != only_if)) return;
+    changed = true;
     if (it != hooks_.end()) {
       old = std::move(it->second);
       hooks_.erase(it);
@@ -152,9 +155,11 @@ void HookRegistryImpl::Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> 
       update(nullptr);
     }
   }
+  if (!changed) return false;
   // Only a file that is in the inode table can be open, hence being modified.
   if (live != nullptr) WaitForModifiers(live);
   if (on_change_) on_change_(dev, ino);
+  return true;
   // `old` dies here, after every call into it has returned.
 }
 
@@ -162,7 +167,10 @@ void HookRegistryImpl::Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> h
   Replace(dev, ino, std::move(hook));
 }
 
-void HookRegistryImpl::Detach(dev_t dev, ino_t ino) { Replace(dev, ino, nullptr); }
+bool HookRegistryImpl::Detach(dev_t dev, ino_t ino, const ImageHook* hook) {
+  if (hook == nullptr) return false;
+  return Replace(dev, ino, nullptr, hook);
+}
 
 std::shared_ptr<ImageHook> HookRegistryImpl::Find(dev_t dev, ino_t ino) const {
   std::lock_guard<std::mutex> l(mu_);

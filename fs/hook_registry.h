@@ -62,7 +62,7 @@ class HookRegistryImpl : public HookRegistry {
   }
 
   void Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) override;
-  void Detach(dev_t dev, ino_t ino) override;
+  bool Detach(dev_t dev, ino_t ino, const ImageHook* hook) override;
   std::shared_ptr<ImageHook> Find(dev_t dev, ino_t ino) const override;
 
   // For the inode table, under its lock, when it creates the cell of (dev, ino).
@@ -91,7 +91,9 @@ class HookRegistryImpl : public HookRegistry {
   static void WaitForModifiers(const HookCell* cell);
 
  private:
-  void Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook);
+  // Installs `hook` (null: none) on (dev, ino). With `only_if` set, does nothing unless
+  // the hook attached now is `only_if`. Returns whether it changed anything.
+  bool Replace(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook, const ImageHook* only_if = nullptr);
 
   HookCellIndex* index_ = nullptr;
   std::function<void(dev_t, ino_t)> on_change_;

@@ -44,10 +44,33 @@ TEST(HookRegistry, AttachFindDetach) {
   EXPECT_FALSE(r.Empty());
   r.Attach(5, 6, h);  // not in the index: remembered for later
   EXPECT_EQ(r.InitialHook(5, 6), h.get());
-  r.Detach(1, 2);
+  EXPECT_TRUE(r.Detach(1, 2, h.get()));
   EXPECT_EQ(r.Find(1, 2), nullptr);
   EXPECT_EQ(idx.cell.load(), nullptr);
-  r.Detach(5, 6);
+  EXPECT_FALSE(r.Detach(1, 2, h.get()));  // nothing attached any more
+  EXPECT_TRUE(r.Detach(5, 6, h.get()));
+  EXPECT_TRUE(r.Empty());
+}
+
+// Detach removes only the hook its caller attached: whoever holds a stale or a
+// never-attached hook object cannot take the inode's current hook away.
+TEST(HookRegistry, DetachLeavesSomeoneElsesHook) {
+  HookRegistryImpl r;
+  OneCell idx;
+  r.SetIndex(&idx);
+  auto running = std::make_shared<NullHook>();
+  auto refused = std::make_shared<NullHook>();
+  r.Attach(1, 2, running);
+  EXPECT_FALSE(r.Detach(1, 2, refused.get()));
+  EXPECT_FALSE(r.Detach(1, 2, nullptr));
+  EXPECT_EQ(r.Find(1, 2), running);
+  EXPECT_EQ(idx.cell.load(), running.get());
+  // Replaced by a newer hook: the old owner's Detach leaves the new one alone.
+  auto fence = std::make_shared<NullHook>();
+  r.Attach(1, 2, fence);
+  EXPECT_FALSE(r.Detach(1, 2, running.get()));
+  EXPECT_EQ(r.Find(1, 2), fence);
+  EXPECT_TRUE(r.Detach(1, 2, fence.get()));
   EXPECT_TRUE(r.Empty());
 }
 
@@ -102,7 +125,7 @@ TEST(HookRegistry, DetachWaitsForHookCall) {
   while (!inside) std::this_thread::sleep_for(1ms);
   std::atomic<bool> detached{false};
   std::thread detacher([&] {
-    r.Detach(1, 2);
+    r.Detach(1, 2, r.Find(1, 2).get());
     detached = true;
   });
   std::this_thread::sleep_for(50ms);
@@ -137,11 +160,12 @@ TEST(HookRegistry, NoModificationMissedUnderChurn) {
     });
   }
   for (int i = 0; i < 200; i++) {
-    r.Attach(1, 2, std::make_shared<NullHook>());
+    auto hook = std::make_shared<NullHook>();
+    r.Attach(1, 2, hook);
     attached_epoch++;  // odd: attached
     std::this_thread::sleep_for(100us);
     attached_epoch++;  // even: about to detach
-    r.Detach(1, 2);
+    r.Detach(1, 2, hook.get());
   }
   stop = true;
   for (auto& t : writers) t.join();

@@ -3,6 +3,7 @@
 #include "net/xxh.h"
 
 #include <bit>
+#include <algorithm>
 #include <cstring>
 
 namespace migratefs::net {
@@ -56,7 +57,7 @@ uint32_t MaxPayloadFor(FrameType type) {
     case FrameType::kAuth:
       return wire::kMacSize;
     case FrameType::kOpenImage:
-      return wire::kOpenImageFixedSize + wire::kMaxNameLength;
+      return wire::kOpenImageMaxSize;
     case FrameType::kData:
       return wire::kMaxDataLength;
     case FrameType::kAck:
@@ -226,12 +227,17 @@ Result<HelloPayload> DecodeHello(const uint8_t* p, size_t len) {
 }
 
 std::string EncodeOpenImage(const OpenImagePayload& o) {
-  std::string s(wire::kOpenImageFixedSize + o.name.size(), '\0');
+  const size_t id_len = std::min(o.identity.size(), wire::kMaxIdentityLength);
+  std::string s(wire::kOpenImageFixedSize + o.name.size() + 1 + id_len + wire::kInstanceIdSize, '\0');
   auto* p = reinterpret_cast<uint8_t*>(s.data());
   PutLe64(p, o.size);
   PutLe32(p + 8, o.block_size);
   PutLe16(p + 12, static_cast<uint16_t>(o.name.size()));
   std::memcpy(p + 14, o.name.data(), o.name.size());
+  uint8_t* q = p + 14 + o.name.size();
+  q[0] = static_cast<uint8_t>(id_len);
+  std::memcpy(q + 1, o.identity.data(), id_len);
+  std::memcpy(q + 1 + id_len, o.instance.data(), std::min(o.instance.size(), wire::kInstanceIdSize));
   return s;
 }
 
@@ -241,8 +247,15 @@ Result<OpenImagePayload> DecodeOpenImage(const uint8_t* p, size_t len) {
   o.size = GetLe64(p);
   o.block_size = GetLe32(p + 8);
   const size_t name_len = GetLe16(p + 12);
-  if (wire::kOpenImageFixedSize + name_len != len) return Bad("open_image name length does not match payload");
+  if (wire::kOpenImageFixedSize + name_len + 1 > len) return Bad("open_image name length does not match payload");
   o.name.assign(reinterpret_cast<const char*>(p + 14), name_len);
+  const uint8_t* q = p + 14 + name_len;
+  const size_t id_len = q[0];
+  if (id_len > wire::kMaxIdentityLength) return Bad("open_image identity too long");
+  if (wire::kOpenImageFixedSize + name_len + 1 + id_len + wire::kInstanceIdSize != len)
+    return Bad("open_image identity or instance length does not match payload");
+  o.identity.assign(reinterpret_cast<const char*>(q + 1), id_len);
+  o.instance.assign(reinterpret_cast<const char*>(q + 1 + id_len), wire::kInstanceIdSize);
   return o;
 }
 

@@ -97,7 +97,9 @@ Result<HelloPayload> DecodeHello(const uint8_t* p, size_t len);
 struct OpenImagePayload {
   uint64_t size = 0;
   uint32_t block_size = 0;
-  std::string name;  // validated separately (net/image_name.h)
+  std::string name;      // validated separately (net/image_name.h)
+  std::string identity;  // the image's identity (image_identity.h); "" = none known
+  std::string instance;  // wire::kInstanceIdSize bytes: the sending daemon; zeros if unknown
 };
 std::string EncodeOpenImage(const OpenImagePayload& o);
 Result<OpenImagePayload> DecodeOpenImage(const uint8_t* p, size_t len);

@@ -162,7 +162,18 @@ TEST(FrameTest, OpenAndErrorCodecs) {
   EXPECT_EQ(d.value().size, 1ull << 33);
   EXPECT_EQ(d.value().block_size, 524288u);
   EXPECT_EQ(d.value().name, "dir/vm.img");
+  EXPECT_EQ(d.value().identity, "");
+  EXPECT_EQ(d.value().instance, std::string(wire::kInstanceIdSize, '\0'));
   EXPECT_FALSE(DecodeOpenImage(reinterpret_cast<const uint8_t*>(s.data()), s.size() - 1).ok());
+  const std::string instance(wire::kInstanceIdSize, 'i');
+  const std::string t = EncodeOpenImage({7, 4096, "a.img", "0123456789abcdef0123456789abcdef", instance});
+  auto dt = DecodeOpenImage(reinterpret_cast<const uint8_t*>(t.data()), t.size());
+  ASSERT_TRUE(dt.ok());
+  EXPECT_EQ(dt.value().identity, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(dt.value().instance, instance);
+  std::string long_id = t;
+  long_id[wire::kOpenImageFixedSize + 5] = char(wire::kMaxIdentityLength + 1);
+  EXPECT_FALSE(DecodeOpenImage(reinterpret_cast<const uint8_t*>(long_id.data()), long_id.size()).ok());
 
   const std::string e = EncodeErrorPayload(MakeError(errc::kIo, "ENOSPC"));
   Error back = DecodeErrorPayload(reinterpret_cast<const uint8_t*>(e.data()), e.size());

@@ -127,7 +127,8 @@ class PeerClientImpl final : public PeerClient {
     return OkStatus();
   }
 
-  Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size, bool resume) override {
+  Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size, bool resume,
+                                const ImageOrigin& origin) override {
     Status v = ValidateImageName(name);
     if (!v.ok()) return v.error();
     if (size > wire::kMaxImageSize) return MakeError(errc::kInvalidArgument, "image size over the protocol limit");
@@ -136,9 +137,13 @@ class PeerClientImpl final : public PeerClient {
     }
     FrameHeader h;
     h.type = FrameType::kOpenImage;
-    h.flags = resume ? wire::kFlagResume : 0;
+    h.flags = static_cast<uint16_t>((resume ? wire::kFlagResume : 0) | (origin.overwrite ? wire::kFlagOverwrite : 0));
+    if (origin.identity.size() > wire::kMaxIdentityLength) {
+      return MakeError(errc::kInvalidArgument, "image identity longer than " +
+                                                   std::to_string(wire::kMaxIdentityLength) + " bytes");
+    }
     OutFrame f;
-    f.small = EncodeOpenImage({size, block_size, name});
+    f.small = EncodeOpenImage({size, block_size, name, origin.identity, origin.instance});
     Result<OpenedImage> out = MakeError(errc::kInternal, "no reply");
     Status st = Blocking(h, std::move(f), [&](const Status& s, const Frame* r) {
       if (!s.ok()) {

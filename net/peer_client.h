@@ -38,6 +38,13 @@ struct PeerClientOptions {
 
 using AckFn = std::function<void(const Status&)>;
 
+// Who sends an image (PeerClient::OpenImage).
+struct ImageOrigin {
+  std::string identity;  // the image's user.migratefs.id; "" = none
+  std::string instance;  // the sending daemon's instance id; "" = none
+  bool overwrite = false;
+};
+
 class PeerClient {
  public:
   // Closes the connection; pending AckFns get errors (on the I/O thread, before this
@@ -60,8 +67,11 @@ class PeerClient {
   // partial copy (its blocks are compared with HashBlocks); otherwise it is truncated to
   // 0 first. The target refuses local writers of the file until FinishImage or Abort
   // (invariant I6). Blocking round trip.
+  // `origin` says which image this is (the target admits an existing file only if it
+  // is a copy of the same identity, or with overwrite: net/receive_admission.h) and
+  // which daemon sends it (so a start to itself is refused: target_is_self).
   virtual Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size,
-                                        bool resume) = 0;
+                                        bool resume, const ImageOrigin& origin = {}) = 0;
 
   // Waits until `bytes` more payload fits the window, the timeout passes, or the
   // connection dies. Returns true when the caller may send.

@@ -86,6 +86,7 @@ class PeerServerImpl final : public PeerServer {
     cfg_.src_dirfd = opts_.src_dirfd;
     cfg_.key = opts_.key;
     cfg_.observer = observer_;
+    cfg_.instance_id = opts_.instance_id;
     cfg_.receiving = &receiving_;
     cfg_.handshake_timeout = opts_.handshake_timeout;
     cfg_.idle_takeover = opts_.idle_takeover;

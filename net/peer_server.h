@@ -24,6 +24,10 @@ struct PeerServerOptions {
   // by a new connection that opens it (a source reconnecting after a cut link while
   // the old socket is still half-open here); an active holder answers busy.
   std::chrono::milliseconds idle_takeover{5000};
+  // This daemon's instance id (wire::kInstanceIdSize random bytes, made at start): an
+  // OpenImage that carries it comes from this very process, a start to itself, and is
+  // refused with target_is_self. Empty: no such check (tests of the server alone).
+  std::string instance_id;
 };
 
 // The daemon's reaction to images being received: it attaches a hook that refuses
@@ -35,6 +39,9 @@ class ReceiveObserver {
   // complete = FinishImage; false after AbortImage with keep_partial (removed copies
   // are reported too, before the unlink).
   virtual void OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) = 0;
+  // Asked before an existing file is received into: OK, or why not (target_busy when
+  // the file is a migration source or a fenced copy on this host).
+  virtual Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) { return OkStatus(); }
 };
 
 class PeerServer {

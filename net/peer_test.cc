@@ -31,6 +31,9 @@ namespace {
 using namespace migratefs::net::testing;  // NOLINT
 
 constexpr uint32_t kBlock = 512 * 1024;
+// What a source says of the image it sends: a target reopens an existing file only for
+// an image of the same identity (receive_admission.h).
+const ImageOrigin kOrigin{"0123456789abcdef0123456789abcdef", "", false};
 
 class PeerTest : public ::testing::Test {
  protected:
@@ -286,7 +289,7 @@ TEST_F(PeerTest, ResumeKeepsPartialCopyAndAbortVariants) {
   StartServer();
   auto c = MustConnect();
   ASSERT_TRUE(c);
-  auto img = c->OpenImage("r.img", 2 * kBlock, kBlock, false);
+  auto img = c->OpenImage("r.img", 2 * kBlock, kBlock, false, kOrigin);
   ASSERT_TRUE(img.ok());
   const std::string a = Pattern(kBlock, 3);
   ASSERT_TRUE(SendDataSync(*c, img.value().handle, 0, a).ok());
@@ -295,7 +298,7 @@ TEST_F(PeerTest, ResumeKeepsPartialCopyAndAbortVariants) {
   // The handle is gone.
   EXPECT_FALSE(SendDataSync(*c, img.value().handle, 0, a).ok());
 
-  auto again = c->OpenImage("r.img", 2 * kBlock, kBlock, /*resume=*/true);
+  auto again = c->OpenImage("r.img", 2 * kBlock, kBlock, /*resume=*/true, kOrigin);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again.value().existed);
   EXPECT_EQ(again.value().target_size, 2ull * kBlock);
@@ -313,11 +316,16 @@ TEST_F(PeerTest, ResumeKeepsPartialCopyAndAbortVariants) {
   EXPECT_EQ(ev[3].what, "ended");
   EXPECT_FALSE(ev[3].complete);
 
-  // Without resume an existing file is truncated first.
+  // Without resume an existing file is truncated first (here a file of no identity,
+  // so only with overwrite).
   {
     std::ofstream(dir_ / "t.img") << "old contents";
   }
-  auto t = c->OpenImage("t.img", 100, kBlock, false);
+  auto foreign = c->OpenImage("t.img", 100, kBlock, false, kOrigin);
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().code, errc::kTargetExists);
+  EXPECT_EQ(ReadFileBytes(dir_ / "t.img"), "old contents");
+  auto t = c->OpenImage("t.img", 100, kBlock, false, ImageOrigin{kOrigin.identity, "", /*overwrite=*/true});
   ASSERT_TRUE(t.ok());
   EXPECT_TRUE(t.value().existed);
   EXPECT_EQ(t.value().target_size, 12u);
@@ -401,13 +409,13 @@ TEST_F(PeerTest, SameImageFromTwoConnectionsIsBusy) {
   auto c1 = MustConnect();
   auto c2 = MustConnect();
   ASSERT_TRUE(c1 && c2);
-  auto a = c1->OpenImage("shared.img", 4096, kBlock, false);
+  auto a = c1->OpenImage("shared.img", 4096, kBlock, false, kOrigin);
   ASSERT_TRUE(a.ok());
-  auto b = c2->OpenImage("shared.img", 4096, kBlock, true);
+  auto b = c2->OpenImage("shared.img", 4096, kBlock, true, kOrigin);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.error().code, errc::kBusy);
   ASSERT_TRUE(c1->FinishImage(a.value().handle).ok());
-  auto c = c2->OpenImage("shared.img", 4096, kBlock, true);
+  auto c = c2->OpenImage("shared.img", 4096, kBlock, true, kOrigin);
   EXPECT_TRUE(c.ok());
 }
 
@@ -422,16 +430,16 @@ TEST_F(PeerTest, IdleHolderIsTakenOverByReconnectingSource) {
   server_ = std::move(s.value());
   auto old_conn = MustConnect();  // stands for a connection whose link was cut
   ASSERT_TRUE(old_conn);
-  auto a = old_conn->OpenImage("t.img", 2 * kBlock, kBlock, false);
+  auto a = old_conn->OpenImage("t.img", 2 * kBlock, kBlock, false, kOrigin);
   ASSERT_TRUE(a.ok());
   const std::string first = Pattern(kBlock, 1);
   ASSERT_TRUE(SendDataSync(*old_conn, a.value().handle, 0, first).ok());
   auto fresh = MustConnect();
-  auto busy = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true);
+  auto busy = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true, kOrigin);
   ASSERT_FALSE(busy.ok());  // the holder was active a moment ago
   EXPECT_EQ(busy.error().code, errc::kBusy);
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  auto b = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true);
+  auto b = fresh->OpenImage("t.img", 2 * kBlock, kBlock, true, kOrigin);
   ASSERT_TRUE(b.ok()) << b.error().message;
   EXPECT_TRUE(b.value().existed);
   auto hashes = fresh->HashBlocks(b.value().handle, 0, 1);
@@ -772,7 +780,7 @@ TEST_F(PeerTest, ClientGoneKeepsPartialFileWithoutEnding) {
   {
     auto c = MustConnect();
     ASSERT_TRUE(c);
-    auto img = c->OpenImage("gone.img", 4 * kBlock, kBlock, false);
+    auto img = c->OpenImage("gone.img", 4 * kBlock, kBlock, false, kOrigin);
     ASSERT_TRUE(img.ok());
     ASSERT_TRUE(SendDataSync(*c, img.value().handle, 0, Pattern(kBlock, 1)).ok());
   }
@@ -784,7 +792,7 @@ TEST_F(PeerTest, ClientGoneKeepsPartialFileWithoutEnding) {
   EXPECT_EQ(ev[0].what, "receiving");
   // A new connection may resume it.
   auto c = MustConnect();
-  auto r = c->OpenImage("gone.img", 4 * kBlock, kBlock, true);
+  auto r = c->OpenImage("gone.img", 4 * kBlock, kBlock, true, kOrigin);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r.value().existed);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net/frame.h"        // PutLe64
+#include "net/image_identity.h"
 #include "net/image_name.h"
 #include "net/peer_client.h"  // HashBlock
 
@@ -65,12 +66,12 @@ Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name) {
   if (f.parent_fd < 0) return PathError(name, errno, "parent directory");
   // O_NONBLOCK keeps the open itself from blocking on a FIFO or device node; it is
   // cleared below once we know the file is regular.
-  const uint64_t flags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
-  f.created = true;
-  f.fd = OpenBeneath(f.parent_fd, f.base, flags | O_CREAT | O_EXCL, 0600);
+  const uint64_t flags = O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
+  f.created = f.writable = true;
+  f.fd = OpenBeneath(f.parent_fd, f.base, flags | O_RDWR | O_CREAT | O_EXCL, 0600);
   if (f.fd < 0 && errno == EEXIST) {
-    f.created = false;
-    f.fd = OpenBeneath(f.parent_fd, f.base, flags, 0);
+    f.created = f.writable = false;
+    f.fd = OpenBeneath(f.parent_fd, f.base, flags | O_RDONLY, 0);
   }
   if (f.fd < 0) {
     const int err = errno;
@@ -90,16 +91,32 @@ Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name) {
   } else {
     f.dev = st.st_dev;
     f.ino = st.st_ino;
+    f.nlink = st.st_nlink;
     f.size_before = static_cast<uint64_t>(st.st_size);
-    // Received blocks are written once and not read back: O_DIRECT writes skip the
-    // copy into the page cache (the biggest CPU cost of receiving) and the dirty-page
-    // throttling of a long stream. Reopening the magic link cannot reach another file.
-    const std::string self = "/proc/self/fd/" + std::to_string(f.fd);
-    f.direct_fd = ::open(self.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC | O_NOCTTY);
     return f;
   }
   CloseReceiveFile(f, true);
   return e;
+}
+
+Status MakeReceiveFileWritable(ReceiveFile& f, const std::string& name) {
+  // Reopening the magic link of our own fd cannot reach another file.
+  const std::string self = "/proc/self/fd/" + std::to_string(f.fd);
+  if (!f.writable) {
+    const int rw = ::open(self.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (rw < 0) return MakeError(errc::kIo, name + ": reopen for writing: " + ErrnoText(errno));
+    ::close(f.fd);
+    f.fd = rw;
+    f.writable = true;
+  }
+  // Received blocks are written once and not read back: O_DIRECT writes skip the
+  // copy into the page cache (the biggest CPU cost of receiving) and the dirty-page
+  // throttling of a long stream. -1 if the file system refuses O_DIRECT.
+  if (f.direct_fd < 0) {
+    const std::string rw_self = "/proc/self/fd/" + std::to_string(f.fd);
+    f.direct_fd = ::open(rw_self.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC | O_NOCTTY);
+  }
+  return OkStatus();
 }
 
 void CloseReceiveFile(ReceiveFile& f, bool unlink_created) {
@@ -110,16 +127,30 @@ void CloseReceiveFile(ReceiveFile& f, bool unlink_created) {
   f.fd = f.direct_fd = f.parent_fd = -1;
 }
 
-Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume) {
+bool CreatedByMigration(int fd) {
+  char c;
+  return ::fgetxattr(fd, kCreatedXattr, &c, 1) >= 0;
+}
+
+Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume,
+                          const std::string& identity) {
   if (!resume && f.size_before != 0 && ::ftruncate(f.fd, 0) != 0) {
     return MakeError(errc::kIo, name + ": truncate: " + ErrnoText(errno));
   }
   if (::ftruncate(f.fd, static_cast<off_t>(size)) != 0) {
     return MakeError(errc::kIo, name + ": set size " + std::to_string(size) + ": " + ErrnoText(errno));
   }
-  if (::fsetxattr(f.fd, kStateXattr, "receiving", 9, 0) != 0) {
-    if (errno != ENOTSUP) return MakeError(errc::kIo, name + ": set " + kStateXattr + ": " + ErrnoText(errno));
-    spdlog::warn("peer server: {}: filesystem has no user xattrs; the receiving mark is not persisted", name);
+  struct Mark {
+    const char* xattr;
+    std::string value;
+  };
+  std::vector<Mark> marks{{kStateXattr, "receiving"}};
+  if (!identity.empty()) marks.push_back({kIdentityXattr, identity});
+  if (f.created) marks.push_back({kCreatedXattr, "1"});
+  for (const Mark& m : marks) {
+    if (::fsetxattr(f.fd, m.xattr, m.value.data(), m.value.size(), 0) == 0) continue;
+    if (errno != ENOTSUP) return MakeError(errc::kIo, name + ": set " + m.xattr + ": " + ErrnoText(errno));
+    spdlog::warn("peer server: {}: filesystem has no user xattrs; {} is not persisted", name, m.xattr);
   }
   return OkStatus();
 }

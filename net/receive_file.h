@@ -14,18 +14,23 @@ namespace migratefs::net {
 // The extended attribute that marks a copy being received ("receiving") or left
 // behind by an aborted migration ("incomplete"); absent on a complete copy.
 inline constexpr char kStateXattr[] = "user.migratefs.state";
+// Set on a file a migration created, until that migration finishes: only such a file
+// is ever removed by an abort (a migration never deletes what it did not create).
+inline constexpr char kCreatedXattr[] = "user.migratefs.created";
 
 // "ENOSPC (No space left on device)".
 std::string ErrnoText(int err);
 
 struct ReceiveFile {
-  int fd = -1;         // O_RDWR, blocking
+  int fd = -1;         // O_RDWR, blocking; read-only for an existing file until MakeReceiveFileWritable
   int direct_fd = -1;  // the same file opened O_DIRECT for aligned writes; -1 if the fs refuses
   int parent_fd = -1;  // O_PATH directory that holds it (for the unlink on abort)
   std::string base;    // last component of the name
   dev_t dev = 0;
   ino_t ino = 0;
   bool created = false;      // this open created it
+  bool writable = false;     // fd is O_RDWR
+  uint64_t nlink = 1;        // its hard links when opened
   uint64_t size_before = 0;  // its size when opened
 };
 
@@ -35,15 +40,27 @@ struct ReceiveFile {
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), so no symlink is followed anywhere.
 // The parent directory must exist. Errors: kBadName (invalid name, symlink, escape,
 // directory, not a regular file), kNotFound (no such parent), kIo.
-// direct_fd is reopened through /proc/self/fd, so it is the very same inode as fd.
+// A file this call creates is open O_RDWR at once. An existing file is opened
+// read-only (and non-blocking, so a FIFO cannot hang the open): nothing can be written
+// to it before the caller has admitted it (receive_admission.h) and called
+// MakeReceiveFileWritable.
 Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name);
+
+// Reopens fd O_RDWR (if it is not yet) and opens direct_fd, both through
+// /proc/self/fd, so they are the very same inode as the admitted fd. Error: kIo.
+Status MakeReceiveFileWritable(ReceiveFile& f, const std::string& name);
 
 // Closes the descriptors; with unlink_created, also removes a file this open created.
 void CloseReceiveFile(ReceiveFile& f, bool unlink_created);
 
-// Without resume truncates to 0 first; then sets the size and the "receiving" mark
-// (a filesystem without user xattrs is tolerated, with a warning). Error: kIo.
-Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume);
+// Without resume truncates to 0 first; then sets the size, the "receiving" mark, the
+// image's identity (if not empty) and, on a file this open created, kCreatedXattr (a
+// filesystem without user xattrs is tolerated, with a warning). Error: kIo.
+Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume,
+                          const std::string& identity);
+
+// Whether a migration created this file (kCreatedXattr is set).
+bool CreatedByMigration(int fd);
 
 // Per-block HashBlock of blocks [first, first+count) of fd (block_size bytes each),
 // as count little-endian u64 in *out. Holes (SEEK_DATA) and blocks past EOF are not

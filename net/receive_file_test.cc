@@ -1,4 +1,5 @@
 #include "net/receive_file.h"
+#include "net/image_identity.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -28,7 +29,11 @@ TEST_F(ReceiveFileTest, CreatesAndReopens) {
   auto f = OpenReceiveFile(dirfd_, "a.img");
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_TRUE(f.value().created);
-  ASSERT_TRUE(PrepareReceiveFile(f.value(), "a.img", 12345, false).ok());
+  EXPECT_TRUE(f.value().writable);
+  ASSERT_TRUE(MakeReceiveFileWritable(f.value(), "a.img").ok());
+  ASSERT_TRUE(PrepareReceiveFile(f.value(), "a.img", 12345, false, "id-1").ok());
+  EXPECT_TRUE(CreatedByMigration(f.value().fd));
+  EXPECT_EQ(ReadImageIdentity(f.value().fd), "id-1");
   struct stat st {};
   ASSERT_EQ(::fstat(f.value().fd, &st), 0);
   EXPECT_EQ(st.st_size, 12345);
@@ -49,6 +54,15 @@ TEST_F(ReceiveFileTest, CreatesAndReopens) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again.value().created);
   EXPECT_EQ(again.value().size_before, 12345u);
+  // An existing file is read-only until admitted and made writable.
+  EXPECT_FALSE(again.value().writable);
+  EXPECT_EQ(::fcntl(again.value().fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+  EXPECT_EQ(::pwrite(again.value().fd, "x", 1, 0), -1);
+  ASSERT_TRUE(MakeReceiveFileWritable(again.value(), "a.img").ok());
+  EXPECT_EQ(::fcntl(again.value().fd, F_GETFL) & O_ACCMODE, O_RDWR);
+  struct stat st2 {};
+  ASSERT_EQ(::fstat(again.value().fd, &st2), 0);
+  EXPECT_EQ(st2.st_ino, st.st_ino);
   CloseReceiveFile(again.value(), true);  // not created by this open: kept
   EXPECT_TRUE(Exists(dir_ / "a.img"));
 }

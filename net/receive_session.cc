@@ -25,6 +25,7 @@
 #include "net/handshake.h"
 #include "net/image_name.h"
 #include "net/range_order.h"
+#include "net/receive_admission.h"
 #include "net/receive_file.h"
 
 namespace migratefs::net {
@@ -195,8 +196,10 @@ class ReceiveSession::Impl final : public ImageHolder {
     live_.clear();
     for (auto& [h, img] : images_) {
       // Partial copy stays marked "receiving" for a resume; no OnReceiveEnded.
-      if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
+      // Descriptors first: whoever takes the image over next checks that no one else
+      // has it open for writing (receive_admission.h).
       CloseFds(img.get());
+      if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
     }
     images_.clear();
     boost::system::error_code ec;
@@ -485,7 +488,7 @@ class ReceiveSession::Impl final : public ImageHolder {
       return;
     }
     const OpenImagePayload& o = op.value();
-    auto r = OpenImage(o, (h.flags & wire::kFlagResume) != 0);
+    auto r = OpenImage(o, (h.flags & wire::kFlagResume) != 0, (h.flags & wire::kFlagOverwrite) != 0);
     if (!r.ok()) {
       spdlog::warn("peer server: open_image refused: {}: {}", r.error().code, r.error().message);
       SendError(h.request_id, r.error());
@@ -494,7 +497,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     SendAck(h.request_id, r.value().first, EncodeOpenReply(r.value().second));
   }
 
-  Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume) {
+  Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume, bool overwrite) {
     Status v = ValidateImageName(o.name);
     if (!v.ok()) return v.error();
     if (o.block_size < wire::kMinBlockSize || o.block_size > wire::kMaxBlockSize) {
@@ -504,25 +507,36 @@ class ReceiveSession::Impl final : public ImageHolder {
     if (images_.size() >= cfg_.max_images) {
       return MakeError(errc::kInvalidArgument, "too many images open on this connection");
     }
+    if (!cfg_.instance_id.empty() && o.instance == cfg_.instance_id) {
+      return MakeError(errc::kTargetIsSelf, "the target of " + o.name +
+                                                " is the source daemon itself; nothing was changed");
+    }
     auto opened = OpenReceiveFile(cfg_.src_dirfd, o.name);
     if (!opened.ok()) return opened.error();
     ReceiveFile f = opened.value();
+    // Claim it first: a stale session of a source that reconnects closes its
+    // descriptors here, so the checks below see only other writers.
     if (cfg_.receiving && cfg_.receiving->Acquire(f.dev, f.ino, this, cfg_.idle_takeover, cfg_.takeover_wait) !=
                               ReceivingSet::Claim::kOk) {
       CloseReceiveFile(f, false);  // someone else's file: never unlink it
       return MakeError(errc::kBusy, o.name + " is already being received by another (active) connection");
     }
-    for (const auto& [h, other] : images_) {
-      if (other->dev == f.dev && other->ino == f.ino) {
-        CloseReceiveFile(f, false);
-        return MakeError(errc::kBusy, o.name + " is already open on this connection");
-      }
-    }
-    if (Status st = PrepareReceiveFile(f, o.name, o.size, resume); !st.ok()) {
+    auto refuse = [&](const Error& e) -> Error {
       if (cfg_.receiving) cfg_.receiving->Release(f.dev, f.ino, this);
-      CloseReceiveFile(f, true);
-      return st.error();
+      CloseReceiveFile(f, true);  // removes the file only if this open created it
+      return e;
+    };
+    for (const auto& [h, other] : images_) {
+      if (other->dev == f.dev && other->ino == f.ino) return refuse(MakeError(errc::kBusy, o.name + " is already open on this connection"));
     }
+    if (!f.created && cfg_.observer) {
+      if (Status st = cfg_.observer->CheckReceivable(o.name, f.dev, f.ino); !st.ok()) return refuse(st.error());
+    }
+    if (Status st = AdmitReceiveFile(f, o.name, ReceiveClaim{o.identity, overwrite}); !st.ok()) {
+      return refuse(st.error());
+    }
+    if (Status st = MakeReceiveFileWritable(f, o.name); !st.ok()) return refuse(st.error());
+    if (Status st = PrepareReceiveFile(f, o.name, o.size, resume, o.identity); !st.ok()) return refuse(st.error());
     const OpenReplyPayload reply{!f.created, f.size_before};
     auto img = std::make_unique<Image>();
     img->handle = next_handle_++;
@@ -694,7 +708,13 @@ class ReceiveSession::Impl final : public ImageHolder {
 
   void AbortOp(Op* op) {
     Image* img = op->img;
-    const bool keep = (op->flags & wire::kFlagKeepPartial) != 0;
+    // A migration never deletes what it did not create: a copy that existed before it
+    // (resumed or overwritten) is kept, marked incomplete.
+    const bool created = CreatedByMigration(img->fd);
+    const bool keep = (op->flags & wire::kFlagKeepPartial) != 0 || !created;
+    if (!created && (op->flags & wire::kFlagKeepPartial) == 0) {
+      spdlog::warn("peer server: abort {}: kept (it existed before this migration), marked incomplete", img->name);
+    }
     if (keep) {
       if (::fsetxattr(img->fd, kStateXattr, "incomplete", 10, 0) != 0 && errno != ENOTSUP) {
         return Done(op, errno);
@@ -768,6 +788,10 @@ class ReceiveSession::Impl final : public ImageHolder {
         SendError(op->request_id, DiskError(op, errno));
         return;
       }
+      // Complete: from now on it is a copy like any other, never removed by an abort.
+      if (::fremovexattr(img->fd, kCreatedXattr) != 0 && errno != ENODATA && errno != ENOTSUP) {
+        spdlog::warn("peer server: {}: cannot remove {}: {}", img->name, kCreatedXattr, ErrnoText(errno));
+      }
       if (cfg_.observer) cfg_.observer->OnReceiveEnded(img->name, img->dev, img->ino, true);
       CloseImage(img);
       SendAck(op->request_id, handle);
@@ -780,8 +804,8 @@ class ReceiveSession::Impl final : public ImageHolder {
   }
 
   void CloseImage(Image* img) {
+    CloseFds(img);  // before the release, as in Cleanup
     if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
-    CloseFds(img);
     images_.erase(img->handle);
   }
 

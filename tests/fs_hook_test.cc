@@ -112,7 +112,7 @@ class FsHook : public ::testing::Test {
   void Unwatch(const std::string& name) {
     struct stat st;
     stat((m_.src() + "/" + name).c_str(), &st);
-    m_.session().hooks().Detach(st.st_dev, st.st_ino);
+    m_.session().hooks().Detach(st.st_dev, st.st_ino, hook_.get());
   }
   InProcessMount m_;
   std::shared_ptr<RecordingHook> hook_;

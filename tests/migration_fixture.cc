@@ -18,6 +18,16 @@ int FreeTcpPort() {
   return ntohs(a.sin_port);
 }
 
+pid_t StartFio(const std::string& file, uint64_t size_mib, int runtime_s, const std::string& rate,
+               const std::string& log) {
+  return Spawn({"fio", "--name=vm", "--filename=" + file, "--size=" + std::to_string(size_mib) + "M",
+                "--rw=randwrite", "--bsrange=4k-256k", "--direct=1", "--ioengine=libaio", "--iodepth=8",
+                "--time_based=1", "--runtime=" + std::to_string(runtime_s), "--rate=" + rate,
+                "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1", "--randrepeat=0",
+                "--verify_state_save=0"},
+               "", log);
+}
+
 void MigrationTest::SetUp() {
   if (!RunningAsRoot() || access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "needs root and /dev/fuse";
   tmp_ = std::make_unique<TempDir>("mig");

@@ -13,6 +13,11 @@ namespace migratefs::testing {
 
 int FreeTcpPort();
 
+// fio random writes of mixed sizes (4k-256k), O_DIRECT, verifying what it wrote as
+// it goes (--verify_fatal: a bad block fails fio). Returns its pid.
+pid_t StartFio(const std::string& file, uint64_t size_mib, int runtime_s, const std::string& rate = "20m",
+               const std::string& log = "");
+
 class MigrationTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -20,17 +20,6 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kMiB = 1 << 20;
 
-// fio random writes of mixed sizes, O_DIRECT, verifying what it wrote as it goes.
-pid_t StartFio(const std::string& file, uint64_t size_mib, int runtime_s, const std::string& rate = "20m",
-               const std::string& log = "") {
-  return Spawn({"fio", "--name=vm", "--filename=" + file, "--size=" + std::to_string(size_mib) + "M",
-                "--rw=randwrite", "--bsrange=4k-256k", "--direct=1", "--ioengine=libaio", "--iodepth=8",
-                "--time_based=1", "--runtime=" + std::to_string(runtime_s), "--rate=" + rate,
-                "--verify=crc32c", "--verify_backlog=64", "--verify_fatal=1", "--randrepeat=0",
-                "--verify_state_save=0"},
-               "", log);
-}
-
 TEST_F(MigrationTest, FioWritesThroughAllThreePhasesEndIdentical) {
   if (!HaveTool("fio")) GTEST_SKIP() << "fio missing";
   StartDaemons();

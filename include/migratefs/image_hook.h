@@ -81,9 +81,12 @@ class HookRegistry {
   // the call has finished, so every modification that finishes later is reported.
   // Replaces any hook already attached.
   virtual void Attach(dev_t dev, ino_t ino, std::shared_ptr<ImageHook> hook) = 0;
-  // After Detach returns, no call into the detached hook is in progress or will start
-  // (completions already handed out may still be called).
-  virtual void Detach(dev_t dev, ino_t ino) = 0;
+  // Removes `hook` from (dev, ino) if it is the hook attached there, and only then:
+  // a caller can never remove a hook someone else attached (a refused start must not
+  // detach the running migration or the fence that shares the inode). Returns whether
+  // it removed it. After Detach returns true, no call into the detached hook is in
+  // progress or will start (completions already handed out may still be called).
+  virtual bool Detach(dev_t dev, ino_t ino, const ImageHook* hook) = 0;
   virtual std::shared_ptr<ImageHook> Find(dev_t dev, ino_t ino) const = 0;
   // Makes the mount's idea of the file's size at least the backing file's. With the
   // writeback cache the kernel never takes a size from the daemon for an inode it

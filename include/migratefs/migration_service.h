@@ -34,6 +34,10 @@ struct StartRequest {
   std::string target;               // HOST:PORT of the peer daemon's listen=
   uint64_t network_kbps = 0;        // optional initial limits (0 = none)
   uint64_t disk_kbps = 0;
+  // A file of the same name on the target that is not a copy of this image (another
+  // identity, net/image_identity.h) is refused with target_exists unless this is set;
+  // even then never one open for writing there (target_busy) or with other hard links.
+  bool overwrite = false;
 };
 
 enum class RateKind { kNetwork, kDisk };

@@ -23,6 +23,12 @@ inline constexpr const char* kPeerUnreachable = "peer_unreachable";
 inline constexpr const char* kAuthFailed = "auth_failed";
 inline constexpr const char* kIo = "io_error";
 inline constexpr const char* kInternal = "internal";
+// Refusals by the target daemon, decided before anything is written there:
+inline constexpr const char* kTargetIsSelf = "target_is_self";  // the target is this very daemon
+inline constexpr const char* kTargetExists = "target_exists";   // a different file of that name exists there
+inline constexpr const char* kTargetBusy = "target_busy";       // open for writing there, or migrating/fenced there
+inline constexpr const char* kTargetFull = "target_full";       // the target's file system is out of space
+inline constexpr const char* kResourceExhausted = "resource_exhausted";  // out of fds/threads/memory; retry later
 }  // namespace errc
 
 struct Error {

@@ -47,8 +47,10 @@
 namespace migratefs::wire {
 
 inline constexpr uint32_t kMagic = 0x3153464du;  // "MFS1" little-endian, first field of Hello
-inline constexpr uint16_t kVersion = 1;          // the only version so far
-inline constexpr uint16_t kMinVersion = 1;
+// Version 2: OpenImage carries the image's identity and the source daemon's instance
+// id (below). A version-1 peer cannot say which image it sends, so it is refused.
+inline constexpr uint16_t kVersion = 2;
+inline constexpr uint16_t kMinVersion = 2;
 
 // Feature bits, negotiated as the AND of both sides' sets. The v1 core (data, zero,
 // resize, sync, hash, finish, abort) needs no bit; bits name optional extras.
@@ -85,8 +87,9 @@ constexpr bool IsKnownFrameType(uint16_t t) {
 
 // Flags.
 inline constexpr uint16_t kFlagResume = 1u << 0;       // OpenImage: keep an existing partial copy
+inline constexpr uint16_t kFlagOverwrite = 1u << 1;    // OpenImage: an existing file of another identity may be replaced
 inline constexpr uint16_t kFlagKeepPartial = 1u << 0;  // AbortImage: keep the copy, marked incomplete
-inline constexpr uint16_t kFlagsKnownMask = 0x0001;    // any other bit set -> protocol error
+inline constexpr uint16_t kFlagsKnownMask = 0x0003;    // any other bit set -> protocol error
 
 // Sizes and limits.
 inline constexpr size_t kHeaderSize = 48;
@@ -119,8 +122,13 @@ inline constexpr uint8_t kAuthHmacSha256 = 1;
 //   | u64 features | u8 auth_mode | u8[7] zero | u8[32] nonce (RAND_bytes)
 inline constexpr size_t kHelloPayloadSize = 56;
 //
-// OpenImagePayload: u64 size | u32 block_size | u16 name_len | name bytes (no NUL).
+// OpenImagePayload: u64 size | u32 block_size | u16 name_len | name bytes (no NUL)
+//   | u8 identity_len | identity bytes (the image's user.migratefs.id, <= 64, may be 0)
+//   | u8[16] instance (random id of the sending daemon process, to catch a start to itself).
 inline constexpr size_t kOpenImageFixedSize = 14;
+inline constexpr size_t kMaxIdentityLength = 64;
+inline constexpr size_t kInstanceIdSize = 16;
+inline constexpr size_t kOpenImageMaxSize = kOpenImageFixedSize + 4096 + 1 + kMaxIdentityLength + kInstanceIdSize;
 //
 // OpenReplyPayload (in the Ack of OpenImage; header.handle = the new handle):
 //   u8 existed | u8[7] zero | u64 target_size (size before this open changed it).

@@ -69,8 +69,12 @@ struct Executor {
 }  // namespace
 
 bool IsSlow(const Command& command) {
-  return std::holds_alternative<FinishCommand>(command) ||
-         std::holds_alternative<VerifyCommand>(command);
+  // Everything that opens files or may talk to the peer: start (opens the images,
+  // stamps their identity), cancel (tells the target, maybe over a new connection),
+  // release (clears marks on disk), finish and verify.
+  return std::holds_alternative<FinishCommand>(command) || std::holds_alternative<VerifyCommand>(command) ||
+         std::holds_alternative<StartCommand>(command) || std::holds_alternative<CancelCommand>(command) ||
+         std::holds_alternative<ReleaseCommand>(command);
 }
 
 json Execute(const Command& command, MigrationService& service, const Tag& tag) {

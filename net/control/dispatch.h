@@ -10,8 +10,10 @@
 
 namespace migratefs::control {
 
-// True for the commands whose service call may wait for the peer or read whole images
-// (finish, verify): the server runs them on its worker pool, never on the I/O thread.
+// True for the commands whose service call may open files, wait for the peer or read
+// whole images (start, cancel, release, finish, verify): the server runs them on its
+// worker pool, never on the I/O thread, so `list`, `status` and progress queries of
+// every other client keep being answered meanwhile.
 bool IsSlow(const Command& command);
 
 // Calls the service for `command` and returns the answer object (ok or error, tag

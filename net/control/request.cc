@@ -178,7 +178,10 @@ Result<Command> ParseStart(Fields& fields) {
   if (!network) return network.error();
   auto disk = fields.OptionalKbps("disk_kbps");
   if (!disk) return disk.error();
+  auto overwrite = fields.OptionalBool("overwrite", false);
+  if (!overwrite) return overwrite.error();
   command.request.images = std::move(images.value());
+  command.request.overwrite = overwrite.value();
   command.request.target = std::move(target.value());
   command.request.network_kbps = network.value();
   command.request.disk_kbps = disk.value();

@@ -5,9 +5,12 @@
 
 #include "net/control/control_server.h"
 #include "net/control/metrics_server.h"
+#include "migratefs/wire.h"
 #include "net/handshake.h"
+#include "net/image_identity.h"
 #include "net/migration/engine.h"
 #include "net/migration/receive_guard.h"
+#include "net/migration/start_guards.h"
 #include "net/peer_client.h"
 #include "net/peer_server.h"
 
@@ -47,12 +50,28 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
     key = loaded.value();
   }
 
+  // Every migration and peer session costs descriptors; running out must mean a refused
+  // request, never a daemon (and its mounts) gone. systemd's default soft limit of 1024
+  // is far below the usual hard limit.
+  spdlog::info("file descriptor limit: {}", migration::RaiseDescriptorLimit());
+  // Random per process: a target that sees it in an OpenImage knows the start points
+  // at this very daemon (target_is_self).
+  const std::string instance_id = net::RandomBytes(wire::kInstanceIdSize);
+
   migration::MigrationContext ctx;
   ctx.hooks = &hooks;
   ctx.src_dirfd = src_dirfd;
   ctx.block_size = opts.block_size;
   ctx.key = key;
-  ctx.connect = [](const net::PeerClientOptions& o) { return net::PeerClient::Connect(o); };
+  ctx.instance_id = instance_id;
+  ctx.listen = opts.listen;
+  ctx.connect = [](const net::PeerClientOptions& o) -> Result<std::unique_ptr<net::PeerClient>> {
+    try {
+      return net::PeerClient::Connect(o);
+    } catch (const std::exception& e) {  // e.g. EMFILE creating the I/O thread's eventfd
+      return MakeError(errc::kResourceExhausted, std::string("connecting to ") + o.target + ": " + e.what());
+    }
+  };
   services->engine = std::make_unique<migration::Engine>(std::move(ctx));
   services->engine->RestoreFences();
 
@@ -67,6 +86,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
     po.key = key;
     po.insecure = opts.insecure;
     po.src_dirfd = src_dirfd;
+    po.instance_id = instance_id;
     auto server = net::PeerServer::Start(po, services->guard.get());
     if (!server.ok()) return server.error();
     services->peers = std::move(server.value());

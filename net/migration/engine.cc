@@ -10,6 +10,7 @@
 #include "net/migration/refuse_writes_hook.h"
 #include "net/migration/restored_fence.h"
 #include "net/migration/src_scan.h"
+#include "net/migration/start_guards.h"
 
 namespace migratefs::migration {
 
@@ -26,11 +27,71 @@ Engine::Engine(MigrationContext ctx) : ctx_(std::move(ctx)) {
     own_events_ = std::make_unique<EventBus>();
     ctx_.events = own_events_.get();
   }
+  janitor_ = std::thread([this] { JanitorLoop(); });
 }
 
 Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    janitor_stop_ = true;
+  }
+  janitor_cv_.notify_all();
+  janitor_.join();
   StopAll();
   for (auto& [id, f] : restored_) ::close(f.fd);  // the fences themselves stay marked on disk
+}
+
+void Engine::JanitorLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!janitor_stop_) {
+    janitor_cv_.wait_for(lock, kJanitorPeriod);
+    if (janitor_stop_) break;
+    std::vector<std::shared_ptr<Migration>> dead = RetireEndedLocked();
+    lock.unlock();
+    dead.clear();  // destructors join threads and close descriptors, outside mu_
+    lock.lock();
+  }
+}
+
+std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
+  std::vector<std::shared_ptr<Migration>> dead;
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = migrations_.begin(); it != migrations_.end();) {
+    Migration& m = *it->second;
+    if (m.HoldsImages() || !m.terminal()) {
+      ++it;
+      continue;
+    }
+    ended_[it->first] = Ended{m.Info(), now};
+    ended_order_.push_back(it->first);
+    dead.push_back(std::move(it->second));
+    it = migrations_.erase(it);
+  }
+  while (!ended_order_.empty() &&
+         (ended_order_.size() > kKeepEnded || now - ended_.at(ended_order_.front()).at > kKeepEndedFor)) {
+    ended_.erase(ended_order_.front());
+    ended_order_.pop_front();
+  }
+  return dead;
+}
+
+void Engine::RetireEnded() {
+  std::vector<std::shared_ptr<Migration>> dead;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dead = RetireEndedLocked();
+  }
+}
+
+std::string Engine::ForgottenOrUnknown(const std::string& id) const {
+  // Ids are "m<N>" handed out in order: one below next_id_ existed and was forgotten.
+  if (id.size() > 1 && id[0] == 'm' && id.find_first_not_of("0123456789", 1) == std::string::npos &&
+      id.size() < 20 && std::stoull(id.substr(1)) < next_id_) {
+    return "migration \"" + id + "\" ended and was forgotten (the daemon keeps the last " +
+           std::to_string(kKeepEnded) + " ended migrations for " +
+           std::to_string(std::chrono::duration_cast<std::chrono::minutes>(kKeepEndedFor).count()) + " min)";
+  }
+  return "no migration with id \"" + id + "\"";
 }
 
 void Engine::StopAll() {
@@ -46,6 +107,12 @@ Result<std::string> Engine::Start(const StartRequest& req) {
   if (req.target.empty()) return MakeError(errc::kBadRequest, "start: \"target\" is required (HOST:PORT)");
   if (req.network_kbps > kMaxKbps || req.disk_kbps > kMaxKbps)
     return MakeError(errc::kInvalidArgument, "start: limits above 100000000 KB/s are refused");
+  if (IsOwnAddress(req.target, ctx_.listen)) {
+    return MakeError(errc::kTargetIsSelf, "start: target " + req.target +
+                                              " is this daemon's own listen address; a migration to itself "
+                                              "would write into the image it reads");
+  }
+  if (Status room = CheckDescriptorRoom(); !room.ok()) return room.error();
   std::lock_guard<std::mutex> lock(mu_);
   std::string id = "m" + std::to_string(next_id_);
   auto created = Migration::Create(id, req, &ctx_);
@@ -64,6 +131,7 @@ Result<std::string> Engine::Start(const StartRequest& req) {
         if (mine->dev() == theirs->dev() && mine->ino() == theirs->ino())
           return MakeError(errc::kBusy, "image \"" + mine->name() + "\" is already in migration " + other_id);
   }
+  if (Status stamped = m->StampIdentities(); !stamped.ok()) return stamped.error();
   next_id_++;
   m->Begin();
   migrations_[id] = m;
@@ -76,8 +144,12 @@ Result<std::shared_ptr<Migration>> Engine::Find(const std::string& id) {
     return MakeError(errc::kWrongState, id + " is a fence restored after a daemon restart: only status and release apply");
   }
   auto it = migrations_.find(id);
-  if (it == migrations_.end()) return MakeError(errc::kUnknownId, "no migration with id \"" + id + "\"");
-  return it->second;
+  if (it != migrations_.end()) return it->second;
+  if (auto e = ended_.find(id); e != ended_.end()) {
+    return MakeError(errc::kWrongState, id + " has ended (" + e->second.info.progress.phase +
+                                            "): only status and progress queries apply");
+  }
+  return MakeError(errc::kUnknownId, ForgottenOrUnknown(id));
 }
 
 Status Engine::SetNetworkLimit(const std::string& id, uint64_t kbps) {
@@ -91,11 +163,20 @@ Status Engine::SetDiskLimit(const std::string& id, uint64_t kbps) {
 }
 
 Result<Progress> Engine::QueryProgress(const std::string& id, RateKind what) {
+  if (std::optional<MigrationInfo> ended = EndedInfo(id)) return ended->progress;
   return With<Result<Progress>>(id, [&](Migration& m) { return m.GetProgress(what); });
 }
 
 Result<bool> Engine::QueryCompletion(const std::string& id) {
+  if (std::optional<MigrationInfo> ended = EndedInfo(id)) return ended->completed;
   return With<Result<bool>>(id, [&](Migration& m) { return m.Completed(); });
+}
+
+std::optional<MigrationInfo> Engine::EndedInfo(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto e = ended_.find(id);
+  if (e == ended_.end()) return std::nullopt;
+  return e->second.info;
 }
 
 Status Engine::Finish(const std::string& id) {
@@ -103,7 +184,17 @@ Status Engine::Finish(const std::string& id) {
 }
 
 Status Engine::Cancel(const std::string& id, bool keep_partial) {
-  return With<Status>(id, [&](Migration& m) { return m.Cancel(keep_partial); });
+  // Idempotent: an ended migration has nothing left to stop.
+  if (EndedIn(id, phase::kCancelled) || EndedIn(id, phase::kFailed)) return OkStatus();
+  Status st = With<Status>(id, [&](Migration& m) { return m.Cancel(keep_partial); });
+  RetireEnded();  // its descriptors close now, not at the janitor's next round
+  return st;
+}
+
+bool Engine::EndedIn(const std::string& id, const char* phase) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto e = ended_.find(id);
+  return e != ended_.end() && e->second.info.progress.phase == phase;
 }
 
 Result<VerifyReport> Engine::Verify(const std::string& id) {
@@ -112,7 +203,10 @@ Result<VerifyReport> Engine::Verify(const std::string& id) {
 
 Status Engine::Release(const std::string& id) {
   if (std::optional<Status> restored = ReleaseRestored(id)) return *restored;
-  return With<Status>(id, [&](Migration& m) { return m.Release(); });
+  if (EndedIn(id, phase::kFinished)) return OkStatus();  // released before: still released
+  Status st = With<Status>(id, [&](Migration& m) { return m.Release(); });
+  RetireEnded();
+  return st;
 }
 
 size_t Engine::RestoreFences() {
@@ -120,9 +214,11 @@ size_t Engine::RestoreFences() {
   std::lock_guard<std::mutex> lock(mu_);
   return ForEachMarkedFile(ctx_.src_dirfd, kFenceXattr,
                            [&](const std::string& name, const std::string& target, dev_t dev, ino_t ino, int fd) {
-                             ctx_.hooks->Attach(dev, ino, std::make_shared<RefuseWritesHook>(EROFS));
+                             auto hook = std::make_shared<RefuseWritesHook>(EROFS);
+                             ctx_.hooks->Attach(dev, ino, hook);
                              const std::string id = "r" + std::to_string(restored_.size() + 1);
-                             restored_[id] = RestoredFence{name, target, dev, ino, ::fcntl(fd, F_DUPFD_CLOEXEC, 0)};
+                             restored_[id] =
+                                 RestoredFence{name, target, dev, ino, ::fcntl(fd, F_DUPFD_CLOEXEC, 0), hook};
                              spdlog::warn("\"{}\" stays fenced (writes get EROFS): finished towards {} before this "
                                           "restart and never released; release {} lifts it",
                                           name, target, id);
@@ -137,7 +233,7 @@ std::optional<Status> Engine::ReleaseRestored(const std::string& id) {
   // The mark goes first: if that fails the copy stays fenced, and says so.
   const int err = f.fd < 0 ? EBADF : ClearFence(f.fd);
   if (err != 0) return MakeError(errc::kIo, "release " + id + ": \"" + f.image + "\": " + std::strerror(err));
-  ctx_.hooks->Detach(f.dev, f.ino);
+  ctx_.hooks->Detach(f.dev, f.ino, f.hook.get());
   ::close(f.fd);
   if (ctx_.events) ctx_.events->Publish(Event{id, "released", phase::kFinished, "source copy writable again", NowSeconds()});
   restored_.erase(it);
@@ -161,6 +257,7 @@ std::vector<MigrationInfo> Engine::List() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, m] : migrations_) all.push_back(m);
     for (auto& [id, f] : restored_) out.push_back(InfoOf(id, f));
+    for (const std::string& id : ended_order_) out.push_back(ended_.at(id).info);
   }
   for (auto& m : all) out.push_back(m->Info());
   return out;
@@ -171,6 +268,7 @@ Result<MigrationInfo> Engine::GetStatus(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = restored_.find(id); it != restored_.end()) return InfoOf(id, it->second);
   }
+  if (std::optional<MigrationInfo> ended = EndedInfo(id)) return *ended;
   return With<Result<MigrationInfo>>(id, [&](Migration& m) { return m.Info(); });
 }
 

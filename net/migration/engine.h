@@ -4,9 +4,14 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <vector>
 #include <optional>
 #include <set>
 #include <string>
@@ -16,8 +21,16 @@
 
 namespace migratefs::migration {
 
+// Ended migrations (cancelled, failed, finished and released) give back every
+// descriptor and thread at once (cancel and release) or within kJanitorPeriod (a
+// failure); what `list` and `status` show of them is kept for the last kKeepEnded of
+// them, at most kKeepEndedFor. `status` of an older one says it was forgotten.
 class Engine : public MigrationService {
  public:
+  static constexpr size_t kKeepEnded = 100;
+  static constexpr std::chrono::hours kKeepEndedFor{1};
+  static constexpr std::chrono::seconds kJanitorPeriod{1};
+
   // ctx.completer and ctx.events are created and owned by the engine if null.
   explicit Engine(MigrationContext ctx);
   ~Engine() override;
@@ -60,10 +73,25 @@ class Engine : public MigrationService {
     dev_t dev = 0;
     ino_t ino = 0;
     int fd = -1;  // kept open from the scan, so release reaches this very file
+    std::shared_ptr<ImageHook> hook;  // the EROFS hook this fence attached
   };
   // nullopt when `id` is not a restored fence.
   std::optional<Status> ReleaseRestored(const std::string& id);
   static MigrationInfo InfoOf(const std::string& id, const RestoredFence& f);
+
+  // Moves ended migrations from migrations_ to ended_ (their Info), trims ended_;
+  // returns them so the caller destroys them outside mu_.
+  std::vector<std::shared_ptr<Migration>> RetireEndedLocked();
+  void RetireEnded();
+  void JanitorLoop();
+  bool EndedIn(const std::string& id, const char* phase);
+  std::optional<MigrationInfo> EndedInfo(const std::string& id);
+  std::string ForgottenOrUnknown(const std::string& id) const;
+
+  struct Ended {
+    MigrationInfo info;
+    std::chrono::steady_clock::time_point at;
+  };
 
   MigrationContext ctx_;
   std::unique_ptr<DelayedCompleter> own_completer_;
@@ -72,6 +100,11 @@ class Engine : public MigrationService {
   uint64_t next_id_ = 1;
   std::map<std::string, std::shared_ptr<Migration>> migrations_;
   std::map<std::string, RestoredFence> restored_;  // guarded by mu_
+  std::map<std::string, Ended> ended_;             // guarded by mu_
+  std::deque<std::string> ended_order_;            // ids of ended_, oldest first
+  bool janitor_stop_ = false;                      // guarded by mu_
+  std::condition_variable janitor_cv_;
+  std::thread janitor_;  // last: starts after everything above exists
 };
 
 }  // namespace migratefs::migration

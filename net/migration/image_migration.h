@@ -44,6 +44,9 @@ class ImageMigration : public ImageHook {
   void AfterSync(bool datasync, Completion done) override;
 
   const std::string& name() const { return name_; }
+  // Its identity (net/image_identity.h), set by Migration::StampIdentities.
+  const std::string& identity() const { return identity_; }
+  void set_identity(std::string id) { identity_ = std::move(id); }
   int fd() const { return fd_; }
   // For the sender's block reads: an O_DIRECT fd on the same file when the backing
   // file system supports it (no page-cache copy, no cache pollution by a whole-image
@@ -77,6 +80,7 @@ class ImageMigration : public ImageHook {
   template <typename Fn>
   void ForEachStripe(uint64_t first, uint64_t last, Fn fn);
 
+  std::string identity_;
   static constexpr uint64_t kStripes = 64;
 
   Migration* owner_;

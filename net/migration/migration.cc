@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/image_identity.h"
 #include "net/image_name.h"
 #include "net/migration/convergence.h"
 
@@ -29,7 +30,8 @@ using std::chrono::milliseconds;
 // Everything else (unreachable, auth, I/O such as a full disk, busy) is retried with
 // backoff, so an operator can fix the cause without restarting the migration.
 bool IsPermanent(const std::string& reason) {
-  for (const char* code : {errc::kBadName, errc::kInvalidArgument, errc::kBadRequest, errc::kNotFound, errc::kTooLarge})
+  for (const char* code : {errc::kBadName, errc::kInvalidArgument, errc::kBadRequest, errc::kNotFound, errc::kTooLarge,
+                           errc::kTargetIsSelf, errc::kTargetExists})
     if (reason.find(std::string(code) + ":") != std::string::npos) return true;
   return false;
 }
@@ -46,9 +48,11 @@ std::shared_ptr<ImageHook> HookOf(ImageMigration* img) {
   return std::shared_ptr<ImageHook>(std::shared_ptr<ImageHook>{}, img);
 }
 
+// O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and with it the
+// control request (it is refused as not a regular file right after).
 int OpenBeneath(int dirfd, const std::string& name) {
   struct open_how how = {};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   return int(::syscall(SYS_openat2, dirfd, name.c_str(), &how, sizeof(how)));
 }
@@ -58,6 +62,7 @@ Migration::Migration(std::string id, const StartRequest& req, MigrationContext* 
     : id_(std::move(id)),
       names_(req.images),
       target_(req.target),
+      overwrite_(req.overwrite),
       ctx_(ctx),
       phase_(phase::kConnecting),
       net_bucket_(req.network_kbps * 1000),
@@ -76,6 +81,8 @@ Result<std::unique_ptr<Migration>> Migration::Create(std::string id, const Start
       if (err == ENOENT) return MakeError(errc::kNotFound, "image \"" + name + "\" does not exist");
       if (err == EXDEV || err == ELOOP)
         return MakeError(errc::kBadName, "image \"" + name + "\" leaves the served directory or is a symlink");
+      if (err == EMFILE || err == ENFILE)
+        return MakeError(errc::kResourceExhausted, "cannot open image \"" + name + "\": " + std::strerror(err));
       return MakeError(errc::kIo, "cannot open image \"" + name + "\": " + std::strerror(err));
     }
     struct stat st;
@@ -83,6 +90,7 @@ Result<std::unique_ptr<Migration>> Migration::Create(std::string id, const Start
       ::close(fd);
       return MakeError(errc::kInvalidArgument, "image \"" + name + "\" is not a regular file");
     }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if (!seen.insert({st.st_dev, st.st_ino}).second) {
       ::close(fd);
       return MakeError(errc::kInvalidArgument, "image \"" + name + "\" is listed twice");
@@ -101,7 +109,7 @@ Migration::~Migration() {
   cv_.notify_all();
   if (control_.joinable()) control_.join();
   StopSenders();
-  for (auto& img : images_) ctx_->hooks->Detach(img->dev(), img->ino());
+  DetachHooks();
   DropPeer();
 }
 
@@ -114,6 +122,26 @@ void Migration::Begin() {
   }
   SetPhase(phase::kConnecting, "phase");
   control_ = std::thread([this] { Run(); });
+}
+
+Status Migration::StampIdentities() {
+  for (auto& img : images_) {
+    auto id = net::EnsureImageIdentity(img->fd());
+    if (!id.ok()) return Error{id.error().code, "image \"" + img->name() + "\": " + id.error().message};
+    img->set_identity(id.value());
+  }
+  return OkStatus();
+}
+
+net::ImageOrigin Migration::OriginOf(const ImageMigration& img) const {
+  return net::ImageOrigin{img.identity(), ctx_->instance_id, overwrite_};
+}
+
+void Migration::DetachHooks() {
+  // Only our own hooks: a migration that was refused (busy, a missing or duplicate
+  // name) never attached any, and must not take away those of the migration or fence
+  // that holds the same inode.
+  for (auto& img : images_) ctx_->hooks->Detach(img->dev(), img->ino(), img.get());
 }
 
 std::shared_ptr<net::PeerClient> Migration::peer() {
@@ -196,7 +224,7 @@ void Migration::Run() {
       why = reason_;
     }
     if (IsPermanent(why)) {
-      for (auto& img : images_) ctx_->hooks->Detach(img->dev(), img->ino());
+      DetachHooks();
       SetPhase(phase::kFailed, "failed", why);
       return;
     }
@@ -207,7 +235,7 @@ void Migration::Run() {
         std::lock_guard<std::mutex> lock(mu_);
         why = reason_;
       }
-      for (auto& img : images_) ctx_->hooks->Detach(img->dev(), img->ino());
+      DetachHooks();
       SetPhase(phase::kFailed, "failed", "gave up after " +
                                              std::to_string(ctx_->fail_after.count() / 1000) +
                                              " s paused; last error: " + why);
@@ -241,7 +269,7 @@ bool Migration::ConnectAndOpen(bool first) {
   for (auto& img : images_) {
     // resume = true always: after a pause or a source restart the target's partial copy
     // is compared, never thrown away.
-    auto opened = peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true);
+    auto opened = peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true, OriginOf(*img));
     if (!opened.ok()) {
       Pause("opening \"" + img->name() + "\" on the target: " + opened.error().code + ": " +
             opened.error().message);
@@ -695,8 +723,8 @@ Status Migration::Cancel(bool keep_partial) {
   StopSenders();
   for (auto& img : images_) {
     img->SetMirroring(false);
-    ctx_->hooks->Detach(img->dev(), img->ino());  // the source is untouched from here on
   }
+  DetachHooks();  // the source is untouched from here on
   // Tell the target what to do with its copy: over the live connection, or a fresh one.
   std::shared_ptr<net::PeerClient> peer = this->peer();
   if (!peer || !peer->alive()) {
@@ -708,7 +736,8 @@ Status Migration::Cancel(bool keep_partial) {
     if (c.ok()) {
       peer = std::move(c.value());
       for (auto& img : images_) {
-        auto opened = peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true);
+        auto opened =
+            peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true, OriginOf(*img));
         if (opened.ok()) img->handle.store(opened.value().handle);
       }
     } else {
@@ -777,10 +806,8 @@ Status Migration::Release() {
       return MakeError(errc::kIo, "release: \"" + img->name() + "\": " + std::strerror(err));
     }
   }
-  for (auto& img : images_) {
-    img->SetFenced(false);
-    ctx_->hooks->Detach(img->dev(), img->ino());
-  }
+  for (auto& img : images_) img->SetFenced(false);
+  DetachHooks();
   {
     std::lock_guard<std::mutex> lock(mu_);
     released_ = true;

@@ -48,6 +48,8 @@ struct MigrationContext {
   int src_dirfd = -1;
   uint64_t block_size = 512 * 1024;
   std::string key;                 // pre-shared key proven to targets ("" = insecure peers)
+  std::string instance_id;         // this daemon's, sent with every OpenImage (target_is_self)
+  std::string listen;              // this daemon's own listen=HOST:PORT ("" = none)
   unsigned sender_threads = 4;     // blocks read and in flight at once (queue depth)
   std::chrono::milliseconds fail_after{std::chrono::minutes(10)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
@@ -68,6 +70,9 @@ class Migration {
   static Result<std::unique_ptr<Migration>> Create(std::string id, const StartRequest& req, MigrationContext* ctx);
   ~Migration();  // stops threads; detaches hooks (a fenced copy stays fenced until Release)
 
+  // Gives every image its identity (net/image_identity.h), stamping one where there is
+  // none. Call once the start is accepted, before Begin.
+  Status StampIdentities();
   // Attaches the hooks and starts the control thread.
   void Begin();
 
@@ -119,6 +124,8 @@ class Migration {
   void EnterMirror();
   void Pause(const std::string& reason);
   void DropPeer();
+  void DetachHooks();
+  net::ImageOrigin OriginOf(const ImageMigration& img) const;
   void SetPhase(const char* phase, const char* event_type, const std::string& detail = "");
   bool SleepInterruptible(std::chrono::milliseconds d);
   uint64_t DirtyBlocks() const;
@@ -128,6 +135,7 @@ class Migration {
   const std::string id_;
   const std::vector<std::string> names_;
   const std::string target_;
+  const bool overwrite_;
   MigrationContext* ctx_;
   std::vector<std::unique_ptr<ImageMigration>> images_;
 

@@ -13,15 +13,40 @@ namespace migratefs::migration {
 
 void ReceiveGuard::OnReceiving(const std::string& name, dev_t dev, ino_t ino) {
   spdlog::info("receiving \"{}\": local writers refused until the source finishes", name);
-  hooks_.Attach(dev, ino, std::make_shared<RefuseWritesHook>(EBUSY));
+  std::shared_ptr<ImageHook> hook;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = guards_[{dev, ino}];
+    if (slot && hooks_.Find(dev, ino) == slot) return;  // already guarded (start-up scan)
+    slot = hook = std::make_shared<RefuseWritesHook>(EBUSY);
+  }
+  hooks_.Attach(dev, ino, hook);
 }
 
 void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) {
   spdlog::info("receiving \"{}\" ended: {}", name, complete ? "complete, writable" : "cancelled");
   hooks_.RefreshKernelSize(dev, ino);  // while writers are still refused
-  hooks_.Detach(dev, ino);
+  std::shared_ptr<ImageHook> hook;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = guards_.find({dev, ino});
+    if (it == guards_.end()) return;
+    hook = std::move(it->second);
+    guards_.erase(it);
+  }
+  hooks_.Detach(dev, ino, hook.get());
   // Detach also makes the mount drop what it cached of the file (size, pages): the
   // copy was written straight into SRC, and the hypervisor opens it through the mount.
+}
+
+Status ReceiveGuard::CheckReceivable(const std::string& name, dev_t dev, ino_t ino) {
+  std::shared_ptr<ImageHook> attached = hooks_.Find(dev, ino);
+  if (!attached) return OkStatus();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = guards_.find({dev, ino});
+  if (it != guards_.end() && it->second == attached) return OkStatus();  // a partial copy we guard
+  return MakeError(errc::kTargetBusy, name + " is being migrated away from this host or is a fenced source "
+                                             "copy here (release it first); nothing was changed");
 }
 
 size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard) {

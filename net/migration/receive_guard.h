@@ -19,9 +19,18 @@ class ReceiveGuard : public net::ReceiveObserver {
   explicit ReceiveGuard(HookRegistry& hooks) : hooks_(hooks) {}
   void OnReceiving(const std::string& name, dev_t dev, ino_t ino) override;
   void OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) override;
+  // target_busy when another hook is on the file: it is a migration source or a
+  // fenced copy of this daemon (the target of a start to itself, or a copy that was
+  // migrated away and not released).
+  Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) override;
 
  private:
   HookRegistry& hooks_;
+  std::mutex mu_;
+  // The hook each guarded copy got, so the end of a receive removes that one only; a
+  // copy guarded at start-up (GuardPartialCopies) keeps its hook when its source
+  // reconnects.
+  std::map<std::pair<dev_t, ino_t>, std::shared_ptr<ImageHook>> guards_;
 };
 
 // At daemon start, before any peer is accepted: every regular file under SRC still

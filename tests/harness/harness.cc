@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -139,7 +140,9 @@ Daemon::~Daemon() { Stop(); }
   if (!cfg_.keyfile.empty()) opts += ",keyfile=" + cfg_.keyfile;
   if (cfg_.insecure) opts += ",insecure";
   if (!cfg_.extra_opts.empty()) opts += "," + cfg_.extra_opts;
-  pid_ = Spawn({MigratefsBinary(), src_, mnt_, "-f", "-o", opts}, cfg_.netns, log_);
+  std::vector<std::string> argv = cfg_.launcher;
+  for (const std::string& a : {MigratefsBinary(), src_, mnt_, std::string("-f"), std::string("-o"), opts}) argv.push_back(a);
+  pid_ = Spawn(argv, cfg_.netns, log_);
   bool up = WaitFor(
       [&] {
         if (WaitPid(pid_, std::chrono::milliseconds(0)) != -1) return true;  // exited
@@ -160,6 +163,23 @@ Daemon::~Daemon() { Stop(); }
     return ::testing::AssertionFailure() << cfg_.name << " did not start; log:\n" << ss.str();
   }
   return ::testing::AssertionSuccess();
+}
+
+size_t Daemon::OpenFds() const {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+size_t Daemon::RssKib() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
 }
 
 void Daemon::Stop() {

@@ -49,6 +49,7 @@ struct DaemonConfig {
   bool insecure = false;
   std::string netns;               // run inside this namespace
   std::string extra_opts;          // appended to -o
+  std::vector<std::string> launcher;  // runs the daemon through this (e.g. prlimit --nofile=N:N); must exec it
 };
 
 // One migratefs daemon in the foreground: SRC = base/src, MNT = base/mnt,
@@ -63,6 +64,10 @@ class Daemon {
   void Stop();    // SIGTERM, then unmount
   void Kill9();   // SIGKILL, then lazy unmount (the kernel sees a dead FUSE server)
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Open descriptors and resident memory (KiB) of the daemon process, from /proc.
+  size_t OpenFds() const;
+  size_t RssKib() const;
 
   const std::string& src() const { return src_; }
   const std::string& mnt() const { return mnt_; }
