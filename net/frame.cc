@@ -256,6 +256,7 @@ Result<OpenImagePayload> DecodeOpenImage(const uint8_t* p, size_t len) {
     return Bad("open_image identity or instance length does not match payload");
   o.identity.assign(reinterpret_cast<const char*>(q + 1), id_len);
   o.instance.assign(reinterpret_cast<const char*>(q + 1 + id_len), wire::kInstanceIdSize);
+  if (o.instance.find_first_not_of('\0') == std::string::npos) o.instance.clear();  // all zeros: unknown
   return o;
 }
 
@@ -264,6 +265,7 @@ std::string EncodeOpenReply(const OpenReplyPayload& r) {
   auto* p = reinterpret_cast<uint8_t*>(s.data());
   p[0] = r.existed ? 1 : 0;
   PutLe64(p + 8, r.target_size);
+  PutLe64(p + 16, r.free_bytes);
   return s;
 }
 
@@ -273,6 +275,7 @@ Result<OpenReplyPayload> DecodeOpenReply(const uint8_t* p, size_t len) {
   OpenReplyPayload r;
   r.existed = p[0] == 1;
   r.target_size = GetLe64(p + 8);
+  r.free_bytes = GetLe64(p + 16);
   return r;
 }
 

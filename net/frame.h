@@ -99,7 +99,7 @@ struct OpenImagePayload {
   uint32_t block_size = 0;
   std::string name;      // validated separately (net/image_name.h)
   std::string identity;  // the image's identity (image_identity.h); "" = none known
-  std::string instance;  // wire::kInstanceIdSize bytes: the sending daemon; zeros if unknown
+  std::string instance;  // wire::kInstanceIdSize bytes: the sending daemon; "" (zeros on the wire) if unknown
 };
 std::string EncodeOpenImage(const OpenImagePayload& o);
 Result<OpenImagePayload> DecodeOpenImage(const uint8_t* p, size_t len);
@@ -107,6 +107,7 @@ Result<OpenImagePayload> DecodeOpenImage(const uint8_t* p, size_t len);
 struct OpenReplyPayload {
   bool existed = false;
   uint64_t target_size = 0;
+  uint64_t free_bytes = 0;
 };
 std::string EncodeOpenReply(const OpenReplyPayload& r);
 Result<OpenReplyPayload> DecodeOpenReply(const uint8_t* p, size_t len);

@@ -155,7 +155,7 @@ class PeerClientImpl final : public PeerClient {
         out = rep.error();
         return;
       }
-      out = OpenedImage{r->header.handle, rep.value().existed, rep.value().target_size};
+      out = OpenedImage{r->header.handle, rep.value().existed, rep.value().target_size, rep.value().free_bytes};
     });
     if (!st.ok()) return st.error();
     return out;

@@ -61,6 +61,7 @@ class PeerClient {
     uint32_t handle = 0;        // names the image in later calls on this connection
     bool existed = false;       // the target already had a (partial) copy
     uint64_t target_size = 0;   // its size then
+    uint64_t free_bytes = 0;    // free space on the target's file system
   };
   // Opens `name` (relative to the target's SRC; validated on both sides) for receiving,
   // creating it if needed, and sets its size to `size`. `resume` = keep an existing

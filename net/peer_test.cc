@@ -775,6 +775,31 @@ TEST_F(PeerTest, FrozenServerHitsIoTimeout) {
   EXPECT_LT(waited, std::chrono::seconds(5));
 }
 
+// Issue 17.3: a source that reconnects (same instance id) takes its image over from its
+// own older session at once, active or not; another source still gets busy.
+TEST_F(PeerTest, SameSourceTakesItsImageOverAtOnce) {
+  StartServer();
+  const ImageOrigin mine{kOrigin.identity, std::string(wire::kInstanceIdSize, 's'), false};
+  const ImageOrigin other{kOrigin.identity, std::string(wire::kInstanceIdSize, 'o'), false};
+  auto old_conn = MustConnect();
+  ASSERT_TRUE(old_conn);
+  auto a = old_conn->OpenImage("same.img", 2 * kBlock, kBlock, false, mine);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  ASSERT_TRUE(SendDataSync(*old_conn, a.value().handle, 0, Pattern(kBlock, 2)).ok());
+  auto stranger = MustConnect();
+  auto refused = stranger->OpenImage("same.img", 2 * kBlock, kBlock, true, other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, errc::kBusy);
+  auto fresh = MustConnect();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto b = fresh->OpenImage("same.img", 2 * kBlock, kBlock, true, mine);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4)) << "waited for the idle takeover";
+  EXPECT_TRUE(b.value().existed);
+  for (int i = 0; i < 100 && old_conn->alive(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(old_conn->alive());
+}
+
 TEST_F(PeerTest, ClientGoneKeepsPartialFileWithoutEnding) {
   StartServer();
   {
@@ -910,7 +935,7 @@ class MountedTmpfs {
   bool ok_ = false;
 };
 
-TEST_F(PeerTest, EnospcBecomesIoErrorAndClientSurvives) {
+TEST_F(PeerTest, EnospcBecomesTargetFullAndClientSurvives) {
   MountedTmpfs fs(dir_ / "small", "size=1m");
   if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs (needs root)";
   ::close(dirfd_);
@@ -926,8 +951,9 @@ TEST_F(PeerTest, EnospcBecomesIoErrorAndClientSurvives) {
   int io_errors = 0;
   for (const Status& s : results) {
     if (s.ok()) continue;
-    EXPECT_EQ(s.error().code, errc::kIo);
+    EXPECT_EQ(s.error().code, errc::kTargetFull);
     EXPECT_NE(s.error().message.find("ENOSPC"), std::string::npos) << s.error().message;
+    EXPECT_NE(s.error().message.find("bytes free"), std::string::npos) << s.error().message;
     ++io_errors;
   }
   EXPECT_GT(io_errors, 0);

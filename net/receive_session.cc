@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -82,35 +83,6 @@ bool CanWriteDirect(const Op* op) {
 
 }  // namespace
 
-ReceivingSet::Claim ReceivingSet::Acquire(dev_t dev, ino_t ino, ImageHolder* me,
-                                          std::chrono::milliseconds idle_takeover, std::chrono::milliseconds wait) {
-  const auto key = std::make_pair(dev, ino);
-  std::unique_lock<std::mutex> lk(mu_);
-  auto it = held_.find(key);
-  if (it == held_.end() || it->second == me) {
-    held_[key] = me;
-    return Claim::kOk;
-  }
-  if (it->second->Idle() < idle_takeover) return Claim::kBusy;
-  // The holder is presumed dead. Stop it while we hold mu_: it cannot be destroyed
-  // meanwhile, because it must Release() (which takes mu_) first.
-  spdlog::warn("peer server: taking an image over from a session idle for {} ms", it->second->Idle().count());
-  it->second->Stop();
-  if (!cv_.wait_for(lk, wait, [&] { return held_.find(key) == held_.end(); })) return Claim::kBusy;
-  held_[key] = me;
-  return Claim::kOk;
-}
-
-void ReceivingSet::Release(dev_t dev, ino_t ino, ImageHolder* me) {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    auto it = held_.find({dev, ino});
-    if (it == held_.end() || it->second != me) return;
-    held_.erase(it);
-  }
-  cv_.notify_all();
-}
-
 class ReceiveSession::Impl final : public ImageHolder {
  public:
   Impl(int fd, const SessionConfig& cfg) : fd_(fd), cfg_(cfg), sock_(io_), ev_(io_), linger_(io_) {}
@@ -162,6 +134,11 @@ class ReceiveSession::Impl final : public ImageHolder {
   std::chrono::milliseconds Idle() const override {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()) -
            std::chrono::milliseconds(last_rx_ms_.load());
+  }
+
+  std::string SourceInstance() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return source_instance_;
   }
 
   void Stop() override {
@@ -516,8 +493,12 @@ class ReceiveSession::Impl final : public ImageHolder {
     ReceiveFile f = opened.value();
     // Claim it first: a stale session of a source that reconnects closes its
     // descriptors here, so the checks below see only other writers.
-    if (cfg_.receiving && cfg_.receiving->Acquire(f.dev, f.ino, this, cfg_.idle_takeover, cfg_.takeover_wait) !=
-                              ReceivingSet::Claim::kOk) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (source_instance_.empty()) source_instance_ = o.instance;
+    }
+    if (cfg_.receiving && cfg_.receiving->Acquire(f.dev, f.ino, this, o.instance, cfg_.idle_takeover,
+                                                  cfg_.takeover_wait) != ReceivingSet::Claim::kOk) {
       CloseReceiveFile(f, false);  // someone else's file: never unlink it
       return MakeError(errc::kBusy, o.name + " is already being received by another (active) connection");
     }
@@ -537,7 +518,9 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
     if (Status st = MakeReceiveFileWritable(f, o.name); !st.ok()) return refuse(st.error());
     if (Status st = PrepareReceiveFile(f, o.name, o.size, resume, o.identity); !st.ok()) return refuse(st.error());
-    const OpenReplyPayload reply{!f.created, f.size_before};
+    struct statvfs vfs {};
+    const uint64_t free_bytes = ::fstatvfs(f.fd, &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
+    const OpenReplyPayload reply{!f.created, f.size_before, free_bytes};
     auto img = std::make_unique<Image>();
     img->handle = next_handle_++;
     img->name = o.name;
@@ -760,6 +743,14 @@ class ReceiveSession::Impl final : public ImageHolder {
         what = "abort";
         break;
     }
+    if (err == ENOSPC || err == EDQUOT) {
+      // The root cause, named as such: the source backs off instead of resending.
+      struct statvfs vfs {};
+      const uint64_t free_bytes = ::fstatvfs(img->fd, &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
+      spdlog::warn("peer server: {} of {}: {}; {} bytes free", what, img->name, ErrnoText(err), free_bytes);
+      return MakeError(errc::kTargetFull, what + " of " + img->name + " on the target: " + ErrnoText(err) + "; " +
+                                              std::to_string(free_bytes) + " bytes free there");
+    }
     return MakeError(errc::kIo, what + " of " + img->name + " on the target: " + ErrnoText(err));
   }
 
@@ -824,7 +815,8 @@ class ReceiveSession::Impl final : public ImageHolder {
   uint64_t ev_count_ = 0;
 
   std::atomic<int64_t> last_rx_ms_{0};  // steady clock; read by other sessions (Idle)
-  std::mutex mu_;  // guards phase_ and stop_requested_ against Stop()
+  mutable std::mutex mu_;  // guards phase_, stop_requested_ and source_instance_ against Stop()
+  std::string source_instance_;  // from the first OpenImage: which source daemon this is
   Phase phase_ = Phase::kIdle;
   bool stop_requested_ = false;
 

@@ -26,38 +26,9 @@
 #include <utility>
 
 #include "net/peer_server.h"
+#include "net/receiving_set.h"
 
 namespace migratefs::net {
-
-// What a session that holds an image exposes to a session that wants the same image.
-class ImageHolder {
- public:
-  virtual ~ImageHolder() = default;
-  virtual std::chrono::milliseconds Idle() const = 0;  // since its peer last sent anything
-  virtual void Stop() = 0;                              // any thread; ends that session
-};
-
-// Images currently open for receiving by any session of one server, so two sessions
-// never write the same file (invariant I6 on the target). Thread-safe.
-//
-// Takeover: when the source loses a connection without the target noticing (a cut
-// link leaves the target's socket half-open for as long as TCP keepalive takes), the
-// source reconnects and reopens its images. If the holder has heard nothing from its
-// peer for `idle_takeover`, it is presumed dead: it is stopped (its in-flight disk
-// writes complete first, so nothing older lands after the new session's writes) and
-// the image passes to the new session. A holder that is still active keeps it (busy).
-class ReceivingSet {
- public:
-  enum class Claim { kOk, kBusy };
-  Claim Acquire(dev_t dev, ino_t ino, ImageHolder* me, std::chrono::milliseconds idle_takeover,
-                std::chrono::milliseconds wait);
-  void Release(dev_t dev, ino_t ino, ImageHolder* me);
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::pair<dev_t, ino_t>, ImageHolder*> held_;
-};
 
 struct SessionConfig {
   int src_dirfd = -1;

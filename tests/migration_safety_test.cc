@@ -95,7 +95,16 @@ TEST_F(MigrationSafetyTest, NameCollisionOnTargetNeverTouchesTheTargetsDisk) {
   WritePatternFile(b_->Src("exist.img"), 16 * kMiB, 2);  // the target host's own VM disk
   std::string log = *tmp_ / "fio.log";
   pid_t fio = StartFio(b_->Mnt("exist.img"), 16, 6, "4m", log);
-  std::this_thread::sleep_for(1s);
+  // Until fio has it open for writing (a busy machine may take a while to start it).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int fd = open(b_->Src("exist.img").c_str(), O_RDONLY);
+        bool writer = fcntl(fd, F_SETLEASE, F_RDLCK) != 0 && errno == EAGAIN;
+        if (!writer) fcntl(fd, F_SETLEASE, F_UNLCK);
+        close(fd);
+        return writer;
+      },
+      20s));
   std::string id = StartMigration({"exist.img"});
   ASSERT_TRUE(WaitFor([&] { return Progress(id).value("pause_reason", "").find("target_busy") != std::string::npos; },
                       20s))

@@ -401,8 +401,11 @@ TEST_F(MigrationTest, FenceSurvivesASourceRestartUntilReleased) {
   EXPECT_TRUE(FilesEqual(a_->Src("f.img"), b_->Src("f.img")));
 }
 
-// The target's disk fills up: the migration pauses with the reason, the VM's writes
-// keep succeeding, and once space is freed it resumes and ends identical.
+// The target's disk fills up: the migration pauses with the root cause (target_full,
+// never the "busy" of its own stale session: issue 17.3), backs off instead of
+// resending into the full disk, the VM's writes keep succeeding, and once space is
+// freed it resumes and ends identical. `force` skips the up-front room check, so the
+// copy really runs into ENOSPC; without it the start pauses before sending anything.
 TEST_F(MigrationTest, FullTargetDiskPausesThenResumes) {
   a_ = std::make_unique<Daemon>(*tmp_ / "a", a_cfg_);
   b_ = std::make_unique<Daemon>(*tmp_ / "b", b_cfg_);
@@ -410,15 +413,41 @@ TEST_F(MigrationTest, FullTargetDiskPausesThenResumes) {
   ASSERT_TRUE(b_->Start());
   ASSERT_TRUE(a_->Start());
   WritePatternFile(a_->Src("big.img"), 32 * kMiB, 12);
-  std::string id = StartMigration({"big.img"});
-  std::string reasons;
+  WritePatternFile(a_->Src("precheck.img"), 24 * kMiB, 13);
+  auto pre = a_->Request({{"op", "start"}, {"images", {"precheck.img"}}, {"target", target_addr_}});
+  ASSERT_TRUE(pre.value("ok", false)) << pre.dump();
+  const std::string pre_id = pre.value("id", "");
+  ASSERT_TRUE(WaitFor([&] { return Progress(pre_id).value("pause_reason", "").find("needs about") != std::string::npos; },
+                      20s))
+      << Progress(pre_id).dump();
+  EXPECT_NE(Progress(pre_id).value("pause_reason", "").find("target_full"), std::string::npos);
+  EXPECT_EQ(Progress(pre_id).value("bytes_sent", uint64_t(1)), 0u) << "sent data into a target without room";
+  ASSERT_TRUE(a_->Request({{"op", "cancel"}, {"id", pre_id}}).value("ok", false));
+
+  auto r = a_->Request({{"op", "start"}, {"images", {"big.img"}}, {"target", target_addr_}, {"force", true}});
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  const std::string id = r.value("id", "");
+  std::vector<std::string> reasons;
   EXPECT_TRUE(WaitFor(
       [&] {
-        reasons += Progress(id).value("pause_reason", "") + "\n";
-        return reasons.find("No space left") != std::string::npos;
+        reasons.push_back(Progress(id).value("pause_reason", ""));
+        return reasons.back().find("No space left") != std::string::npos;
       },
-      30s))
-      << reasons;
+      30s));
+  // Full for a while: every reason given is the root cause, and the source backs off.
+  const uint64_t sent_at_full = Progress(id).value("bytes_sent", uint64_t(0));
+  for (int i = 0; i < 60; i++) {
+    reasons.push_back(Progress(id).value("pause_reason", ""));
+    std::this_thread::sleep_for(100ms);
+  }
+  size_t full = 0;
+  for (const std::string& why : reasons) {
+    EXPECT_EQ(why.find("busy"), std::string::npos) << why;
+    if (why.find("target_full") != std::string::npos) full++;
+  }
+  EXPECT_GT(full, reasons.size() / 2) << "the root cause was shown in only " << full << " of " << reasons.size();
+  EXPECT_LT(Progress(id).value("bytes_sent", uint64_t(0)) - sent_at_full, 32 * kMiB)
+      << "kept resending into the full target";
   int fd = open(a_->Mnt("big.img").c_str(), O_WRONLY);
   ASSERT_GE(fd, 0);
   std::vector<char> buf(kMiB, 'w');

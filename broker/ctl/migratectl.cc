@@ -91,6 +91,8 @@ struct Arguments {
   std::vector<std::string> images;
   std::string target;
   uint64_t network_kbps = 0;
+  bool overwrite = false;
+  bool force = false;
   uint64_t disk_kbps = 0;
   std::string id;
   uint64_t kbps = 0;
@@ -134,6 +136,10 @@ int Main(int argc, char** argv) {
       ->check(WholeKbps());
   start->add_option("--disk-kbps", args.disk_kbps, "initial disk-write limit, KB/s (0 = none)")
       ->check(WholeKbps());
+  start->add_flag("--overwrite", args.overwrite,
+                  "replace a file of that name on the target that is not a copy of this image "
+                  "(never one open for writing there)");
+  start->add_flag("--force", args.force, "do not check that the target has room for the image");
 
   CLI::App* set_net = app.add_subcommand("set-network-limit", "limit the migration's sending rate");
   CLI::App* set_disk = app.add_subcommand("set-disk-limit", "limit the VM's write rate");
@@ -187,6 +193,8 @@ int Main(int argc, char** argv) {
     json r = {{"op", op::kStart}, {"images", args.images}, {"target", args.target}};
     if (args.network_kbps) r["network_kbps"] = args.network_kbps;
     if (args.disk_kbps) r["disk_kbps"] = args.disk_kbps;
+    if (args.overwrite) r["overwrite"] = true;
+    if (args.force) r["force"] = true;
     return RunRequest(global, r, false, [](const json& answer) {
       std::cout << IdOf(answer) << "\n";
       return kExitOk;

@@ -38,6 +38,9 @@ struct StartRequest {
   // identity, net/image_identity.h) is refused with target_exists unless this is set;
   // even then never one open for writing there (target_busy) or with other hard links.
   bool overwrite = false;
+  // Skip the check that the target has room for the image's allocated bytes (it pauses
+  // with target_full otherwise, and proceeds once there is room).
+  bool force = false;
 };
 
 enum class RateKind { kNetwork, kDisk };

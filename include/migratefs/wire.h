@@ -131,8 +131,9 @@ inline constexpr size_t kInstanceIdSize = 16;
 inline constexpr size_t kOpenImageMaxSize = kOpenImageFixedSize + 4096 + 1 + kMaxIdentityLength + kInstanceIdSize;
 //
 // OpenReplyPayload (in the Ack of OpenImage; header.handle = the new handle):
-//   u8 existed | u8[7] zero | u64 target_size (size before this open changed it).
-inline constexpr size_t kOpenReplySize = 16;
+//   u8 existed | u8[7] zero | u64 target_size (size before this open changed it)
+//   | u64 free_bytes (available to the daemon on the target's file system).
+inline constexpr size_t kOpenReplySize = 24;
 //
 // ErrorPayload: u16 code_len | code bytes (an errc:: string) | message bytes (rest).
 

@@ -180,6 +180,9 @@ Result<Command> ParseStart(Fields& fields) {
   if (!disk) return disk.error();
   auto overwrite = fields.OptionalBool("overwrite", false);
   if (!overwrite) return overwrite.error();
+  auto force = fields.OptionalBool("force", false);
+  if (!force) return force.error();
+  command.request.force = force.value();
   command.request.images = std::move(images.value());
   command.request.overwrite = overwrite.value();
   command.request.target = std::move(target.value());

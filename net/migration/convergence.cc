@@ -4,10 +4,20 @@
 
 namespace migratefs::migration {
 
-std::string ConvergenceWatch::Observe(uint64_t dirty, double send_bps, double dirty_bps, Clock::time_point now) {
+std::string ConvergenceWatch::Observe(uint64_t dirty, double send_bps, double dirty_bps, bool link_live,
+                                      Clock::time_point now) {
+  if (!link_live) {
+    live_ = false;
+    best_dirty_ = UINT64_MAX;  // judge shrinking afresh once the link is back
+    return "";
+  }
+  if (!live_) {
+    live_ = true;
+    live_since_ = now;
+  }
   double left = double(dirty) * double(block_size_);
   if (left <= std::max(8.0 * double(block_size_), send_bps * 0.25)) return "drained";
-  if (now - start_ >= std::chrono::seconds(2) && send_bps > 0 && dirty_bps >= 0.9 * send_bps)
+  if (now - std::max(start_, live_since_) >= std::chrono::seconds(2) && send_bps > 0 && dirty_bps >= 0.9 * send_bps)
     return "no convergence: dirtied at " + std::to_string(uint64_t(dirty_bps / 1000)) + " KB/s, sent at " +
            std::to_string(uint64_t(send_bps / 1000)) + " KB/s";
   // Nothing acknowledged (a cut link, a stalled peer): not a convergence problem, and

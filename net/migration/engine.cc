@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <system_error>
 #include <utility>
 
 #include "net/migration/refuse_writes_hook.h"
@@ -132,8 +133,12 @@ Result<std::string> Engine::Start(const StartRequest& req) {
           return MakeError(errc::kBusy, "image \"" + mine->name() + "\" is already in migration " + other_id);
   }
   if (Status stamped = m->StampIdentities(); !stamped.ok()) return stamped.error();
+  try {
+    m->Begin();
+  } catch (const std::system_error& e) {  // no thread: refuse, keep serving (m detaches as it dies)
+    return MakeError(errc::kResourceExhausted, std::string("start: cannot start the migration's thread: ") + e.what());
+  }
   next_id_++;
-  m->Begin();
   migrations_[id] = m;
   return id;
 }

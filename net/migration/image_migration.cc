@@ -153,6 +153,7 @@ void ImageMigration::AfterResize(uint64_t new_size) {
   // All stripes: a sender that read a block before the truncate must queue it before
   // the resize frame, never after (it would re-extend the target).
   LockBlocks(0, kStripes);
+  resize_generation_.fetch_add(1);
   bitmap_.Resize(BlocksFor(new_size));
   // The partial last block changed (truncate zeroes its tail); resend it.
   if (new_size % block_size_) MarkDirty(new_size - 1, 1);

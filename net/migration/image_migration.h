@@ -71,6 +71,10 @@ class ImageMigration : public ImageHook {
   void SetFenced(bool on);
   bool fenced() const { return fenced_.load(); }
 
+  // Bumped by every resize, under all stripe locks: a sender that sends a block in
+  // slices checks it between slices (Migration::SendSlices).
+  uint64_t resize_generation() const { return resize_generation_.load(); }
+
   // Stripe locks over blocks [first, last] (see the I3 note above).
   void LockBlocks(uint64_t first, uint64_t last);
   void UnlockBlocks(uint64_t first, uint64_t last);
@@ -81,6 +85,7 @@ class ImageMigration : public ImageHook {
   void ForEachStripe(uint64_t first, uint64_t last, Fn fn);
 
   std::string identity_;
+  std::atomic<uint64_t> resize_generation_{0};
   static constexpr uint64_t kStripes = 64;
 
   Migration* owner_;

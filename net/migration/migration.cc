@@ -13,6 +13,7 @@
 #include <future>
 #include <optional>
 #include <set>
+#include <system_error>
 
 #include <spdlog/spdlog.h>
 
@@ -25,6 +26,10 @@ namespace migratefs::migration {
 namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// The link counts as live (for the phase 2 -> 3 decision) if it acknowledged anything
+// this recently while frames were outstanding.
+constexpr milliseconds kLiveLinkAckAge{500};
 
 // Errors that retrying cannot fix: the target refuses the name or the request itself.
 // Everything else (unreachable, auth, I/O such as a full disk, busy) is retried with
@@ -63,6 +68,7 @@ Migration::Migration(std::string id, const StartRequest& req, MigrationContext* 
       names_(req.images),
       target_(req.target),
       overwrite_(req.overwrite),
+      force_(req.force),
       ctx_(ctx),
       phase_(phase::kConnecting),
       net_bucket_(req.network_kbps * 1000),
@@ -121,7 +127,7 @@ void Migration::Begin() {
     ctx_->hooks->Attach(img->dev(), img->ino(), HookOf(img.get()));
   }
   SetPhase(phase::kConnecting, "phase");
-  control_ = std::thread([this] { Run(); });
+  control_ = std::thread([this] { RunGuarded(); });
 }
 
 Status Migration::StampIdentities() {
@@ -203,6 +209,22 @@ uint64_t Migration::DirtyBlocks() const {
 
 // --- control thread -------------------------------------------------------------
 
+// No exception may leave a thread (it would terminate the daemon and with it every
+// VM's mount): one that escapes the control loop -- no thread for a sender, no memory,
+// no descriptor for the peer's I/O thread -- fails this migration only.
+void Migration::RunGuarded() {
+  try {
+    Run();
+  } catch (const std::exception& e) {
+    spdlog::error("migration {}: {}", id_, e.what());
+    for (auto& img : images_) img->SetMirroring(false);
+    StopSenders();
+    DropPeer();
+    DetachHooks();
+    SetPhase(phase::kFailed, "failed", std::string(errc::kResourceExhausted) + ": " + e.what());
+  }
+}
+
 void Migration::Run() {
   milliseconds backoff(1000);
   for (;;) {
@@ -212,9 +234,21 @@ void Migration::Run() {
     }
     bool first = !ever_connected_;
     if (ConnectAndOpen(first)) {
-      backoff = milliseconds(1000);
+      const auto connected_at = Clock::now();
+      const uint64_t sent_before = bytes_sent_.load() + bytes_mirrored_.load();
       RunConnected();
       if (terminal()) return;
+      // A connection that got somewhere resets the backoff. One that failed at once
+      // without moving a block (a full target disk, a target that errs on every write)
+      // is retried like a dead peer, doubling, instead of resending into it in a loop.
+      const bool progressed = bytes_sent_.load() + bytes_mirrored_.load() >= sent_before + ctx_->block_size &&
+                              Clock::now() - connected_at >= std::chrono::seconds(5);
+      if (progressed) {
+        backoff = milliseconds(1000);
+        continue;
+      }
+      if (!SleepInterruptible(backoff)) return;
+      backoff = std::min(backoff * 2, ctx_->max_backoff);
       continue;
     }
     if (terminal()) return;
@@ -276,6 +310,12 @@ bool Migration::ConnectAndOpen(bool first) {
       return false;
     }
     img->handle.store(opened.value().handle);
+    if (first && !force_) {
+      if (std::string short_of = RoomOnTarget(*img, opened.value()); !short_of.empty()) {
+        Pause(short_of);
+        return false;
+      }
+    }
     if (first) InitialCompare(*img, *peer, opened.value().existed && opened.value().target_size > 0);
   }
   {
@@ -285,6 +325,19 @@ bool Migration::ConnectAndOpen(bool first) {
     ever_connected_ = true;
   }
   return true;
+}
+
+std::string Migration::RoomOnTarget(const ImageMigration& img, const net::PeerClient::OpenedImage& opened) const {
+  struct stat st {};
+  if (::fstat(img.fd(), &st) != 0) return "";
+  const uint64_t allocated = uint64_t(st.st_blocks) * 512;
+  // What an existing copy already holds needs no new room (an estimate: its size).
+  const uint64_t have = opened.existed ? std::min(opened.target_size, allocated) : 0;
+  const uint64_t need = allocated - have;
+  if (need <= opened.free_bytes) return "";
+  return std::string(errc::kTargetFull) + ": \"" + img.name() + "\" needs about " + std::to_string(need) +
+         " more bytes on the target, which has " + std::to_string(opened.free_bytes) +
+         " free; free space there (the migration retries), or start with force";
 }
 
 void Migration::InitialCompare(ImageMigration& img, net::PeerClient& peer, bool target_has_copy) {
@@ -368,7 +421,8 @@ void Migration::RunConnected() {
       SetPhase(phase::kDirty, "phase");
       watch = ConvergenceWatch(ctx_->block_size, ctx_->converge_stall, Clock::now());
     } else if (phase == phase::kDirty && passes_.load() >= 1) {
-      std::string why = watch.Observe(DirtyBlocks(), net_meter_.Rate(), dirty_meter_.Rate(), Clock::now());
+      std::string why =
+          watch.Observe(DirtyBlocks(), net_meter_.Rate(), dirty_meter_.Rate(), LinkLive(), Clock::now());
       if (!why.empty()) {
         spdlog::info("migration {}: switching to mirroring ({})", id_, why);
         EnterMirror();
@@ -382,6 +436,13 @@ void Migration::RunConnected() {
   }
   for (auto& img : images_) img->SetMirroring(false);
   StopSenders();
+}
+
+bool Migration::LinkLive() const {
+  // Live: everything sent is acknowledged, or something was acknowledged lately.
+  if (data_inflight_.load() == 0 && mirror_outstanding_.load() == 0) return true;
+  const auto since = Clock::now().time_since_epoch() - Clock::duration(last_ack_ns_.load());
+  return since < kLiveLinkAckAge;
 }
 
 void Migration::EnterMirror() {
@@ -441,7 +502,16 @@ void Migration::DropPeer() {
 
 void Migration::StartSenders() {
   senders_run_.store(true);
-  for (unsigned i = 0; i < std::max(1u, ctx_->sender_threads); i++) senders_.emplace_back([this] { SenderLoop(); });
+  // A sender that cannot start leaves fewer senders (at least one must run).
+  for (unsigned i = 0; i < std::max(1u, ctx_->sender_threads); i++) {
+    try {
+      senders_.emplace_back([this] { SenderLoop(); });
+    } catch (const std::system_error& e) {
+      if (senders_.empty()) throw;
+      spdlog::warn("migration {}: only {} sender threads: {}", id_, senders_.size(), e.what());
+      break;
+    }
+  }
 }
 
 void Migration::StopSenders() {
@@ -556,37 +626,67 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
       ack(s);
     });
   } else {
-    // Several frames, one ack: the block counts as in flight until its last slice is
-    // acknowledged, and is re-marked if any slice failed.
-    struct Slices {
-      std::atomic<int> left;
-      std::mutex mu;
-      std::optional<Error> error;
-    };
-    auto slices = std::make_shared<Slices>();
-    slices->left = int((uint64_t(n) + slice - 1) / slice);
-    for (uint64_t done = 0; done < uint64_t(n); done += slice) {
-      uint32_t len = uint32_t(std::min<uint64_t>(slice, uint64_t(n) - done));
-      peer.SendData(img.handle.load(), off + done, buf + done, len, [ack, frame_acked, slices, len](const Status& s) {
-        frame_acked(len, s);
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> lock(slices->mu);
-          if (!slices->error) slices->error = s.error();
-        }
-        if (slices->left.fetch_sub(1) != 1) return;
-        std::lock_guard<std::mutex> lock(slices->mu);
-        ack(slices->error ? Status(*slices->error) : OkStatus());
-      });
-      if (done + len < uint64_t(n)) PayNetwork(len);
-    }
-    peer.RecycleBuffer(std::move(owned), uint32_t(bs));
-    img.UnlockBlocks(block, block);
-    PayNetwork(uint64_t(n) % slice ? uint64_t(n) % slice : slice);
+    SendSlices(peer, img, block, std::move(owned), uint64_t(n), slice, ack, frame_acked);
     return true;
   }
   img.UnlockBlocks(block, block);
   if (!zero) PayNetwork(uint64_t(n));
   return true;
+}
+
+// A block in slices under a low network limit (issue 16): each slice is queued under
+// the block's stripe lock and paid for *without* it, so a VM's resize, fallocate or
+// write never waits for the network tokens of a block being sent. Called with the
+// stripe lock held; returns with it released. Between two slices a resize or the
+// switch to mirroring may have queued newer frames for this block, after which the
+// rest of this older copy must not follow them (I3): the rest is dropped and the block
+// is marked dirty again, to be sent whole later.
+void Migration::SendSlices(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::PayloadBuffer owned,
+                           uint64_t n, uint64_t slice, const std::function<void(const Status&)>& ack,
+                           const std::function<void(uint64_t, const Status&)>& frame_acked) {
+  struct Slices {
+    std::atomic<int> left;
+    std::mutex mu;
+    std::optional<Error> error;
+  };
+  const uint64_t off = block * ctx_->block_size;
+  const char* buf = reinterpret_cast<const char*>(owned.get());
+  const int total = int((n + slice - 1) / slice);
+  auto slices = std::make_shared<Slices>();
+  slices->left = total + 1;  // +1: this loop's own, until it knows how many went out
+  auto finish = [slices, ack](int count) {
+    if (slices->left.fetch_sub(count) != count) return;
+    std::lock_guard<std::mutex> lock(slices->mu);
+    ack(slices->error ? Status(*slices->error) : OkStatus());
+  };
+  const uint64_t generation = img.resize_generation();
+  int sent = 0;
+  uint64_t done = 0;
+  for (; done < n; done += slice) {
+    if (sent > 0) {
+      img.LockBlocks(block, block);
+      if (img.mirroring() || img.resize_generation() != generation || !senders_run_.load()) {
+        img.bitmap().Set(block);
+        img.UnlockBlocks(block, block);
+        break;
+      }
+    }
+    const uint32_t len = uint32_t(std::min<uint64_t>(slice, n - done));
+    peer.SendData(img.handle.load(), off + done, buf + done, len, [frame_acked, slices, finish, len](const Status& s) {
+      frame_acked(len, s);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(slices->mu);
+        if (!slices->error) slices->error = s.error();
+      }
+      finish(1);
+    });
+    ++sent;
+    img.UnlockBlocks(block, block);
+    PayNetwork(len);
+  }
+  if (done < n) inflight_bytes_.fetch_sub(n - done);  // never sent, never acknowledged
+  peer.RecycleBuffer(std::move(owned), uint32_t(ctx_->block_size));
+  finish(total - sent + 1);
 }
 
 // Waits until the network limit allows `bytes` more (paid after sending). Wakes early

@@ -112,7 +112,10 @@ class Migration {
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
   void Run();
+  void RunGuarded();
   bool ConnectAndOpen(bool first);
+  // "" if the target has room for the image, else the target_full reason to pause with.
+  std::string RoomOnTarget(const ImageMigration& img, const net::PeerClient::OpenedImage& opened) const;
   void InitialCompare(ImageMigration& img, net::PeerClient& peer, bool target_has_copy);
   void RunConnected();
   void StartSenders();
@@ -120,8 +123,12 @@ class Migration {
   void SenderLoop();
   bool ClaimNext(ImageMigration** img, uint64_t* block);
   bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block);
+  void SendSlices(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::PayloadBuffer owned, uint64_t n,
+                  uint64_t slice, const std::function<void(const Status&)>& ack,
+                  const std::function<void(uint64_t, const Status&)>& frame_acked);
   void PayNetwork(uint64_t bytes);
   void EnterMirror();
+  bool LinkLive() const;
   void Pause(const std::string& reason);
   void DropPeer();
   void DetachHooks();
@@ -136,6 +143,7 @@ class Migration {
   const std::vector<std::string> names_;
   const std::string target_;
   const bool overwrite_;
+  const bool force_;
   MigrationContext* ctx_;
   std::vector<std::unique_ptr<ImageMigration>> images_;
 
