@@ -132,6 +132,7 @@ class Migration {
   void Pause(const std::string& reason);
   void DropPeer();
   void DetachHooks();
+  static std::shared_ptr<ImageHook> HookOf(ImageMigration* img);
   net::ImageOrigin OriginOf(const ImageMigration& img) const;
   void SetPhase(const char* phase, const char* event_type, const std::string& detail = "");
   bool SleepInterruptible(std::chrono::milliseconds d);
