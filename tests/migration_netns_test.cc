@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "tests/migration_fixture.h"
@@ -58,8 +59,15 @@ TEST_F(NetnsMigration, LinkCutFor30sPausesThenResumesWhileTheVmWrites) {
   std::this_thread::sleep_for(2s);
   ns_->LinkDown();
   // Whether TCP rides out the outage or the peer's I/O timeout declares the connection
-  // dead and the migration pauses and reconnects, the VM must not notice.
-  std::this_thread::sleep_for(30s);
+  // dead and the migration pauses and reconnects, the VM must not notice. Nor may the
+  // migration switch to mirroring over the dead link (issue 17.4: the decaying send
+  // rate once looked like "no convergence" 1.6 s into a cut).
+  std::set<std::string> phases_during_cut;
+  for (auto until = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < until;) {
+    phases_during_cut.insert(Progress(id).value("phase", ""));
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(phases_during_cut.count("mirror"), 0u) << "switched to mirroring while the link was down";
   auto during = Progress(id);
   ns_->LinkUp();
   std::string phase = during.value("phase", "");
