@@ -79,12 +79,18 @@ Status ReadAllFd(int fd, void* data, size_t len, Deadline deadline) {
   return OkStatus();
 }
 
-Result<Frame> ReadFrameFd(int fd, Deadline deadline) {
+Result<Frame> ReadFrameFd(int fd, Deadline deadline) { return ReadFrameFd(fd, deadline, nullptr); }
+
+Result<Frame> ReadFrameFd(int fd, Deadline deadline, const FrameHeaderCheck& check) {
   uint8_t raw[wire::kHeaderSize];
   Status st = ReadAllFd(fd, raw, sizeof raw, deadline);
   if (!st.ok()) return st.error();
   auto h = DecodeHeader(raw);  // validated before anything is allocated
   if (!h.ok()) return h.error();
+  if (check) {
+    st = check(h.value());
+    if (!st.ok()) return st.error();
+  }
   Frame f;
   f.header = h.value();
   f.payload.resize(f.header.payload_len);

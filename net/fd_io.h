@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 
 #include "migratefs/status.h"
 #include "net/frame.h"
@@ -30,5 +31,11 @@ void TunePeerSocket(int fd);
 // Reads one frame, validating the header before reading the payload and the checksum
 // after. Errors: kPeerUnreachable (I/O), kTooLarge / kBadRequest (invalid frame).
 Result<Frame> ReadFrameFd(int fd, Deadline deadline);
+
+// The same, for a reader that wants fewer frames than wire.h allows (the handshake
+// takes four small types only): `check` sees the decoded header before a byte of the
+// payload is read or allocated, and its error is returned as is.
+using FrameHeaderCheck = std::function<Status(const FrameHeader&)>;
+Result<Frame> ReadFrameFd(int fd, Deadline deadline, const FrameHeaderCheck& check);
 
 }  // namespace migratefs::net

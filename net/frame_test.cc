@@ -156,7 +156,7 @@ TEST(FrameTest, HelloCodec) {
 }
 
 TEST(FrameTest, OpenAndErrorCodecs) {
-  const std::string s = EncodeOpenImage({1ull << 33, 524288, "dir/vm.img"});
+  const std::string s = EncodeOpenImage({1ull << 33, 524288, "dir/vm.img", "", ""});
   auto d = DecodeOpenImage(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d.value().size, 1ull << 33);

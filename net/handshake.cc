@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,6 +19,7 @@ namespace migratefs::net {
 using wire::FrameType;
 
 namespace {
+
 
 Error AuthFailed(std::string msg) { return MakeError(errc::kAuthFailed, std::move(msg)); }
 
@@ -30,28 +32,66 @@ Status SendFrame(int fd, FrameType type, std::string_view payload, Deadline dead
 
 // Sends an Error frame (best effort) and returns the same error for the caller.
 Error Refuse(int fd, Error e, Deadline deadline) {
-  FrameHeader h;
-  h.type = FrameType::kError;
-  const std::string f = EncodeFrame(h, EncodeErrorPayload(e));
+  const std::string f = EncodeHandshakeError(e);
   (void)WriteAllFd(fd, f.data(), f.size(), deadline);
   return e;
 }
 
-// Reads the next handshake frame; an Error frame from the peer becomes our error.
-Result<Frame> Expect(int fd, FrameType want, Deadline deadline) {
-  auto f = ReadFrameFd(fd, deadline);
+uint32_t HandshakePayloadLimit(FrameType t) {
+  switch (t) {
+    case FrameType::kHello:
+    case FrameType::kChallenge:
+      return wire::kHelloPayloadSize;
+    case FrameType::kAuth:
+      return wire::kMacSize;
+    case FrameType::kError:
+      return kMaxHandshakeErrorPayload;
+    default:
+      return 0;
+  }
+}
+
+// Admits only `want` or an Error frame, within the handshake's limits (see handshake.h),
+// judged on the header alone.
+FrameHeaderCheck OnlyHandshakeFrame(FrameType want) {
+  return [want](const FrameHeader& h) -> Status {
+    if (h.type != want && h.type != FrameType::kError) {
+      return MakeError(errc::kBadRequest, std::string("handshake: expected ") + FrameTypeName(want) + ", got a " +
+                                              FrameTypeName(h.type) + " frame announcing " +
+                                              std::to_string(h.payload_len) + " payload bytes");
+    }
+    const uint32_t max = HandshakePayloadLimit(h.type);
+    if (h.payload_len > max) {
+      return MakeError(errc::kTooLarge, std::string("handshake: ") + FrameTypeName(h.type) + " payload of " +
+                                            std::to_string(h.payload_len) + " bytes exceeds the handshake limit of " +
+                                            std::to_string(max));
+    }
+    return OkStatus();
+  };
+}
+
+// Reads the next handshake frame, which must be `want`. An Error frame from the peer
+// becomes our error, with *from_peer set (so the server does not answer it).
+Result<Frame> Expect(int fd, FrameType want, Deadline deadline, bool* from_peer = nullptr) {
+  if (from_peer) *from_peer = false;
+  auto f = ReadFrameFd(fd, deadline, OnlyHandshakeFrame(want));
   if (!f.ok()) return f.error();
   const Frame& fr = f.value();
   if (fr.header.type == FrameType::kError) {
     Error err = DecodeErrorPayload(fr.payload.data(), fr.payload.size());
     err.message = "peer refused the handshake: " + err.message;
+    if (from_peer) *from_peer = true;
     return err;
   }
-  if (fr.header.type != want) {
-    return MakeError(errc::kBadRequest, std::string("handshake: expected ") + FrameTypeName(want) + ", got " +
-                                            FrameTypeName(fr.header.type));
-  }
   return f;
+}
+
+// A server's answer to a failed read: a protocol violation is explained to the peer
+// (wire.h: Error frame, then close); I/O errors and the peer's own Error frame are not.
+Error ServerReadFailed(int fd, Error e, bool from_peer, Deadline deadline) {
+  const bool violation = e.code == errc::kBadRequest || e.code == errc::kTooLarge;
+  if (violation && !from_peer) return Refuse(fd, std::move(e), deadline);
+  return e;
 }
 
 bool RandomNonce(uint8_t* out) { return RAND_bytes(out, static_cast<int>(wire::kNonceSize)) == 1; }
@@ -65,6 +105,16 @@ std::string_view View(const std::vector<uint8_t>& v) {
 }
 
 }  // namespace
+
+std::string EncodeHandshakeError(const Error& e) {
+  Error cut = e;
+  cut.code.resize(std::min<size_t>(cut.code.size(), 255));
+  const size_t room = kMaxHandshakeErrorPayload - 2 - cut.code.size();
+  if (cut.message.size() > room) cut.message.resize(room);
+  FrameHeader h;
+  h.type = FrameType::kError;
+  return EncodeFrame(h, EncodeErrorPayload(cut));
+}
 
 std::string HandshakeMac(std::string_view key, std::string_view label, std::string_view a, std::string_view b) {
   std::string msg;
@@ -122,12 +172,13 @@ Result<HandshakeResult> RunClientHandshake(int fd, std::string_view key, Deadlin
   return r;
 }
 
-Result<HandshakeResult> RunServerHandshake(int fd, std::string_view key, Deadline deadline) {
-  auto hf = ReadFrameFd(fd, deadline);
-  if (!hf.ok()) return hf.error();
-  if (hf.value().header.type != FrameType::kHello) {
-    return Refuse(fd, MakeError(errc::kBadRequest, "handshake: expected hello"), deadline);
-  }
+
+Result<HandshakeResult> RunServerHandshake(int fd, std::string_view key, Deadline deadline,
+                                           HandshakeMonitor* monitor) {
+  bool from_peer = false;
+  auto hf = Expect(fd, FrameType::kHello, deadline, &from_peer);
+  if (!hf.ok()) return ServerReadFailed(fd, hf.error(), from_peer, deadline);
+  if (monitor) monitor->OnFrameRead();
   auto hp = DecodeHello(hf.value().payload.data(), hf.value().payload.size());
   if (!hp.ok()) return Refuse(fd, hp.error(), deadline);
   const HelloPayload& h = hp.value();
@@ -153,22 +204,28 @@ Result<HandshakeResult> RunServerHandshake(int fd, std::string_view key, Deadlin
   c.features = h.features & wire::kFeaturesSupported;
   c.auth_mode = h.auth_mode;
   if (!RandomNonce(c.nonce)) return Refuse(fd, MakeError(errc::kInternal, "RAND_bytes failed"), deadline);
+  HandshakeResult r{version, c.features, keyed};
+  if (!keyed && monitor) {  // insecure: the challenge is the last word, admit before it
+    Status a = monitor->Admit();
+    if (!a.ok()) return Refuse(fd, a.error(), deadline);
+  }
   const std::string challenge_bytes = EncodeHello(c);
   Status st = SendFrame(fd, FrameType::kChallenge, challenge_bytes, deadline);
   if (!st.ok()) return st.error();
-  HandshakeResult r{version, c.features, keyed};
   if (!keyed) return r;
 
-  auto af = ReadFrameFd(fd, deadline);
-  if (!af.ok()) return af.error();
-  if (af.value().header.type != FrameType::kAuth) {
-    return Refuse(fd, MakeError(errc::kBadRequest, "handshake: expected auth"), deadline);
-  }
+  auto af = Expect(fd, FrameType::kAuth, deadline, &from_peer);
+  if (!af.ok()) return ServerReadFailed(fd, af.error(), from_peer, deadline);
+  if (monitor) monitor->OnFrameRead();
   const std::string_view hello_bytes = View(hf.value().payload);
   const std::string want = HandshakeMac(key, wire::kClientLabel, hello_bytes, challenge_bytes);
   if (want.size() != wire::kMacSize) return Refuse(fd, MakeError(errc::kInternal, "HMAC-SHA256 failed"), deadline);
   if (!MacEquals(want, af.value().payload)) {
     return Refuse(fd, AuthFailed("peer failed to prove it knows the pre-shared key (wrong key?)"), deadline);
+  }
+  if (monitor) {
+    Status a = monitor->Admit();
+    if (!a.ok()) return Refuse(fd, a.error(), deadline);
   }
   const std::string mine = HandshakeMac(key, wire::kServerLabel, hello_bytes, challenge_bytes);
   st = SendFrame(fd, FrameType::kAuth, mine, deadline);

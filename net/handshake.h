@@ -31,12 +31,43 @@ struct HandshakeResult {
 
 // Runs the client side on a connected socket. `key` empty = no key (the peer must run
 // insecure). Errors: kAuthFailed (any key mismatch or refusal, message says which),
-// kPeerUnreachable (I/O, timeout), kBadRequest (not a migratefs peer / bad version).
+// kPeerUnreachable (I/O, timeout), kBadRequest (not a migratefs peer / bad version /
+// a frame the handshake does not take), kTooLarge (a handshake frame over its limit).
 Result<HandshakeResult> RunClientHandshake(int fd, std::string_view key, Deadline deadline);
 
+// Until the handshake is over, each side reads nothing but the handshake frame it
+// expects next or an Error frame, each no larger than its own small limit below
+// (hello/challenge: wire::kHelloPayloadSize, auth: wire::kMacSize). Anything else is
+// refused from its 48-byte header, before a byte of payload is read or allocated, and
+// ends the handshake at once (kBadRequest for a wrong type, kTooLarge for a payload
+// over the limit): a stranger cannot make a daemon reserve 16 MiB by announcing it.
+inline constexpr uint32_t kMaxHandshakeErrorPayload = 4096;
+
+// An Error frame (request id 0) that a peer still in its handshake accepts: the
+// message is cut to fit kMaxHandshakeErrorPayload.
+std::string EncodeHandshakeError(const Error& e);
+
+// Follows one server handshake and decides whether its peer may become a session
+// (PeerServer uses it to tell strangers from admitted peers). Called on the thread
+// running the handshake.
+class HandshakeMonitor {
+ public:
+  virtual ~HandshakeMonitor() = default;
+  // A handshake frame from the peer has just been read (it may still be refused): the
+  // peer is getting on. Called with no lock held, before the frame is examined; must
+  // be cheap and must not block.
+  virtual void OnFrameRead() = 0;
+  // The peer proved it knows the key (insecure: both sides agreed on none) and is
+  // about to be told it is in. An error refuses it: it is sent to the peer and
+  // returned by the handshake.
+  virtual Status Admit() = 0;
+};
+
 // Runs the server side. `key` empty means insecure (the caller checks that insecure
-// was asked for). On refusal it sends an Error frame saying why before returning.
-Result<HandshakeResult> RunServerHandshake(int fd, std::string_view key, Deadline deadline);
+// was asked for). On refusal it sends an Error frame saying why before returning,
+// also for a frame refused from its header. `monitor` may be null.
+Result<HandshakeResult> RunServerHandshake(int fd, std::string_view key, Deadline deadline,
+                                           HandshakeMonitor* monitor = nullptr);
 
 // HMAC-SHA256(key, label || a || b). Exposed for tests.
 std::string HandshakeMac(std::string_view key, std::string_view label, std::string_view a, std::string_view b);

@@ -6,11 +6,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <future>
+#include <new>
 #include <thread>
 
 #include "net/frame.h"
 #include "net/peer_test_util.h"
+
+// Largest single operator-new request while g_track_allocs is set: lets a test show
+// that a hostile length in a frame header was never allocated.
+static std::atomic<bool> g_track_allocs{false};
+static std::atomic<size_t> g_largest_alloc{0};
+
+// noinline: once inlined, GCC pairs the free() below with a new-expression and warns.
+__attribute__((noinline)) void* operator new(size_t n) {
+  if (g_track_allocs.load(std::memory_order_relaxed)) {
+    size_t cur = g_largest_alloc.load(std::memory_order_relaxed);
+    while (n > cur && !g_largest_alloc.compare_exchange_weak(cur, n)) {
+    }
+  }
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace migratefs::net {
 namespace {
@@ -171,6 +192,95 @@ TEST(HandshakeTest, StalledPeerTimesOut) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, errc::kPeerUnreachable);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
+// The header of a data frame claiming 16 MiB, sent where the hello belongs. Only the
+// header is ever written: a server that waited for the payload would sit until its
+// deadline.
+std::string HugeDataHeader() {
+  FrameHeader h;
+  h.type = FrameType::kData;
+  h.length = wire::kMaxDataLength;
+  h.payload_len = wire::kMaxDataLength;
+  uint8_t raw[wire::kHeaderSize];
+  EncodeHeaderWithPayloadHash(h, 0, raw);  // the checksum does not matter: never reached
+  return std::string(reinterpret_cast<char*>(raw), sizeof raw);
+}
+
+// Waits for a handshake running in `f`; if it is still blocked after `limit`, shuts
+// the socket down so it returns (and the test fails on the elapsed time instead of
+// hanging).
+Result<HandshakeResult> GetOrUnblock(std::future<Result<HandshakeResult>>& f, int fd,
+                                     std::chrono::seconds limit) {
+  if (f.wait_for(limit) != std::future_status::ready) ::shutdown(fd, SHUT_RDWR);
+  return f.get();
+}
+
+// Before authentication the server reads nothing but handshake frames; a data header
+// announcing 16 MiB is refused from its 48 bytes, at once, without allocating the
+// payload (64 such connections used to pin 1 GiB for the handshake timeout).
+TEST(HandshakeTest, DataFrameBeforeAuthIsRefusedFromItsHeader) {
+  Pair p;
+  const auto t0 = std::chrono::steady_clock::now();
+  g_largest_alloc = 0;
+  g_track_allocs = true;
+  auto sf = std::async(std::launch::async,
+                       [&] { return RunServerHandshake(p.s, "key", t0 + std::chrono::seconds(20)); });
+  const std::string hdr = HugeDataHeader();
+  ASSERT_TRUE(WriteAllFd(p.c, hdr.data(), hdr.size(), Soon()).ok());
+  auto s = GetOrUnblock(sf, p.s, std::chrono::seconds(10));
+  g_track_allocs = false;
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, errc::kBadRequest) << s.error().message;
+  EXPECT_NE(s.error().message.find("data"), std::string::npos) << s.error().message;
+  EXPECT_LT(elapsed, std::chrono::seconds(5));  // generous: it needs no wait at all
+  EXPECT_LT(g_largest_alloc.load(), size_t{1} << 20) << "the announced payload was allocated";
+  // The peer is told why before the connection ends.
+  auto reply = ReadFrameFd(p.c, Soon());
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  ASSERT_EQ(reply.value().header.type, FrameType::kError);
+  const Error e = DecodeErrorPayload(reply.value().payload.data(), reply.value().payload.size());
+  EXPECT_EQ(e.code, errc::kBadRequest) << e.message;
+}
+
+// The same refusal for an allowed handshake type whose payload exceeds the handshake's
+// own limit: an error frame is tiny during the handshake, not the 64 KiB of wire.h.
+TEST(HandshakeTest, LargeErrorFrameBeforeAuthIsRefusedFromItsHeader) {
+  Pair p;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto sf = std::async(std::launch::async,
+                       [&] { return RunServerHandshake(p.s, "key", t0 + std::chrono::seconds(20)); });
+  FrameHeader h;
+  h.type = FrameType::kError;
+  h.payload_len = wire::kMaxErrorPayload;
+  uint8_t raw[wire::kHeaderSize];
+  EncodeHeaderWithPayloadHash(h, 0, raw);
+  ASSERT_TRUE(WriteAllFd(p.c, raw, sizeof raw, Soon()).ok());
+  auto s = GetOrUnblock(sf, p.s, std::chrono::seconds(10));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, errc::kTooLarge) << s.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// A hostile server gets the same treatment from the client: a data header in place of
+// the challenge ends the handshake at once.
+TEST(HandshakeTest, ClientRefusesDataFrameInPlaceOfChallenge) {
+  Pair p;
+  const auto t0 = std::chrono::steady_clock::now();
+  g_largest_alloc = 0;
+  g_track_allocs = true;
+  auto cf = std::async(std::launch::async,
+                       [&] { return RunClientHandshake(p.c, "key", t0 + std::chrono::seconds(20)); });
+  ASSERT_TRUE(ReadFrameFd(p.s, Soon()).ok());  // the client's hello
+  const std::string hdr = HugeDataHeader();
+  ASSERT_TRUE(WriteAllFd(p.s, hdr.data(), hdr.size(), Soon()).ok());
+  auto c = GetOrUnblock(cf, p.c, std::chrono::seconds(10));
+  g_track_allocs = false;
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, errc::kBadRequest) << c.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_LT(g_largest_alloc.load(), size_t{1} << 20);
 }
 
 TEST(HandshakeTest, LoadKeyFile) {

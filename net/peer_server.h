@@ -18,8 +18,15 @@ struct PeerServerOptions {
   bool insecure = false;
   int src_dirfd = -1;     // received images are created under this directory only
   // Added by the protocol work (defaults are what the daemon wants):
-  unsigned max_sessions = 64;                        // further connections get Error(busy)
-  std::chrono::milliseconds handshake_timeout{5000}; // a peer that stalls before auth is dropped
+  // Authenticated sessions at once; a further peer is refused with Error(busy) once
+  // it has proved its key. Connections still in their handshake do not count.
+  unsigned max_sessions = 64;
+  // Connections not authenticated yet, of each kind at once: silent ones (sent
+  // nothing yet) and talking ones (mid-handshake). A newcomer of a kind beyond this
+  // pushes one of its kind out (see "Admission" below).
+  unsigned max_unauthenticated = 64;
+  // A connection that has not authenticated this long after its accept is dropped.
+  std::chrono::milliseconds handshake_timeout{5000};
   // An image held by a session whose peer sent nothing for this long may be taken over
   // by a new connection that opens it (a source reconnecting after a cut link while
   // the old socket is still half-open here); an active holder answers busy.
@@ -44,6 +51,30 @@ class ReceiveObserver {
   virtual Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) { return OkStatus(); }
 };
 
+// Admission: why strangers cannot keep a real peer out, nor pin the daemon's memory.
+// - A connection is a stranger until its handshake has verified the peer's proof of
+//   the key (insecure: until it sent a valid hello). Strangers and sessions are
+//   counted apart: max_sessions bounds authenticated sessions only, so no number of
+//   strangers makes a peer that proves its key hear busy.
+// - A silent stranger (has sent nothing yet) waits in the acceptor's event loop: one
+//   descriptor, no thread, no session. With its first bytes it becomes a talking
+//   stranger: it gets its session thread, whose handshake reads only small handshake
+//   frames (handshake.h). Either way a stranger has handshake_timeout from its accept
+//   to authenticate.
+// - Each kind has its own cap, max_unauthenticated. A newcomer beyond it is not
+//   refused: it pushes out one stranger of its own kind, chosen among those from the
+//   source address holding the most of them, the one that has gone longest without
+//   progress (accept, first bytes, each handshake frame read). So silent floods only
+//   ever displace each other; a flood from one address displaces its own connections
+//   before anyone else's; and a real peer, which sends its hello at once and
+//   authenticates within milliseconds, is displaced only if max_unauthenticated newer
+//   strangers of its kind make progress between two of its steps. Refusing the
+//   newcomer instead would let a flood that came first keep every later peer out, as
+//   when strangers held sessions.
+// - Out of resources (accept failing with EMFILE/ENFILE/ENOBUFS/ENOMEM, no descriptor
+//   for a session's event loop, no thread): the connection concerned is refused
+//   (resource_exhausted, when it can still be told), accepting pauses for 200 ms, and
+//   everything else carries on. No exception leaves the acceptor or a session thread.
 class PeerServer {
  public:
   virtual ~PeerServer() = default;  // stops: closes the listener and every session

@@ -517,7 +517,7 @@ TEST_F(PeerTest, HugeLengthAfterHandshakeDropsConnection) {
   FrameHeader h;
   h.type = wire::FrameType::kOpenImage;
   h.request_id = 1;
-  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "raw.img"}));
+  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "raw.img", "", ""}));
   ASSERT_TRUE(WriteAllFd(fd, f.data(), f.size(), Soon()).ok());
   auto ack = ReadFrameFd(fd, Soon());
   ASSERT_TRUE(ack.ok());
@@ -562,7 +562,7 @@ TEST_F(PeerTest, BadChecksumDropsConnectionWithoutWriting) {
   FrameHeader h;
   h.type = wire::FrameType::kOpenImage;
   h.request_id = 1;
-  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "cs.img"}));
+  std::string f = EncodeFrame(h, EncodeOpenImage({1 << 20, kBlock, "cs.img", "", ""}));
   ASSERT_TRUE(WriteAllFd(fd, f.data(), f.size(), Soon()).ok());
   auto ack = ReadFrameFd(fd, Soon());
   ASSERT_TRUE(ack.ok());

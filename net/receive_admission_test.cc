@@ -21,7 +21,9 @@ class ReceiveAdmissionTest : public ::testing::Test {
   ReceiveFile Existing(const std::string& name, const std::string& identity = "") {
     const int fd = ::open((dir_ / name).c_str(), O_CREAT | O_RDWR, 0600);
     EXPECT_GE(fd, 0);
-    if (!identity.empty()) EXPECT_EQ(WriteImageIdentity(fd, identity), 0);
+    if (!identity.empty()) {
+      EXPECT_EQ(WriteImageIdentity(fd, identity), 0);
+    }
     ::close(fd);
     auto f = OpenReceiveFile(dirfd_, name);
     EXPECT_TRUE(f.ok());

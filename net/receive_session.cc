@@ -25,6 +25,7 @@
 #include "net/frame.h"
 #include "net/handshake.h"
 #include "net/image_name.h"
+#include "net/log_throttle.h"
 #include "net/range_order.h"
 #include "net/receive_admission.h"
 #include "net/receive_file.h"
@@ -85,7 +86,8 @@ bool CanWriteDirect(const Op* op) {
 
 class ReceiveSession::Impl final : public ImageHolder {
  public:
-  Impl(int fd, const SessionConfig& cfg) : fd_(fd), cfg_(cfg), sock_(io_), ev_(io_), linger_(io_) {}
+  Impl(int fd, const SessionConfig& cfg, HandshakeMonitor* monitor)
+      : fd_(fd), cfg_(cfg), monitor_(monitor), sock_(io_), ev_(io_), linger_(io_) {}
 
   ~Impl() {
     if (fd_ >= 0 && !sock_.is_open()) ::close(fd_);
@@ -98,9 +100,14 @@ class ReceiveSession::Impl final : public ImageHolder {
       phase_ = Phase::kHandshake;
     }
     TunePeerSocket(fd_);
-    auto hs = RunServerHandshake(fd_, cfg_.key, std::chrono::steady_clock::now() + cfg_.handshake_timeout);
+    auto hs = RunServerHandshake(fd_, cfg_.key, std::chrono::steady_clock::now() + cfg_.handshake_timeout, monitor_);
     if (!hs.ok()) {
-      spdlog::warn("peer server: handshake refused: {}: {}", hs.error().code, hs.error().message);
+      // Under a flood of strangers this is thousands a second: one line per 10 s.
+      static LogThrottle refused_log;
+      if (const uint64_t n = refused_log.Note(); n > 0) {
+        spdlog::warn("peer server: handshake refused: {}: {}{}", hs.error().code, hs.error().message,
+                     n > 1 ? " (and " + std::to_string(n - 1) + " more since the last such line)" : "");
+      }
       return;
     }
     if (int r = io_uring_queue_init(cfg_.ring_depth, &ring_, 0); r < 0) {
@@ -808,6 +815,7 @@ class ReceiveSession::Impl final : public ImageHolder {
 
   int fd_;
   const SessionConfig cfg_;
+  HandshakeMonitor* const monitor_;
   asio::io_context io_;
   tcp::socket sock_;
   asio::posix::stream_descriptor ev_;
@@ -842,12 +850,18 @@ class ReceiveSession::Impl final : public ImageHolder {
   std::string hash_reply_;
 };
 
-ReceiveSession::ReceiveSession(int fd, const SessionConfig& cfg) : impl_(std::make_unique<Impl>(fd, cfg)) {}
+ReceiveSession::ReceiveSession(int fd, const SessionConfig& cfg, HandshakeMonitor* monitor)
+    : impl_(std::make_unique<Impl>(fd, cfg, monitor)) {}
 ReceiveSession::~ReceiveSession() = default;
 
 void ReceiveSession::Run() {
+  // Cleanup (wait for the disk, release the images, close the socket) runs however
+  // Run ends; an exception is logged by the caller's thread after that.
+  struct CleanupOnExit {
+    Impl* impl;
+    ~CleanupOnExit() { impl->Cleanup(); }
+  } cleanup{impl_.get()};
   impl_->Run();
-  impl_->Cleanup();
 }
 
 void ReceiveSession::Stop() { impl_->Stop(); }

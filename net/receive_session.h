@@ -25,6 +25,7 @@
 #include <string>
 #include <utility>
 
+#include "net/handshake.h"
 #include "net/peer_server.h"
 #include "net/receiving_set.h"
 
@@ -54,8 +55,10 @@ struct SessionConfig {
 
 class ReceiveSession {
  public:
-  // Takes ownership of the connected socket `fd`.
-  ReceiveSession(int fd, const SessionConfig& cfg);
+  // Takes ownership of the connected socket `fd`. `monitor` (may be null, must outlive
+  // the session) hears of the handshake's progress and may refuse the peer once it is
+  // authenticated (net/handshake.h; the PeerServer's admission control).
+  ReceiveSession(int fd, const SessionConfig& cfg, HandshakeMonitor* monitor = nullptr);
   ~ReceiveSession();
   ReceiveSession(const ReceiveSession&) = delete;
   ReceiveSession& operator=(const ReceiveSession&) = delete;

@@ -3,7 +3,10 @@
 // into a disk they did not create, requests that block the control socket, leaks that
 // take the daemon down. Real daemons, real mounts; every test that migrates ends with
 // a byte-for-byte comparison.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +14,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <atomic>
+#include <cstring>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "tests/migration_fixture.h"
@@ -200,6 +206,56 @@ TEST_F(MigrationSafetyTest, StartOfFifoIsRefusedAtOnce) {
   EXPECT_EQ(r["error"].value("code", ""), "invalid_argument") << r.dump();
   auto list = a_->Request({{"op", "list"}}, 5s);
   EXPECT_TRUE(list.value("ok", false)) << list.dump();
+}
+
+// Issue 15/17.2: a flood of silent and garbage connections at the target's peer port
+// cannot starve a real migration: it completes and ends identical while the flood runs.
+TEST_F(MigrationSafetyTest, PeerPortFloodDoesNotStarveARealMigration) {
+  StartDaemons();
+  WritePatternFile(a_->Src("flood.img"), 32 * kMiB, 11);
+  const int port = std::stoi(target_addr_.substr(target_addr_.find(':') + 1));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> opened{0};
+  std::vector<std::thread> flooders;
+  for (int t = 0; t < 4; t++) {
+    flooders.emplace_back([&, t] {
+      std::vector<int> held;
+      for (uint64_t i = 0; !stop.load(); i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(uint16_t(port));
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+          opened++;
+          // Half stay silent; the others send garbage, some a data header for 16 MiB.
+          if ((i + t) % 2) {
+            char junk[48];
+            memset(junk, int(i), sizeof junk);
+            (void)!write(fd, junk, sizeof junk);
+          }
+          held.push_back(fd);
+        } else if (fd >= 0) {
+          close(fd);
+        }
+        if (held.size() > 200) {
+          close(held.front());
+          held.erase(held.begin());
+        }
+      }
+      for (int fd : held) close(fd);
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return opened.load() > 500; }, 20s));
+  std::string id = StartMigration({"flood.img"});
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 60s)) << Progress(id).dump();
+  auto fin = a_->Request({{"op", "finish"}, {"id", id}});
+  stop = true;
+  for (auto& f : flooders) f.join();
+  ASSERT_TRUE(fin.value("ok", false)) << fin.dump();
+  EXPECT_GT(opened.load(), 1000u) << "the flood was too small to mean anything";
+  EXPECT_TRUE(FilesEqual(a_->Src("flood.img"), b_->Src("flood.img")));
+  std::cout << "flood: " << opened.load() << " hostile connections during the migration\n";
 }
 
 size_t EnvOr(const char* name, size_t fallback) {
