@@ -79,8 +79,9 @@ class VmOpsTest : public MigrationTest {
     for (auto& [what, v] : mig) {
       printf("%-28s %-22s %9.3f %9.3f %9.3f %9.3f %9.3f\n", "", what.c_str(), Percentile(idle[what], 0.5),
              Percentile(idle[what], 0.99), Percentile(v, 0.5), Percentile(v, 0.99), Percentile(v, 1.0));
-      EXPECT_LE(Percentile(v, 1.0), bound_ms) << when << " (" << phase << "): " << what
-                                              << " waited for the migration";
+      // Generous, and relative to the idle image too: a busy disk slows both alike.
+      const double limit = std::max(bound_ms, 4 * Percentile(idle[what], 1.0));
+      EXPECT_LE(Percentile(v, 1.0), limit) << when << " (" << phase << "): " << what << " waited for the migration";
     }
     fflush(stdout);
   }
@@ -107,7 +108,7 @@ TEST_F(VmOpsTest, ResizeFallocateAndFsyncNeverWaitForNetworkTokens) {
   a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
   ASSERT_TRUE(WaitForPhase(*a_, id, "mirror", 60s));
   a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 100}});
-  Compare("mirror, 100 KB/s", id, mig, idle, 500);
+  Compare("mirror, 100 KB/s", id, mig, idle, 2000);
   close(mig);
   close(idle);
   a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
