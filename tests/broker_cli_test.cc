@@ -1,12 +1,15 @@
 // The broker and scheduler binaries refuse malformed input files with exit status 2
-// and a message that names the file and the offending field (no root needed).
+// and a message that names the file and the offending field (no root needed); the
+// scheduler's `rates` command (seed 000) reproduces the paper's table and names bad options.
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -126,6 +129,76 @@ TEST_F(BrokerCli, SchedulerWithUnreachableBrokersReportsAndExits1) {
                     Write("tasks.toml", kTask) + " --topology " + topology_ + " --rpc-timeout 0.5 --timeout 2");
   EXPECT_EQ(out.exit_code, 1) << out.output;
   EXPECT_NE(out.output.find("\"not_submitted\""), std::string::npos) << out.output;
+}
+
+// `rates` (seed 000, eq. 6-8): the paper's 5-VM row with n = 3, JSON and text forms.
+std::vector<double> JsonRates(const std::string& out) {
+  std::vector<double> rates;
+  size_t at = out.find("\"rates_mbps\":[");
+  if (at == std::string::npos) return rates;
+  const char* p = out.c_str() + at + 14;
+  while (*p && *p != ']') {
+    char* end = nullptr;
+    rates.push_back(std::strtod(p, &end));
+    if (end == p) break;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return rates;
+}
+
+std::string Rates(const std::string& args) { return std::string(MIGRATEFS_SCHEDULER_BINARY) + " rates " + args; }
+
+TEST(SchedulerRates, ReproducesTheSeedTable) {
+  Outcome out = RunCommand(Rates("--capacity-mbps 125 --dirty-mbps 10.24 --rounds 3 "
+                                 "--sizes-mb 609.86,617.66,859.44,805.48,576.72 --json"));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  std::vector<double> rates = JsonRates(out.output);
+  const std::vector<double> seed = {24.02, 24.12, 26.92, 26.34, 23.58};
+  ASSERT_EQ(rates.size(), seed.size()) << out.output;
+  for (size_t j = 0; j < seed.size(); ++j) EXPECT_NEAR(rates[j], seed[j], 0.5) << out.output;
+  EXPECT_NE(out.output.find("\"total_s\":226.8"), std::string::npos) << out.output;
+
+  Outcome text = RunCommand(Rates("--capacity-mbps 125 --dirty-mbps 10.24 --rounds 3 --sizes-mb 500.02,479.92,904.72"));
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  for (const char* want : {"rate_MB/s", "38.54", "37.94", "48.52", "total_s 58.402"})
+    EXPECT_NE(text.output.find(want), std::string::npos) << want << "\n" << text.output;
+}
+
+TEST(SchedulerRates, TakesOneDirtyRatePerMigration) {
+  Outcome out = RunCommand(Rates("--capacity-mbps 100 --dirty-mbps 5,0,0 --rounds 2 --sizes-mb 0,400,100 --json"));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  std::vector<double> rates = JsonRates(out.output);
+  ASSERT_EQ(rates.size(), 3u) << out.output;
+  EXPECT_NEAR(rates[0], 5, 1e-9);  // nothing left: its dirty rate
+  EXPECT_NEAR(rates[1], 2 * rates[2], 1e-6);  // D = 0: r ~ sqrt(V)
+  EXPECT_NEAR(rates[0] + rates[1] + rates[2], 100, 1e-6);
+}
+
+TEST(SchedulerRates, BadInputNamesTheFieldAndExits2) {
+  const std::string ok_d = "--dirty-mbps 10 ", ok_n = "--rounds 3 ", ok_v = "--sizes-mb 100,200 ", ok_r = "--capacity-mbps 125 ";
+  struct Case {
+    std::string args, names;
+  };
+  for (const Case& c : {Case{ok_r + "--dirty-mbps 40,50 " + ok_n + "--sizes-mb 1,2,3", "--dirty-mbps: 2 values for 3"},
+                        Case{"--capacity-mbps 100 --dirty-mbps 50 " + ok_n + ok_v, "--dirty-mbps: no feasible allocation"},
+                        Case{"--capacity-mbps 100 --dirty-mbps 60,50 " + ok_n + ok_v, "no feasible allocation"},
+                        Case{"--capacity-mbps 0 " + ok_d + ok_n + ok_v, "--capacity-mbps"},
+                        Case{"--capacity-mbps -1 " + ok_d + ok_n + ok_v, "--capacity-mbps"},
+                        Case{"--capacity-mbps fast " + ok_d + ok_n + ok_v, "--capacity-mbps"},
+                        Case{ok_r + ok_d + ok_n + "--sizes-mb 100,-200", "--sizes-mb: value 2"},
+                        Case{ok_r + ok_d + ok_n + "--sizes-mb 100,,200", "--sizes-mb: value 2 is empty"},
+                        Case{ok_r + ok_d + ok_n + "--sizes-mb ,", "--sizes-mb: value 1 is empty"},
+                        Case{ok_r + "--dirty-mbps -3 " + ok_n + ok_v, "--dirty-mbps: value 1"},
+                        Case{ok_r + ok_d + "--rounds 0 " + ok_v, "--rounds"},
+                        Case{ok_r + ok_d + "--rounds 1.5 " + ok_v, "--rounds"}}) {
+    Outcome out = RunCommand(Rates(c.args + " --json"));
+    EXPECT_EQ(out.exit_code, 2) << c.args << "\n" << out.output;
+    EXPECT_NE(out.output.find(c.names), std::string::npos) << c.args << "\n" << out.output;
+    EXPECT_EQ(out.output.find("rates_mbps"), std::string::npos) << out.output;
+  }
+  Outcome missing = RunCommand(Rates(ok_r + ok_d + ok_n));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.output.find("--sizes-mb"), std::string::npos) << missing.output;
 }
 
 }  // namespace

@@ -1,16 +1,25 @@
 // migratefs-scheduler: the Migrations Scheduler of seed 004 as a one-shot command.
 //   migratefs-scheduler submit --tasks FILE --topology FILE --keyfile KEY [--no-wait]
 //   migratefs-scheduler plan   --tasks FILE --topology FILE
+//   migratefs-scheduler rates  --capacity-mbps R --dirty-mbps D[,D...] --rounds n
+//                              --sizes-mb V1,V2,... [--json]
 // `plan` prints paths and shared sections; `submit` hands each task to its source
-// broker, waits for the outcome and prints the JSON report. Exit status: 0 every
-// deadline met, 1 some task missed or failed, 2 bad input.
+// broker, waits for the outcome and prints the JSON report; `rates` prints seed 000's
+// optimal rates for migrations sharing one link (broker/policy/rate_allocation.h).
+// Exit status: 0 every deadline met (rates: solved), 1 some task missed or failed,
+// 2 bad input (rates: also no feasible allocation).
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "broker/daemon/broker_config.h"
+#include "broker/policy/rate_allocation.h"
 #include "broker/scheduler/plan.h"
 #include "broker/scheduler/runner.h"
 
@@ -25,6 +34,99 @@ double WallNow() {
 int Fail(const std::string& message) {
   std::fprintf(stderr, "migratefs-scheduler: %s\n", message.c_str());
   return 2;
+}
+
+// `rates`: everything is read as text so that every refusal names its option.
+constexpr double kMB = 1e6;  // 1 MB = 10^6 bytes, as in seed 000's table
+
+std::string Trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// A finite decimal number, the whole text; false otherwise.
+bool ParseNumber(const std::string& text, double* out) {
+  std::string t = Trim(text);
+  if (t.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  if (errno != 0 || end != t.c_str() + t.size() || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+// "a,b,c" -> numbers; the message names the option and the element.
+std::string ParseList(const std::string& option, const std::string& text, std::vector<double>* out) {
+  out->clear();
+  size_t start = 0;
+  for (size_t k = 1;; ++k) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    double v = 0;
+    if (Trim(item).empty()) return option + ": value " + std::to_string(k) + " is empty";
+    if (!ParseNumber(item, &v)) return option + ": value " + std::to_string(k) + " (\"" + Trim(item) + "\") is not a number";
+    if (v < 0) return option + ": value " + std::to_string(k) + " (" + Trim(item) + ") must be >= 0";
+    out->push_back(v);
+    if (comma == std::string::npos) return "";
+    start = comma + 1;
+  }
+}
+
+struct RatesArgs {
+  std::string capacity, dirty, rounds, sizes;
+  bool json = false;
+};
+
+int RunRates(const RatesArgs& args) {
+  namespace pol = migratefs::policy;
+  double capacity = 0;
+  if (!ParseNumber(args.capacity, &capacity) || !(capacity > 0))
+    return Fail("--capacity-mbps: must be a number > 0 (got \"" + args.capacity + "\")");
+  std::vector<double> sizes, dirty;
+  if (std::string e = ParseList("--sizes-mb", args.sizes, &sizes); !e.empty()) return Fail(e);
+  if (std::string e = ParseList("--dirty-mbps", args.dirty, &dirty); !e.empty()) return Fail(e);
+  if (dirty.size() != 1 && dirty.size() != sizes.size())
+    return Fail("--dirty-mbps: " + std::to_string(dirty.size()) + " values for " + std::to_string(sizes.size()) +
+                " sizes (give one for all or one per migration)");
+  double rounds = 0;
+  if (!ParseNumber(args.rounds, &rounds) || rounds != std::floor(rounds) || rounds < 1 || rounds > pol::kMaxRounds)
+    return Fail("--rounds: must be a whole number 1.." + std::to_string(pol::kMaxRounds) + " (got \"" + args.rounds +
+                "\")");
+  double dirty_sum = 0;
+  for (size_t j = 0; j < sizes.size(); ++j) dirty_sum += dirty.size() == 1 ? dirty[0] : dirty[j];
+  if (dirty_sum >= capacity) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "--dirty-mbps: no feasible allocation: the dirty rates add up to %g MB/s, not below "
+                  "--capacity-mbps %g (every rate must exceed its dirty rate)",
+                  dirty_sum, capacity);
+    return Fail(buf);
+  }
+  pol::RateProblem problem;
+  problem.capacity_bps = capacity * kMB;
+  for (double v : sizes) problem.size_bytes.push_back(v * kMB);
+  for (double d : dirty) problem.dirty_bps.push_back(d * kMB);
+  problem.rounds = static_cast<int>(rounds);
+  auto solved = pol::AllocateRates(problem);
+  if (!solved) return Fail(solved.error().message);  // the checks above make this unreachable
+  const pol::RateAllocation& a = solved.value();
+  if (args.json) {
+    nlohmann::json out;
+    out["rates_mbps"] = nlohmann::json::array();
+    for (double r : a.rates_bps) out["rates_mbps"].push_back(r / kMB);
+    out["total_s"] = a.total_s;
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("%-9s %12s %12s %12s\n", "migration", "size_MB", "dirty_MB/s", "rate_MB/s");
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    std::printf("%-9zu %12.2f %12.2f %12.2f%s\n", j + 1, sizes[j], dirty.size() == 1 ? dirty[0] : dirty[j],
+                a.rates_bps[j] / kMB, a.at_floor[j] ? "  (at its dirty rate: the optimum wants less)" : "");
+  }
+  std::printf("total_s %.3f (pre-copy %.3f + final phase %.3f), %d rounds, capacity %g MB/s\n", a.total_s,
+              a.precopy_s, a.downtime_s, problem.rounds, capacity);
+  return 0;
 }
 
 }  // namespace
@@ -49,7 +151,16 @@ int main(int argc, char** argv) {
   submit->add_option("--timeout", options.timeout_s, "stop waiting after this many seconds (default: latest deadline + 120)");
   submit->add_option("--output,-o", output, "write the report here instead of stdout");
   submit->add_flag("--no-wait", no_wait, "submit only");
+  RatesArgs rates_args;
+  CLI::App* rates = app.add_subcommand("rates", "seed 000: optimal rates for migrations sharing one link");
+  rates->add_option("--capacity-mbps", rates_args.capacity, "link capacity R, MB/s (1 MB = 10^6 bytes)")->required();
+  rates->add_option("--dirty-mbps", rates_args.dirty, "dirty rate D, MB/s: one for all, or a comma list, one per migration")
+      ->required();
+  rates->add_option("--rounds", rates_args.rounds, "n: rounds 0..n-1 pre-copy, round n final phase")->required();
+  rates->add_option("--sizes-mb", rates_args.sizes, "data left per migration, MB, comma-separated")->required();
+  rates->add_flag("--json", rates_args.json, "print {\"rates_mbps\":[...],\"total_s\":...}");
   CLI11_PARSE(app, argc, argv);
+  if (rates->parsed()) return RunRates(rates_args);
 
   auto topology = Topology::Load(topology_path);
   if (!topology) return Fail(topology.error().message);

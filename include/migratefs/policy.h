@@ -13,6 +13,10 @@
 //
 // Every interpretation of the paper that this code commits to is listed in
 // broker/policy/README.md ("Ambiguities and our choices").
+//
+// The same library also holds the rate allocation of seed 000 (several migrations on
+// one link, one optimal rate each): AllocateRates() in broker/policy/rate_allocation.h,
+// included below; README "Rate allocation (seed 000)".
 #pragma once
 
 #include <cstdint>
@@ -21,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/policy/rate_allocation.h"
 #include "migratefs/status.h"
 
 namespace migratefs::policy {
