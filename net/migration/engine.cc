@@ -63,6 +63,16 @@ std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
       ++it;
       continue;
     }
+    // A failed migration stays for kFailedGrace, so that a cancel can still tell the
+    // target to remove (or keep) its partial copy; cancelled and released ones go now.
+    if (m.Info().progress.phase == phase::kFailed) {
+      auto seen = failed_since_.emplace(it->first, now).first;
+      if (now - seen->second < kFailedGrace) {
+        ++it;
+        continue;
+      }
+    }
+    failed_since_.erase(it->first);
     ended_[it->first] = Ended{m.Info(), now};
     ended_order_.push_back(it->first);
     dead.push_back(std::move(it->second));
@@ -189,7 +199,8 @@ Status Engine::Finish(const std::string& id) {
 }
 
 Status Engine::Cancel(const std::string& id, bool keep_partial) {
-  // Idempotent: an ended migration has nothing left to stop.
+  // Idempotent: an ended migration has nothing left to stop (a failed one is kept for
+  // kFailedGrace, and a cancel within it still cleans up the target).
   if (EndedIn(id, phase::kCancelled) || EndedIn(id, phase::kFailed)) return OkStatus();
   Status st = With<Status>(id, [&](Migration& m) { return m.Cancel(keep_partial); });
   RetireEnded();  // its descriptors close now, not at the janitor's next round

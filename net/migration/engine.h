@@ -22,14 +22,17 @@
 namespace migratefs::migration {
 
 // Ended migrations (cancelled, failed, finished and released) give back every
-// descriptor and thread at once (cancel and release) or within kJanitorPeriod (a
-// failure); what `list` and `status` show of them is kept for the last kKeepEnded of
-// them, at most kKeepEndedFor. `status` of an older one says it was forgotten.
+// descriptor and thread at once (cancel and release) or kFailedGrace after a failure
+// (until then a cancel can still remove the target's partial copy; its threads have
+// ended, it holds only its image descriptors); what `list` and `status` show of them
+// is kept for the last kKeepEnded of them, at most kKeepEndedFor. `status` of an older
+// one says it was forgotten.
 class Engine : public MigrationService {
  public:
   static constexpr size_t kKeepEnded = 100;
   static constexpr std::chrono::hours kKeepEndedFor{1};
   static constexpr std::chrono::seconds kJanitorPeriod{1};
+  static constexpr std::chrono::minutes kFailedGrace{10};
 
   // ctx.completer and ctx.events are created and owned by the engine if null.
   explicit Engine(MigrationContext ctx);
@@ -102,6 +105,7 @@ class Engine : public MigrationService {
   std::map<std::string, RestoredFence> restored_;  // guarded by mu_
   std::map<std::string, Ended> ended_;             // guarded by mu_
   std::deque<std::string> ended_order_;            // ids of ended_, oldest first
+  std::map<std::string, std::chrono::steady_clock::time_point> failed_since_;  // guarded by mu_
   bool janitor_stop_ = false;                      // guarded by mu_
   std::condition_variable janitor_cv_;
   std::thread janitor_;  // last: starts after everything above exists
