@@ -4,6 +4,7 @@
 #include <linux/openat2.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -125,6 +126,11 @@ void CloseReceiveFile(ReceiveFile& f, bool unlink_created) {
   if (f.direct_fd >= 0) ::close(f.direct_fd);
   if (f.parent_fd >= 0) ::close(f.parent_fd);
   f.fd = f.direct_fd = f.parent_fd = -1;
+}
+
+uint64_t FreeBytes(int fd) {
+  struct statvfs vfs {};
+  return ::fstatvfs(fd, &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
 }
 
 bool CreatedByMigration(int fd) {

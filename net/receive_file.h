@@ -59,6 +59,9 @@ void CloseReceiveFile(ReceiveFile& f, bool unlink_created);
 Status PrepareReceiveFile(const ReceiveFile& f, const std::string& name, uint64_t size, bool resume,
                           const std::string& identity);
 
+// Bytes available to this process on the file system holding `fd` (0 if unknown).
+uint64_t FreeBytes(int fd);
+
 // Whether a migration created this file (kCreatedXattr is set).
 bool CreatedByMigration(int fd);
 

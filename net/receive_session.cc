@@ -7,7 +7,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -525,9 +524,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
     if (Status st = MakeReceiveFileWritable(f, o.name); !st.ok()) return refuse(st.error());
     if (Status st = PrepareReceiveFile(f, o.name, o.size, resume, o.identity); !st.ok()) return refuse(st.error());
-    struct statvfs vfs {};
-    const uint64_t free_bytes = ::fstatvfs(f.fd, &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
-    const OpenReplyPayload reply{!f.created, f.size_before, free_bytes};
+    const OpenReplyPayload reply{!f.created, f.size_before, FreeBytes(f.fd)};
     auto img = std::make_unique<Image>();
     img->handle = next_handle_++;
     img->name = o.name;
@@ -752,8 +749,7 @@ class ReceiveSession::Impl final : public ImageHolder {
     }
     if (err == ENOSPC || err == EDQUOT) {
       // The root cause, named as such: the source backs off instead of resending.
-      struct statvfs vfs {};
-      const uint64_t free_bytes = ::fstatvfs(img->fd, &vfs) == 0 ? uint64_t(vfs.f_bavail) * vfs.f_frsize : 0;
+      const uint64_t free_bytes = FreeBytes(img->fd);
       spdlog::warn("peer server: {} of {}: {}; {} bytes free", what, img->name, ErrnoText(err), free_bytes);
       return MakeError(errc::kTargetFull, what + " of " + img->name + " on the target: " + ErrnoText(err) + "; " +
                                               std::to_string(free_bytes) + " bytes free there");

@@ -65,7 +65,8 @@ std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
     }
     // A failed migration stays for kFailedGrace, so that a cancel can still tell the
     // target to remove (or keep) its partial copy; cancelled and released ones go now.
-    if (m.Info().progress.phase == phase::kFailed) {
+    MigrationInfo info = m.Info();
+    if (info.progress.phase == phase::kFailed) {
       auto seen = failed_since_.emplace(it->first, now).first;
       if (now - seen->second < kFailedGrace) {
         ++it;
@@ -73,7 +74,7 @@ std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
       }
     }
     failed_since_.erase(it->first);
-    ended_[it->first] = Ended{m.Info(), now};
+    ended_[it->first] = Ended{std::move(info), now};
     ended_order_.push_back(it->first);
     dead.push_back(std::move(it->second));
     it = migrations_.erase(it);
