@@ -14,6 +14,7 @@ namespace migratefs::fs {
 struct File {
   File(Inode& inode, int fd, int flags) : inode(inode), fd(fd), flags(flags) {}
   ~File() {
+    if (cached_writer) inode.cached_writers.fetch_sub(1, std::memory_order_relaxed);
     close(fd);
     int b = buffered_fd.load();
     if (b >= 0) close(b);
@@ -29,6 +30,8 @@ struct File {
   // O_DIRECT only: offset/length/memory alignment the backing file needs
   // (statx STATX_DIOALIGN; 4096 when the kernel does not say).
   uint32_t dio_align = 4096;
+  // Counted in inode.cached_writers (set once by AttachFile).
+  bool cached_writer = false;
   // O_DIRECT only: a second fd without O_DIRECT, opened on first need, for requests
   // that cannot be aligned (see direct_io.h).
   std::atomic<int> buffered_fd{-1};

@@ -47,6 +47,10 @@ void Fs::StoreKernelSize(dev_t dev, ino_t ino) {
   ::close(fd);
 }
 
+void Fs::WriteBackKernelPages(fuse_ino_t id, off_t from) {
+  if (se_ != nullptr) fuse_lowlevel_notify_inval_inode(se_, id, from, 0);
+}
+
 const fuse_lowlevel_ops& LowLevelOps() {
   // POSIX byte-range locks (getlk/setlk) are deliberately absent: without them the
   // kernel keeps fcntl/OFD locks on the mount itself, with correct per-owner

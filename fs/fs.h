@@ -41,6 +41,13 @@ class Fs {
   // kernel's size to the end of the stored range: the one way to move it while the
   // kernel keeps the inode. Stale pages are dropped by the Detach that follows.
   void StoreKernelSize(dev_t dev, ino_t ino);
+  // Makes the kernel write back its dirty pages of node `id` from `from` to EOF, and
+  // waits until they have reached us (FUSE_NOTIFY_INVAL_INODE: the kernel launders
+  // each dirty page, sending a WRITE that another worker serves, before dropping it).
+  // Clean cached pages of that range are dropped too. May be called from a request
+  // handler only if that request holds no page lock of the file (lseek holds the
+  // inode lock only, which writeback does not take).
+  void WriteBackKernelPages(fuse_ino_t id, off_t from);
 
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,10 @@ struct Inode {
   const ino_t ino;
   const mode_t type;  // S_IFMT bits; a backing inode never changes type
   HookCell hook{nullptr};
+  // Opens through the mount that may leave dirty pages in the kernel's writeback
+  // cache (writable and not FOPEN_DIRECT_IO). While it is non-zero, SRC alone cannot
+  // say where the file's data is (see op_lseek.cc).
+  std::atomic<int> cached_writers{0};
   uint64_t nlookup = 0;  // guarded by InodeTable's lock
   // The last name the kernel learnt this inode by (guarded by InodeTable's lock):
   // lets the daemon tell the kernel to drop its cached dentry and inode.

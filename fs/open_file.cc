@@ -47,6 +47,9 @@ File* AttachFile(Inode& in, int fd, int backing_flags, fuse_file_info* fi) {
     // FOPEN_DIRECT_IO: the kernel keeps this open's data out of the FUSE page cache
     // and passes every read and write to us, so O_DIRECT keeps its meaning.
     fi->direct_io = 1;
+  } else if (OpensForWrite(fi->flags)) {
+    f->cached_writer = true;
+    in.cached_writers.fetch_add(1, std::memory_order_relaxed);
   }
   // Drop cached pages on open: SRC can change behind the mount (the migration
   // receiver writes images there), and stale pages would survive otherwise.
