@@ -129,6 +129,17 @@ class PeerClientImpl final : public PeerClient {
 
   Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size, bool resume,
                                 const ImageOrigin& origin) override {
+    return Open(name, size, block_size,
+                static_cast<uint16_t>((resume ? wire::kFlagResume : 0) | (origin.overwrite ? wire::kFlagOverwrite : 0)),
+                origin);
+  }
+
+  Result<OpenedImage> OpenForVerify(const std::string& name, uint32_t block_size, const ImageOrigin& origin) override {
+    return Open(name, 0, block_size, wire::kFlagVerify, origin);
+  }
+
+  Result<OpenedImage> Open(const std::string& name, uint64_t size, uint32_t block_size, uint16_t flags,
+                           const ImageOrigin& origin) {
     Status v = ValidateImageName(name);
     if (!v.ok()) return v.error();
     if (size > wire::kMaxImageSize) return MakeError(errc::kInvalidArgument, "image size over the protocol limit");
@@ -137,7 +148,7 @@ class PeerClientImpl final : public PeerClient {
     }
     FrameHeader h;
     h.type = FrameType::kOpenImage;
-    h.flags = static_cast<uint16_t>((resume ? wire::kFlagResume : 0) | (origin.overwrite ? wire::kFlagOverwrite : 0));
+    h.flags = flags;
     if (origin.identity.size() > wire::kMaxIdentityLength) {
       return MakeError(errc::kInvalidArgument, "image identity longer than " +
                                                    std::to_string(wire::kMaxIdentityLength) + " bytes");

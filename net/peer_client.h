@@ -73,6 +73,12 @@ class PeerClient {
   // which daemon sends it (so a start to itself is refused: target_is_self).
   virtual Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size,
                                         bool resume, const ImageOrigin& origin = {}) = 0;
+  // Opens the target's existing copy of `name` read-only for HashBlocks only: nothing
+  // on the target changes (no claim, no marks, local writers stay allowed), so it works
+  // after FinishImage, when the VM may already run there. Refused with target_exists
+  // if the copy carries another identity than origin.identity, not_found if absent.
+  virtual Result<OpenedImage> OpenForVerify(const std::string& name, uint32_t block_size,
+                                            const ImageOrigin& origin = {}) = 0;
 
   // Waits until `bytes` more payload fits the window, the timeout passes, or the
   // connection dies. Returns true when the caller may send.

@@ -293,14 +293,14 @@ void ReceiveSession::Impl::Done(Op* op, int err) {
 
 void ReceiveSession::Impl::CloseImage(Image* img) {
   CloseFds(img);  // before the release, as in Cleanup
-  if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
+  if (cfg_.receiving && !img->verify_only) cfg_.receiving->Release(img->dev, img->ino, this);
   images_.erase(img->handle);
 }
 
 void ReceiveSession::Impl::CloseFds(Image* img) {
   ::close(img->fd);
   if (img->direct_fd >= 0) ::close(img->direct_fd);
-  ::close(img->parent_fd);
+  if (img->parent_fd >= 0) ::close(img->parent_fd);
 }
 
 }  // namespace migratefs::net

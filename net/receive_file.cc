@@ -57,7 +57,7 @@ std::string ErrnoText(int err) {
   return std::string(name ? name : "errno " + std::to_string(err)) + " (" + std::strerror(err) + ")";
 }
 
-Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name) {
+Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name, bool may_create) {
   Status v = ValidateImageName(name);
   if (!v.ok()) return v.error();
   std::string parent;
@@ -68,9 +68,9 @@ Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name) {
   // O_NONBLOCK keeps the open itself from blocking on a FIFO or device node; it is
   // cleared below once we know the file is regular.
   const uint64_t flags = O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
-  f.created = f.writable = true;
-  f.fd = OpenBeneath(f.parent_fd, f.base, flags | O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (f.fd < 0 && errno == EEXIST) {
+  f.created = f.writable = may_create;
+  f.fd = may_create ? OpenBeneath(f.parent_fd, f.base, flags | O_RDWR | O_CREAT | O_EXCL, 0600) : -1;
+  if (!may_create || (f.fd < 0 && errno == EEXIST)) {
     f.created = f.writable = false;
     f.fd = OpenBeneath(f.parent_fd, f.base, flags | O_RDONLY, 0);
   }

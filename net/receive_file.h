@@ -43,8 +43,9 @@ struct ReceiveFile {
 // A file this call creates is open O_RDWR at once. An existing file is opened
 // read-only (and non-blocking, so a FIFO cannot hang the open): nothing can be written
 // to it before the caller has admitted it (receive_admission.h) and called
-// MakeReceiveFileWritable.
-Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name);
+// MakeReceiveFileWritable. Without `may_create` only an existing file is opened
+// (read-only; kNotFound if there is none): for verify.
+Result<ReceiveFile> OpenReceiveFile(int src_dirfd, const std::string& name, bool may_create = true);
 
 // Reopens fd O_RDWR (if it is not yet) and opens direct_fd, both through
 // /proc/self/fd, so they are the very same inode as the admitted fd. Error: kIo.

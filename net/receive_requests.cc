@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/image_identity.h"
 #include "net/image_name.h"
 #include "net/receive_admission.h"
 #include "net/receive_file.h"
@@ -50,6 +51,11 @@ void ReceiveSession::Impl::HandleImageOp(const FrameHeader& h, PayloadBuffer pay
   Image* img = it->second.get();
   if (img->closing) {
     SendError(h.request_id, MakeError(errc::kWrongState, "image " + img->name + " is being finished or aborted"));
+    return;
+  }
+  if (img->verify_only && h.type != FrameType::kHashRequest) {
+    SendError(h.request_id, MakeError(errc::kWrongState, img->name + " is open for verify only: " +
+                                                             FrameTypeName(h.type) + " refused"));
     return;
   }
   const uint16_t allowed_flags = h.type == FrameType::kAbortImage ? wire::kFlagKeepPartial : 0;
@@ -131,7 +137,9 @@ void ReceiveSession::Impl::HandleOpen(const FrameHeader& h, const uint8_t* paylo
     return;
   }
   const OpenImagePayload& o = op.value();
-  auto r = OpenImage(o, (h.flags & wire::kFlagResume) != 0, (h.flags & wire::kFlagOverwrite) != 0);
+  auto r = (h.flags & wire::kFlagVerify) != 0
+               ? OpenForVerify(o)
+               : OpenImage(o, (h.flags & wire::kFlagResume) != 0, (h.flags & wire::kFlagOverwrite) != 0);
   if (!r.ok()) {
     spdlog::warn("peer server: open_image refused: {}: {}", r.error().code, r.error().message);
     SendError(h.request_id, r.error());
@@ -140,7 +148,7 @@ void ReceiveSession::Impl::HandleOpen(const FrameHeader& h, const uint8_t* paylo
   SendAck(h.request_id, r.value().first, EncodeOpenReply(r.value().second));
 }
 
-Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(const OpenImagePayload& o, bool resume, bool overwrite) {
+Status ReceiveSession::Impl::CheckOpenRequest(const OpenImagePayload& o) const {
   Status v = ValidateImageName(o.name);
   if (!v.ok()) return v.error();
   if (o.block_size < wire::kMinBlockSize || o.block_size > wire::kMaxBlockSize) {
@@ -154,6 +162,11 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(co
     return MakeError(errc::kTargetIsSelf, "the target of " + o.name +
                                               " is the source daemon itself; nothing was changed");
   }
+  return OkStatus();
+}
+
+Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(const OpenImagePayload& o, bool resume, bool overwrite) {
+  if (Status st = CheckOpenRequest(o); !st.ok()) return st.error();
   auto opened = OpenReceiveFile(cfg_.src_dirfd, o.name);
   if (!opened.ok()) return opened.error();
   ReceiveFile f = opened.value();
@@ -196,6 +209,37 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(co
   img->ino = f.ino;
   img->block_size = o.block_size;
   if (cfg_.observer) cfg_.observer->OnReceiving(img->name, img->dev, img->ino);
+  const uint32_t handle = img->handle;
+  images_.emplace(handle, std::move(img));
+  return std::make_pair(handle, reply);
+}
+
+// A verify open (kFlagVerify) looks at a copy without touching it: no claim in the
+// receiving set, no admission of writers, no marks, no observer calls. The VM may
+// already run on it (after finish), so it is opened read-only and only HashRequest
+// is served; its hashes are a snapshot of whatever the copy holds when asked.
+Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenForVerify(const OpenImagePayload& o) {
+  if (Status st = CheckOpenRequest(o); !st.ok()) return st.error();
+  auto opened = OpenReceiveFile(cfg_.src_dirfd, o.name, /*may_create=*/false);
+  if (!opened.ok()) return opened.error();
+  ReceiveFile f = opened.value();
+  const std::string have = ReadImageIdentity(f.fd);
+  if (!o.identity.empty() && !have.empty() && have != o.identity) {
+    CloseReceiveFile(f, false);
+    return MakeError(errc::kTargetExists, o.name + " on the target is another image (identity " + have +
+                                              ", the source's is " + o.identity + "): nothing to verify");
+  }
+  const OpenReplyPayload reply{true, f.size_before, FreeBytes(f.fd)};
+  auto img = std::make_unique<Image>();
+  img->handle = next_handle_++;
+  img->name = o.name;
+  img->fd = f.fd;
+  img->parent_fd = f.parent_fd;
+  img->base = f.base;
+  img->dev = f.dev;
+  img->ino = f.ino;
+  img->block_size = o.block_size;
+  img->verify_only = true;
   const uint32_t handle = img->handle;
   images_.emplace(handle, std::move(img));
   return std::make_pair(handle, reply);

@@ -114,7 +114,7 @@ void ReceiveSession::Impl::Cleanup() {
     // Descriptors first: whoever takes the image over next checks that no one else
     // has it open for writing (receive_admission.h).
     CloseFds(img.get());
-    if (cfg_.receiving) cfg_.receiving->Release(img->dev, img->ino, this);
+    if (cfg_.receiving && !img->verify_only) cfg_.receiving->Release(img->dev, img->ino, this);
   }
   images_.clear();
   boost::system::error_code ec;

@@ -39,6 +39,7 @@ struct Image {
   ino_t ino = 0;
   uint32_t block_size = 0;
   bool closing = false;  // finish/abort accepted: no further requests
+  bool verify_only = false;  // opened with kFlagVerify: read-only, HashRequest only, never claimed
   RangeOrder order;
 };
 
@@ -91,6 +92,8 @@ class ReceiveSession::Impl final : public ImageHolder {
   void HandleFrame(const FrameHeader& h, PayloadBuffer payload);
   void HandleImageOp(const FrameHeader& h, PayloadBuffer payload);
   void HandleOpen(const FrameHeader& h, const uint8_t* payload);
+  Status CheckOpenRequest(const OpenImagePayload& o) const;
+  Result<std::pair<uint32_t, OpenReplyPayload>> OpenForVerify(const OpenImagePayload& o);
   Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume, bool overwrite);
 
   // disk side (receive_disk.cc)

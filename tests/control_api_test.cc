@@ -4,6 +4,7 @@
 // bytes moved, verify finding a corrupted block, events in order.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -157,6 +158,40 @@ TEST_F(ControlApiTest, VerifyFindsABlockCorruptedOnTheTarget) {
   EXPECT_EQ(bad["mismatches"][0].value("offset", uint64_t(0)), 5u * 512 * 1024);
   EXPECT_EQ(bad["mismatches"][0].value("length", uint64_t(0)), 512u * 1024);
   EXPECT_EQ(bad["mismatches"][0].value("image", ""), "v.img");
+}
+
+// After finish the target has closed its handles (the VM may run there): verify opens
+// the copy read-only over a connection of its own, changes nothing there, and never
+// leaks an internal handle into an error.
+TEST_F(ControlApiTest, VerifyAfterFinishComparesTheCopies) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vf.img"), 8 * kMiB, 37);
+  std::string id = StartMigration({"vf.img"});
+  FinishAndCompare(id, {"vf.img"});
+  auto clean = a_->Request({{"op", "verify"}, {"id", id}});
+  ASSERT_TRUE(clean.value("ok", false)) << clean.dump();
+  EXPECT_TRUE(clean.value("identical", false)) << clean.dump();
+  EXPECT_EQ(clean.value("blocks_compared", 0), 16);
+  // The target's copy is the VM's now: writable through its mount, with no mark left.
+  int wfd = open(b_->Mnt("vf.img").c_str(), O_RDWR);
+  ASSERT_GE(wfd, 0) << "verify left the target copy locked: " << strerror(errno);
+  ASSERT_EQ(pwrite(wfd, "Y", 1, 3 * 512 * 1024 + 5), 1);
+  ASSERT_EQ(fsync(wfd), 0);
+  close(wfd);
+  char mark[64];
+  EXPECT_LT(getxattr(b_->Src("vf.img").c_str(), "user.migratefs.state", mark, sizeof mark), 0);
+  auto moved = a_->Request({{"op", "verify"}, {"id", id}});
+  ASSERT_TRUE(moved.value("ok", false)) << moved.dump();
+  EXPECT_FALSE(moved.value("identical", true));
+  ASSERT_EQ(moved["mismatches"].size(), 1u) << moved.dump();
+  EXPECT_EQ(moved["mismatches"][0].value("offset", uint64_t(0)), 3u * 512 * 1024);
+  // No copy there at all: a clear error naming the image.
+  ASSERT_EQ(unlink(b_->Src("vf.img").c_str()), 0);
+  auto gone = a_->Request({{"op", "verify"}, {"id", id}});
+  EXPECT_FALSE(gone.value("ok", true)) << gone.dump();
+  EXPECT_EQ(gone["error"].value("code", ""), "not_found") << gone.dump();
+  EXPECT_NE(gone["error"].value("message", "").find("vf.img"), std::string::npos) << gone.dump();
+  EXPECT_EQ(gone["error"].value("message", "").find("handle"), std::string::npos) << gone.dump();
 }
 
 TEST_F(ControlApiTest, EventsArriveInOrder) {

@@ -88,8 +88,9 @@ constexpr bool IsKnownFrameType(uint16_t t) {
 // Flags.
 inline constexpr uint16_t kFlagResume = 1u << 0;       // OpenImage: keep an existing partial copy
 inline constexpr uint16_t kFlagOverwrite = 1u << 1;    // OpenImage: an existing file of another identity may be replaced
+inline constexpr uint16_t kFlagVerify = 1u << 2;       // OpenImage: open an existing copy read-only, for HashRequest only
 inline constexpr uint16_t kFlagKeepPartial = 1u << 0;  // AbortImage: keep the copy, marked incomplete
-inline constexpr uint16_t kFlagsKnownMask = 0x0003;    // any other bit set -> protocol error
+inline constexpr uint16_t kFlagsKnownMask = 0x0007;    // any other bit set -> protocol error
 
 // Sizes and limits.
 inline constexpr size_t kHeaderSize = 48;

@@ -114,6 +114,9 @@ class Migration {
   void Run();
   void RunGuarded();
   bool ConnectAndOpen(bool first);
+  // A connection of its own to the target (cancel and verify after the migration's
+  // connection is gone), carrying the migration's marking.
+  Result<std::unique_ptr<net::PeerClient>> ConnectAside();
   // "" if the target has room for the image, else the target_full reason to pause with.
   std::string RoomOnTarget(const ImageMigration& img, const net::PeerClient::OpenedImage& opened) const;
   void InitialCompare(ImageMigration& img, net::PeerClient& peer, bool target_has_copy);

@@ -141,11 +141,7 @@ Status Migration::Cancel(bool keep_partial) {
   // Tell the target what to do with its copy: over the live connection, or a fresh one.
   std::shared_ptr<net::PeerClient> peer = this->peer();
   if (!peer || !peer->alive()) {
-    net::PeerClientOptions opts;
-    opts.target = target_;
-    opts.key = ctx_->key;
-    opts.connect_timeout = milliseconds(2000);
-    auto c = ctx_->connect(opts);
+    auto c = ConnectAside();
     if (c.ok()) {
       peer = std::move(c.value());
       for (auto& img : images_) {
@@ -175,20 +171,50 @@ Status Migration::Cancel(bool keep_partial) {
   return OkStatus();
 }
 
+Result<std::unique_ptr<net::PeerClient>> Migration::ConnectAside() {
+  net::PeerClientOptions opts;
+  opts.target = target_;
+  opts.key = ctx_->key;
+  opts.connect_timeout = milliseconds(2000);
+  return ctx_->connect(opts);
+}
+
+// While the migration streams, verify asks over its own connection, so each hash
+// comes after every write sent before it. Once the target has closed its handles
+// (finished, cancelled, failed) or the link is down, it asks over a connection of its
+// own that opens the copies read-only (PeerClient::OpenForVerify): nothing on the
+// target changes, and after finish the VM may already be writing there (its writes
+// then show as mismatches: a snapshot, not a guarantee).
 Result<VerifyReport> Migration::Verify() {
   std::lock_guard<std::mutex> serial(finish_mu_);
   std::shared_ptr<net::PeerClient> peer = this->peer();
-  if (!peer || !peer->alive())
-    return MakeError(errc::kWrongState, "not connected to the target (phase " + Info().progress.phase + ")");
+  std::vector<uint32_t> handles;
+  if (!terminal() && peer && peer->alive()) {
+    for (auto& img : images_) handles.push_back(img->handle.load());
+  } else {
+    auto aside = ConnectAside();
+    if (!aside.ok()) {
+      return Error{aside.error().code, "verify: cannot reach the target " + target_ + ": " + aside.error().message};
+    }
+    peer = std::move(aside.value());
+    for (auto& img : images_) {
+      auto opened = peer->OpenForVerify(img->name(), uint32_t(ctx_->block_size), OriginOf(*img));
+      if (!opened.ok()) {
+        return Error{opened.error().code, "verify: " + opened.error().message};
+      }
+      handles.push_back(opened.value().handle);
+    }
+  }
   VerifyReport report;
   const uint64_t bs = ctx_->block_size;
   std::vector<char> buf(bs);
   constexpr uint64_t kBatch = 256;
-  for (auto& img : images_) {
+  for (size_t k = 0; k < images_.size(); k++) {
+    ImageMigration* img = images_[k].get();
     uint64_t blocks = img->BlocksFor(img->CurrentSize());
     for (uint64_t first = 0; first < blocks; first += kBatch) {
       uint64_t count = std::min(kBatch, blocks - first);
-      auto remote = peer->HashBlocks(img->handle.load(), first, count);
+      auto remote = peer->HashBlocks(handles[k], first, count);
       if (!remote.ok()) return remote.error();
       for (uint64_t i = 0; i < count && i < remote.value().size(); i++) {
         ssize_t n = ::pread(img->fd(), buf.data(), bs, off_t((first + i) * bs));
