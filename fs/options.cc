@@ -5,6 +5,8 @@
 #include <set>
 #include <string_view>
 
+#include "net/socket_marking.h"
+
 namespace migratefs::fs {
 namespace {
 
@@ -83,6 +85,20 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
       return "option 'block_size': " + value + " is not a power of two between 4096 (4K) and 67108864 (64M)";
     }
     o.block_size = v;
+    return "";
+  }
+  if (name == "dscp") {
+    if (auto e = need_value(); !e.empty()) return e;
+    auto v = net::ParseDscp(value);
+    if (!v.ok()) return "option 'dscp': " + v.error().message;
+    o.dscp = v.value();
+    return "";
+  }
+  if (name == "so_priority") {
+    if (auto e = need_value(); !e.empty()) return e;
+    auto v = net::ParseSocketPriority(value);
+    if (!v.ok()) return "option 'so_priority': " + v.error().message;
+    o.so_priority = v.value();
     return "";
   }
   if (name == "max_threads") {
@@ -218,6 +234,11 @@ migration service:
   insecure            allow listen= without keyfile= (testing only)
   block_size=BYTES    dirty-tracking block, a power of two from 4K to 64M
                       (suffixes K, M; default 512K)
+  dscp=NAME|N         DSCP of migration traffic: CS0..CS7, AF11..AF43, EF, DF,
+                      LE, VA or 0..63 (outgoing migrations, unless a start
+                      overrides it, and the replies on accepted peer connections)
+  so_priority=N       socket priority (skb->priority) of the same connections:
+                      0..6 (TC_PRIO_*), or an htb classid such as 0x10010 (1:10)
 
 FUSE:
   allow_other         let users other than root use the mount (permissions are

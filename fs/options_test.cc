@@ -86,6 +86,32 @@ TEST(Options, Rejects) {
   }
 }
 
+TEST(Options, PriorityMarking) {
+  auto unset = Parse({"/src", "/mnt"});
+  ASSERT_TRUE(unset.ok());
+  EXPECT_FALSE(unset.value().opts.dscp.has_value());
+  EXPECT_FALSE(unset.value().opts.so_priority.has_value());
+
+  auto named = Parse({"/src", "/mnt", "-o", "dscp=AF41,so_priority=6"});
+  ASSERT_TRUE(named.ok()) << named.error().message;
+  EXPECT_EQ(named.value().opts.dscp, uint8_t(34));
+  EXPECT_EQ(named.value().opts.so_priority, uint32_t(6));
+
+  auto numbers = Parse({"/src", "/mnt", "-o", "dscp=46,so_priority=0x10010"});
+  ASSERT_TRUE(numbers.ok()) << numbers.error().message;
+  EXPECT_EQ(numbers.value().opts.dscp, uint8_t(46));
+  EXPECT_EQ(numbers.value().opts.so_priority, uint32_t(0x10010));
+
+  for (const char* bad : {"dscp=AF44", "dscp=64", "dscp", "dscp=", "so_priority=-1", "so_priority=4294967296",
+                          "so_priority=high"}) {
+    auto r = Parse({"/src", "/mnt", "-o", bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, errc::kInvalidArgument) << bad;
+    const std::string name = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(r.error().message.find("'" + name + "'"), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(Options, ListenNeedsKeyOrInsecure) {
   auto r = Parse({"/src", "/mnt", "-o", "listen=:7000"});
   ASSERT_FALSE(r.ok());

@@ -92,26 +92,44 @@ class PeerClientImpl final : public PeerClient {
     auto eps = resolver.resolve(hp.value().host, hp.value().port, ec);
     if (ec) return MakeError(errc::kPeerUnreachable, "resolve " + opts_.target + ": " + ec.message());
 
-    bool done = false;
-    boost::system::error_code cec;
-    asio::async_connect(sock_, eps, [&](const boost::system::error_code& e, const tcp::endpoint&) {
-      cec = e;
-      done = true;
-    });
+    // One address after the other, within one deadline (what asio's range connect
+    // does), but each socket is opened and marked before its connect() so that the
+    // SYN already carries the DSCP and priority.
     const auto deadline = Clock::now() + opts_.connect_timeout;
-    while (!done && io_.run_one_until(deadline) > 0) {
-    }
-    if (!done) {
+    boost::system::error_code cec = asio::error::host_not_found;
+    for (const auto& entry : eps) {
       sock_.close(ec);
+      sock_.open(entry.endpoint().protocol(), cec);
+      if (cec) continue;
+      if (Status marked = ApplySocketMarking(sock_.native_handle(), opts_.marking); !marked.ok()) {
+        sock_.close(ec);
+        Error e = marked.error();
+        e.message = "marking the connection to " + opts_.target + ": " + e.message;
+        return e;
+      }
+      bool done = false;
+      sock_.async_connect(entry.endpoint(), [&](const boost::system::error_code& e) {
+        cec = e;
+        done = true;
+      });
+      while (!done && io_.run_one_until(deadline) > 0) {
+      }
+      if (!done) {
+        sock_.close(ec);
+        io_.restart();
+        io_.poll();  // let the aborted handler run (it refers to locals)
+        io_.restart();
+        return MakeError(errc::kPeerUnreachable,
+                         "connect to " + opts_.target + ": timed out after " +
+                             std::to_string(opts_.connect_timeout.count()) + " ms");
+      }
       io_.restart();
-      io_.poll();  // let the aborted handler run (it refers to locals)
-      io_.restart();
-      return MakeError(errc::kPeerUnreachable,
-                       "connect to " + opts_.target + ": timed out after " +
-                           std::to_string(opts_.connect_timeout.count()) + " ms");
+      if (!cec) break;
     }
-    io_.restart();
-    if (cec) return MakeError(errc::kPeerUnreachable, "connect to " + opts_.target + ": " + cec.message());
+    if (cec) {
+      sock_.close(ec);
+      return MakeError(errc::kPeerUnreachable, "connect to " + opts_.target + ": " + cec.message());
+    }
 
     TunePeerSocket(sock_.native_handle());
     auto hs = RunClientHandshake(sock_.native_handle(), opts_.key, Clock::now() + opts_.connect_timeout);

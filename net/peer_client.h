@@ -25,6 +25,7 @@
 
 #include "migratefs/status.h"
 #include "net/buffer_pool.h"
+#include "net/socket_marking.h"
 
 namespace migratefs::net {
 
@@ -34,6 +35,11 @@ struct PeerClientOptions {
   uint64_t max_inflight_bytes = 64ull << 20;  // flow control window: unacknowledged payload bytes
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds io_timeout{30000};  // a peer that acks nothing for this long is dead
+  // DSCP and socket priority of the connection (issue 12, item 3). Put on the socket
+  // before connect(), so every packet of it is marked, the SYN included. Unset fields
+  // leave the kernel's defaults. A marking the kernel refuses (EPERM for a priority
+  // above 6 without CAP_NET_ADMIN) fails Connect with kIo naming the option.
+  SocketMarking marking;
 };
 
 using AckFn = std::function<void(const Status&)>;

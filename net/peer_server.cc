@@ -155,6 +155,15 @@ class PeerServerImpl final : public PeerServer {
       acceptor_.open(ep.protocol(), ec);
     }
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) {
+      // The kernel copies a listener's TOS and priority into the SYN-ACK and into every
+      // socket accept() returns.
+      if (Status marked = ApplySocketMarking(acceptor_.native_handle(), opts_.marking); !marked.ok()) {
+        Error e = marked.error();
+        e.message = "listen on " + opts_.listen + ": " + e.message;
+        return e;
+      }
+    }
     if (!ec && ep.protocol() == tcp::v6() && hp.value().host.empty()) {
       acceptor_.set_option(asio::ip::v6_only(false), ec);
     }
@@ -276,6 +285,10 @@ class PeerServerImpl final : public PeerServer {
     boost::system::error_code ec;
     const tcp::endpoint ep = sock.remote_endpoint(ec);
     if (ec) return;  // reset before we got to it
+    // Inherited from the listener already; set again so that the marking does not rest
+    // on that (a no-op when it is already there). The listener took it, so this cannot
+    // be refused for lack of privilege.
+    (void)ApplySocketMarking(sock.native_handle(), opts_.marking);
     asio::ip::address source = ep.address();
     if (source.is_v6() && source.to_v6().is_v4_mapped()) {
       source = asio::ip::make_address_v4(asio::ip::v4_mapped, source.to_v6());

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "migratefs/status.h"
+#include "net/socket_marking.h"
 
 namespace migratefs::net {
 
@@ -35,6 +36,12 @@ struct PeerServerOptions {
   // OpenImage that carries it comes from this very process, a start to itself, and is
   // refused with target_is_self. Empty: no such check (tests of the server alone).
   std::string instance_id;
+  // DSCP and socket priority of what this side sends back (acks, hash replies, errors;
+  // issue 12, item 3). Put on the listening socket, so the SYN-ACKs are marked and
+  // accepted sockets inherit it, and once more on each accepted socket. The per-
+  // migration marking a source asks for in `start` is not known here: it marks only
+  // the source-to-target direction. A marking the kernel refuses fails Start.
+  SocketMarking marking;
 };
 
 // The daemon's reaction to images being received: it attaches a hook that refuses

@@ -19,6 +19,7 @@ namespace op {
 inline constexpr const char* kStart = "start";
 inline constexpr const char* kSetNetworkLimit = "set_network_limit";
 inline constexpr const char* kSetDiskLimit = "set_disk_limit";
+inline constexpr const char* kSetMirrorMode = "set_mirror_mode";
 inline constexpr const char* kQueryProgress = "query_progress";
 inline constexpr const char* kQueryCompletion = "query_completion";
 inline constexpr const char* kFinish = "finish";

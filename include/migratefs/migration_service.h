@@ -29,6 +29,17 @@ inline constexpr const char* kCancelled = "cancelled";
 inline constexpr const char* kFailed = "failed";
 }  // namespace phase
 
+// Phase 3's mirror (issue 12; net/migration/mirror_backlog.h). Synchronous: the VM's
+// write is acknowledged once the target applied it. Asynchronous: once it is on the
+// source disk and queued for the peer, while the queue stays under the high mark;
+// above it writes wait for the peer until the queue is below the low mark.
+struct MirrorMode {
+  bool async = false;
+  uint64_t backlog_max_bytes = 64ull << 20;
+  unsigned backlog_low_pct = 5;    // back to asynchronous below this share of max
+  unsigned backlog_high_pct = 70;  // synchronous from this share of max
+};
+
 struct StartRequest {
   std::vector<std::string> images;  // relative to SRC; one VM's disks
   std::string target;               // HOST:PORT of the peer daemon's listen=
@@ -41,6 +52,11 @@ struct StartRequest {
   // Skip the check that the target has room for the image's allocated bytes (it pauses
   // with target_full otherwise, and proceeds once there is room).
   bool force = false;
+  // Priority marking of this migration's peer connection (net/socket_marking.h);
+  // unset = the daemon's -o dscp= / so_priority= (which may be unset too: unmarked).
+  std::optional<uint8_t> dscp = std::nullopt;          // 0..63
+  std::optional<uint32_t> so_priority = std::nullopt;  // SO_PRIORITY
+  MirrorMode mirror;
 };
 
 enum class RateKind { kNetwork, kDisk };
@@ -61,6 +77,16 @@ struct Progress {
   double eta_s = -1;            // Expression 1 of seed 004; -1 = cannot converge at current rates
   uint64_t network_limit_kbps = 0;
   uint64_t disk_limit_kbps = 0;
+  // The marking the migration's peer connection carries (start's, else the daemon's);
+  // unset = not marked.
+  std::optional<uint8_t> dscp = std::nullopt;
+  std::optional<uint32_t> so_priority = std::nullopt;
+  // Phase 3's mirror: "sync", "async", or "async-throttled" (over the high mark:
+  // writes wait for the peer until the backlog is below the low mark).
+  std::string mirror_mode = "sync";
+  uint64_t backlog_bytes = 0;      // mirrored bytes queued or in flight, not yet acknowledged
+  uint64_t backlog_max_bytes = 0;  // 0 in sync mode
+  double mirror_sync_s = 0;        // time async writes spent waiting (over the high mark)
 };
 
 struct MigrationInfo {
@@ -95,6 +121,8 @@ class MigrationService {
   virtual Result<std::string> Start(const StartRequest& req) = 0;  // -> id "m1", "m2", ...
   virtual Status SetNetworkLimit(const std::string& id, uint64_t kbps) = 0;  // 0 = none
   virtual Status SetDiskLimit(const std::string& id, uint64_t kbps) = 0;     // 0 = none
+  // Phase 3's mirror, live: takes effect for the next write.
+  virtual Status SetMirrorMode(const std::string& id, const MirrorMode& mode) = 0;
   virtual Result<Progress> QueryProgress(const std::string& id, RateKind what) = 0;
   virtual Result<bool> QueryCompletion(const std::string& id) = 0;
   // Flush, fsync the target, stop mirroring, fence the source. Waits for the peer, so

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace migratefs {
@@ -20,6 +21,11 @@ struct MountOptions {
   bool insecure = false;    // insecure: allow listen= without a keyfile
   std::string metrics;      // metrics=HOST:PORT: read-only Prometheus endpoint ("" = none)
   uint64_t block_size = 512 * 1024;  // block_size=BYTES: dirty-tracking granularity (power of 2, 4 KiB..64 MiB)
+  // Priority marking of peer connections (net/socket_marking.h): the default of every
+  // migration this daemon sends (a start may override it) and of the peer sockets it
+  // accepts. Unset = the socket is left as the kernel made it.
+  std::optional<uint8_t> dscp;         // dscp=NAME|0..63 (CS0..CS7, AF11..AF43, EF, DF, LE, VA)
+  std::optional<uint32_t> so_priority;  // so_priority=N (0..6 unprivileged; an htb classid 0xMMMMmmmm works too)
 
   // FUSE tuning.
   bool allow_other = false;

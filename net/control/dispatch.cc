@@ -41,6 +41,7 @@ struct Executor {
                                                    : service.SetDiskLimit(c.id, c.kbps),
                       tag);
   }
+  json operator()(const SetMirrorModeCommand& c) { return FromStatus(service.SetMirrorMode(c.id, c.mode), tag); }
   json operator()(const QueryProgressCommand& c) {
     return FromResult(service.QueryProgress(c.id, c.what), tag, ProgressFields);
   }

@@ -72,6 +72,8 @@ Result<std::string> FakeMigrationService::Start(const StartRequest& req) {
   m.info.progress.phase = phase::kBulk;
   m.info.progress.network_limit_kbps = req.network_kbps;
   m.info.progress.disk_limit_kbps = req.disk_kbps;
+  m.info.progress.dscp = req.dscp;
+  m.info.progress.so_priority = req.so_priority;
   return id;
 }
 
@@ -81,6 +83,16 @@ Status FakeMigrationService::SetNetworkLimit(const std::string& id, uint64_t kbp
   Migration* m = Find(id);
   if (!m) return UnknownId(id);
   m->info.progress.network_limit_kbps = kbps;
+  return OkStatus();
+}
+
+Status FakeMigrationService::SetMirrorMode(const std::string& id, const MirrorMode& mode) {
+  Record("SetMirrorMode " + id + " " + (mode.async ? "async " + std::to_string(mode.backlog_max_bytes) : "sync"));
+  std::lock_guard<std::mutex> lock(mu_);
+  Migration* m = Find(id);
+  if (!m) return UnknownId(id);
+  m->info.progress.mirror_mode = mode.async ? "async" : "sync";
+  m->info.progress.backlog_max_bytes = mode.async ? mode.backlog_max_bytes : 0;
   return OkStatus();
 }
 

@@ -19,6 +19,7 @@ class FakeMigrationService : public MigrationService {
   Result<std::string> Start(const StartRequest& req) override;
   Status SetNetworkLimit(const std::string& id, uint64_t kbps) override;
   Status SetDiskLimit(const std::string& id, uint64_t kbps) override;
+  Status SetMirrorMode(const std::string& id, const MirrorMode& mode) override;
   Result<Progress> QueryProgress(const std::string& id, RateKind what) override;
   Result<bool> QueryCompletion(const std::string& id) override;
   Status Finish(const std::string& id) override;

@@ -114,6 +114,11 @@ std::string RenderMetrics(const std::vector<MigrationInfo>& migrations) {
        [](const MigrationInfo& m) { return double(m.progress.network_limit_kbps); }},
       {"migratefs_disk_limit_kbps", "gauge", "Disk-write limit, KB/s; 0 = none.",
        [](const MigrationInfo& m) { return double(m.progress.disk_limit_kbps); }},
+      {"migratefs_mirror_backlog_bytes", "gauge", "Mirrored bytes queued for the target, not yet acknowledged.",
+       [](const MigrationInfo& m) { return double(m.progress.backlog_bytes); }},
+      {"migratefs_mirror_synchronous_seconds", "counter",
+       "Time an asynchronous mirror made writes wait (backlog over its high mark).",
+       [](const MigrationInfo& m) { return m.progress.mirror_sync_s; }},
       {"migratefs_completed", "gauge", "1 once every block is on the target (phase 3).",
        [](const MigrationInfo& m) { return m.completed ? 1.0 : 0.0; }},
   };

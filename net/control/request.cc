@@ -7,6 +7,7 @@
 
 #include "migratefs/control_protocol.h"
 #include "net/control/host_port.h"
+#include "net/socket_marking.h"
 
 namespace migratefs::control {
 namespace {
@@ -68,6 +69,87 @@ class Fields {
     if (text == "network") return RateKind::kNetwork;
     if (text == "disk") return RateKind::kDisk;
     return InvalidArgument("field " + Quoted(key) + " must be \"network\" or \"disk\"");
+  }
+
+  // A DSCP: a name ("AF41") or a number 0..63, as a JSON string or integer
+  // (net/socket_marking.h). Absent: unset.
+  Result<std::optional<uint8_t>> OptionalDscp(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return std::optional<uint8_t>();
+    std::string text;
+    if (value->is_string()) {
+      text = value->get_ref<const std::string&>();
+    } else if (value->is_number_unsigned()) {
+      text = std::to_string(value->get<uint64_t>());
+    } else if (value->is_number_integer()) {
+      return InvalidArgument("field " + Quoted(key) + " must not be negative; a DSCP is 0..63 or a name (AF41, EF, CS6)");
+    } else {
+      return Mistyped(key, "a DSCP name (\"AF41\", \"EF\", \"CS6\") or a number 0..63", *value);
+    }
+    Result<uint8_t> dscp = net::ParseDscp(text);
+    if (!dscp) return InvalidArgument("field " + Quoted(key) + ": " + dscp.error().message);
+    return std::optional<uint8_t>(dscp.value());
+  }
+
+  // A socket priority: a JSON integer 0..4294967295. Absent: unset.
+  Result<std::optional<uint32_t>> OptionalSocketPriority(const char* key) {
+    const json* value = Find(key);
+    if (value == nullptr) return std::optional<uint32_t>();
+    const std::string range = "0..4294967295 (0..6 need no privilege)";
+    if (value->is_number_unsigned()) {
+      uint64_t n = value->get<uint64_t>();
+      if (n > UINT32_MAX) return InvalidArgument("field " + Quoted(key) + " is above the maximum; must be " + range);
+      return std::optional<uint32_t>(uint32_t(n));
+    }
+    if (value->is_number_integer()) {
+      return InvalidArgument("field " + Quoted(key) + " must not be negative; must be " + range);
+    }
+    return Mistyped(key, "a whole number 0..4294967295", *value);
+  }
+
+  // A whole number in [lo, hi]; absent: if_absent.
+  Result<uint64_t> OptionalWhole(const char* key, uint64_t lo, uint64_t hi, uint64_t if_absent) {
+    const json* value = Find(key);
+    if (value == nullptr) return if_absent;
+    const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+    if (value->is_number_unsigned()) {
+      uint64_t n = value->get<uint64_t>();
+      if (n < lo || n > hi) return InvalidArgument("field " + Quoted(key) + " must be " + range);
+      return n;
+    }
+    if (value->is_number_integer()) return InvalidArgument("field " + Quoted(key) + " must be " + range);
+    return Mistyped(key, ("a whole number " + range).c_str(), *value);
+  }
+
+  // "mirror" and its backlog fields (see request.h). `required`: set_mirror_mode.
+  Result<MirrorMode> MirrorFields(bool required) {
+    MirrorMode m;
+    const json* value = Find("mirror");
+    if (value == nullptr && required) return Missing("mirror", "\"sync\" or \"async\"");
+    if (value != nullptr) {
+      if (!value->is_string()) return Mistyped("mirror", "\"sync\" or \"async\"", *value);
+      const std::string& text = value->get_ref<const std::string&>();
+      if (text != "sync" && text != "async") return InvalidArgument("field \"mirror\" must be \"sync\" or \"async\"");
+      m.async = text == "async";
+    }
+    for (const char* key : {"backlog_max_bytes", "backlog_low_pct", "backlog_high_pct"}) {
+      if (!m.async && object_.contains(key)) {
+        return BadRequest("field " + Quoted(key) + " needs \"mirror\": \"async\"");
+      }
+    }
+    auto max = OptionalWhole("backlog_max_bytes", 1, 1ull << 40, m.backlog_max_bytes);
+    if (!max) return max.error();
+    auto low = OptionalWhole("backlog_low_pct", 0, 99, m.backlog_low_pct);
+    if (!low) return low.error();
+    auto high = OptionalWhole("backlog_high_pct", 1, 100, m.backlog_high_pct);
+    if (!high) return high.error();
+    m.backlog_max_bytes = max.value();
+    m.backlog_low_pct = unsigned(low.value());
+    m.backlog_high_pct = unsigned(high.value());
+    if (m.backlog_low_pct >= m.backlog_high_pct) {
+      return InvalidArgument("field \"backlog_low_pct\" must be below \"backlog_high_pct\"");
+    }
+    return m;
   }
 
   Result<std::vector<std::string>> RequiredNameList(const char* key) {
@@ -182,6 +264,15 @@ Result<Command> ParseStart(Fields& fields) {
   if (!overwrite) return overwrite.error();
   auto force = fields.OptionalBool("force", false);
   if (!force) return force.error();
+  auto dscp = fields.OptionalDscp("dscp");
+  if (!dscp) return dscp.error();
+  auto so_priority = fields.OptionalSocketPriority("so_priority");
+  if (!so_priority) return so_priority.error();
+  auto mirror = fields.MirrorFields(false);
+  if (!mirror) return mirror.error();
+  command.request.mirror = mirror.value();
+  command.request.dscp = dscp.value();
+  command.request.so_priority = so_priority.value();
   command.request.force = force.value();
   command.request.images = std::move(images.value());
   command.request.overwrite = overwrite.value();
@@ -197,6 +288,14 @@ Result<Command> ParseSetLimit(Fields& fields, RateKind kind) {
   auto kbps = fields.RequiredKbps("kbps");
   if (!kbps) return kbps.error();
   return Command(SetLimitCommand{std::move(id.value()), kind, kbps.value()});
+}
+
+Result<Command> ParseSetMirrorMode(Fields& fields) {
+  auto id = fields.RequiredName("id");
+  if (!id) return id.error();
+  auto mode = fields.MirrorFields(true);
+  if (!mode) return mode.error();
+  return Command(SetMirrorModeCommand{std::move(id.value()), mode.value()});
 }
 
 Result<Command> ParseQueryProgress(Fields& fields) {
@@ -233,6 +332,7 @@ Result<Command> ParseCommand(const std::string& op, Fields& fields) {
   if (op == op::kStart) return ParseStart(fields);
   if (op == op::kSetNetworkLimit) return ParseSetLimit(fields, RateKind::kNetwork);
   if (op == op::kSetDiskLimit) return ParseSetLimit(fields, RateKind::kDisk);
+  if (op == op::kSetMirrorMode) return ParseSetMirrorMode(fields);
   if (op == op::kQueryProgress) return ParseQueryProgress(fields);
   if (op == op::kQueryCompletion) return ParseIdOnly<QueryCompletionCommand>(fields);
   if (op == op::kFinish) return ParseIdOnly<FinishCommand>(fields);

@@ -16,6 +16,12 @@
 // HOST:PORT ("[v6addr]:PORT" for IPv6) with a port in 1..65535, else invalid_argument.
 // "images" is a non-empty array of non-empty strings without duplicates; whether a name
 // stays inside the served directory is the migration service's check (bad_name).
+// start's optional "dscp" is a DSCP name or number 0..63 as a JSON string or integer,
+// "so_priority" an integer 0..4294967295 (net/socket_marking.h): an unknown name or a
+// number out of range is invalid_argument, any other JSON type bad_request.
+// start's and set_mirror_mode's "mirror" is "sync" or "async"; "backlog_max_bytes" a
+// whole number 1..2^40, "backlog_low_pct" / "backlog_high_pct" whole numbers with
+// low < high <= 100 (defaults 64 MiB, 5, 70); the backlog fields only with "async".
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -37,6 +43,10 @@ struct SetLimitCommand {  // set_network_limit (kind = kNetwork) and set_disk_li
   std::string id;
   RateKind kind = RateKind::kNetwork;
   uint64_t kbps = 0;
+};
+struct SetMirrorModeCommand {
+  std::string id;
+  MirrorMode mode;
 };
 struct QueryProgressCommand {
   std::string id;
@@ -65,7 +75,7 @@ struct StatusCommand {
 struct EventsCommand {};
 
 using Command =
-    std::variant<StartCommand, SetLimitCommand, QueryProgressCommand, QueryCompletionCommand,
+    std::variant<StartCommand, SetLimitCommand, SetMirrorModeCommand, QueryProgressCommand, QueryCompletionCommand,
                  FinishCommand, CancelCommand, VerifyCommand, ReleaseCommand, ListCommand,
                  StatusCommand, EventsCommand>;
 

@@ -55,6 +55,42 @@ TEST(ParseRequestTest, StartWithLimits) {
   EXPECT_EQ(c.request.disk_kbps, 5000u);
 }
 
+TEST(ParseRequestTest, StartWithMarking) {
+  auto plain = ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1"})");
+  EXPECT_FALSE(plain.request.dscp.has_value());
+  EXPECT_FALSE(plain.request.so_priority.has_value());
+  auto named = ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1","dscp":"AF41","so_priority":6})");
+  EXPECT_EQ(named.request.dscp, uint8_t(34));
+  EXPECT_EQ(named.request.so_priority, uint32_t(6));
+  auto numbers = ParseAs<StartCommand>(
+      R"({"op":"start","images":["a"],"target":"h:1","dscp":46,"so_priority":65552})");
+  EXPECT_EQ(numbers.request.dscp, uint8_t(46));
+  EXPECT_EQ(numbers.request.so_priority, uint32_t(0x10010));
+  EXPECT_EQ(ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1","dscp":"cs6"})").request.dscp,
+            uint8_t(48));
+  EXPECT_EQ(ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1","dscp":"0"})").request.dscp,
+            uint8_t(0));
+}
+
+TEST(ParseRequestTest, StartWithBadMarking) {
+  const std::string head = R"({"op":"start","images":["a"],"target":"h:1",)";
+  // Well-typed but out of range or unknown: invalid_argument.
+  for (const char* bad : {R"("dscp":"AF44")", R"("dscp":"XX")", R"("dscp":64)", R"("dscp":-1)", R"("dscp":"")",
+                          R"("dscp":"64")"}) {
+    ExpectError(head + bad + "}", errc::kInvalidArgument, "\"dscp\"");
+  }
+  for (const char* bad : {R"("so_priority":-1)", R"("so_priority":4294967296)"}) {
+    ExpectError(head + bad + "}", errc::kInvalidArgument, "\"so_priority\"");
+  }
+  // Of the wrong JSON type: bad_request, like every other field (request.h).
+  for (const char* bad : {R"("dscp":true)", R"("dscp":null)", R"("dscp":34.5)", R"("dscp":["AF41"])"}) {
+    ExpectError(head + bad + "}", errc::kBadRequest, "\"dscp\"");
+  }
+  for (const char* bad : {R"("so_priority":"6")", R"("so_priority":6.5)", R"("so_priority":false)"}) {
+    ExpectError(head + bad + "}", errc::kBadRequest, "\"so_priority\"");
+  }
+}
+
 TEST(ParseRequestTest, SetLimits) {
   auto net = ParseAs<SetLimitCommand>(R"({"op":"set_network_limit","id":"m1","kbps":20000})");
   EXPECT_EQ(net.id, "m1");
@@ -240,6 +276,38 @@ TEST(ParseRequestTest, OutOfRangeValues) {
     ExpectError(std::string(R"({"op":"start","images":["a"],"target":")") + target + "\"}",
                 errc::kInvalidArgument, "\"target\"");
   }
+}
+
+TEST(ParseRequestTest, MirrorMode) {
+  auto plain = ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1"})");
+  EXPECT_FALSE(plain.request.mirror.async);
+  auto a = ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1","mirror":"async",)"
+                                 R"("backlog_max_bytes":1048576,"backlog_low_pct":10,"backlog_high_pct":80})");
+  EXPECT_TRUE(a.request.mirror.async);
+  EXPECT_EQ(a.request.mirror.backlog_max_bytes, 1048576u);
+  EXPECT_EQ(a.request.mirror.backlog_low_pct, 10u);
+  EXPECT_EQ(a.request.mirror.backlog_high_pct, 80u);
+  auto d = ParseAs<SetMirrorModeCommand>(R"({"op":"set_mirror_mode","id":"m1","mirror":"async"})");
+  EXPECT_EQ(d.id, "m1");
+  EXPECT_TRUE(d.mode.async);
+  EXPECT_EQ(d.mode.backlog_max_bytes, 64u << 20);
+  EXPECT_EQ(d.mode.backlog_low_pct, 5u);
+  EXPECT_EQ(d.mode.backlog_high_pct, 70u);
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1"})", errc::kBadRequest, "\"mirror\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"fast"})", errc::kInvalidArgument, "\"mirror\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":true})", errc::kBadRequest, "\"mirror\"");
+  ExpectError(R"({"op":"start","images":["a"],"target":"h:1","backlog_max_bytes":5})", errc::kBadRequest,
+              "\"backlog_max_bytes\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"async","backlog_max_bytes":0})",
+              errc::kInvalidArgument, "\"backlog_max_bytes\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"async","backlog_high_pct":101})",
+              errc::kInvalidArgument, "\"backlog_high_pct\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"async","backlog_low_pct":70})",
+              errc::kInvalidArgument, "\"backlog_low_pct\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"async","backlog_low_pct":-1})",
+              errc::kInvalidArgument, "\"backlog_low_pct\"");
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"async","backlog_low_pct":"5"})",
+              errc::kBadRequest, "\"backlog_low_pct\"");
 }
 
 TEST(ParseRequestTest, LineLimit) {

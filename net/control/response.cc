@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "net/socket_marking.h"
+
 namespace migratefs::control {
 
 using nlohmann::json;
@@ -43,6 +45,15 @@ json ProgressFields(const Progress& p) {
       {"eta_s", p.eta_s},
       {"network_limit_kbps", p.network_limit_kbps},
       {"disk_limit_kbps", p.disk_limit_kbps},
+      // The peer connection's marking: the DSCP's name ("AF41"; a number's digits when
+      // it has none) and the socket priority; null = not marked.
+      {"dscp", p.dscp ? json(net::DscpName(*p.dscp)) : json(nullptr)},
+      {"so_priority", p.so_priority ? json(*p.so_priority) : json(nullptr)},
+      // Phase 3's mirror (mirror_backlog.h): "sync", "async", "async-throttled".
+      {"mirror_mode", p.mirror_mode},
+      {"backlog_bytes", p.backlog_bytes},
+      {"backlog_max_bytes", p.backlog_max_bytes},
+      {"mirror_sync_s", p.mirror_sync_s},
   };
 }
 

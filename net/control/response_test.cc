@@ -44,6 +44,20 @@ TEST(ResponseTest, ProgressHasEveryField) {
   EXPECT_EQ(fields["network_limit_kbps"], 20000);
 }
 
+TEST(ResponseTest, ProgressShowsTheMarking) {
+  Progress p;
+  json unmarked = ProgressFields(p);
+  EXPECT_TRUE(unmarked.contains("dscp") && unmarked["dscp"].is_null()) << unmarked.dump();
+  EXPECT_TRUE(unmarked.contains("so_priority") && unmarked["so_priority"].is_null()) << unmarked.dump();
+  p.dscp = 34;
+  p.so_priority = 6;
+  json marked = ProgressFields(p);
+  EXPECT_EQ(marked["dscp"], "AF41");
+  EXPECT_EQ(marked["so_priority"], 6);
+  p.dscp = 13;  // no name
+  EXPECT_EQ(ProgressFields(p)["dscp"], "13");
+}
+
 TEST(ResponseTest, VerifyListsRanges) {
   VerifyReport report{false, 8, {{"vm1.img", 524288, 524288}}};
   EXPECT_EQ(VerifyFields(report), json::parse(R"({"identical":false,"blocks_compared":8,

@@ -65,6 +65,8 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   ctx.key = key;
   ctx.instance_id = instance_id;
   ctx.listen = opts.listen;
+  ctx.marking = net::SocketMarking{opts.dscp, opts.so_priority};
+  if (!ctx.marking.empty()) spdlog::info("peer connections marked: {}", net::DescribeMarking(ctx.marking));
   ctx.connect = [](const net::PeerClientOptions& o) -> Result<std::unique_ptr<net::PeerClient>> {
     try {
       return net::PeerClient::Connect(o);
@@ -87,6 +89,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
     po.insecure = opts.insecure;
     po.src_dirfd = src_dirfd;
     po.instance_id = instance_id;
+    po.marking = net::SocketMarking{opts.dscp, opts.so_priority};
     auto server = net::PeerServer::Start(po, services->guard.get());
     if (!server.ok()) return server.error();
     services->peers = std::move(server.value());

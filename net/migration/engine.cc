@@ -1,6 +1,7 @@
 #include "net/migration/engine.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -17,7 +18,38 @@ namespace migratefs::migration {
 
 namespace {
 constexpr uint64_t kMaxKbps = 100'000'000;  // 100 GB/s: anything above is a typo
+
+// The marking is the migration's, not the progress's: stamped on what is reported.
+Progress WithMarking(Progress p, const Migration& m) {
+  p.dscp = m.marking().dscp;
+  p.so_priority = m.marking().priority;
+  return p;
 }
+MigrationInfo WithMarking(MigrationInfo info, const Migration& m) {
+  info.progress = WithMarking(std::move(info.progress), m);
+  return info;
+}
+
+// Whether the kernel would take this marking, tried on a throwaway TCP socket, so
+// that a start the connection could never honour (a priority above 6 without
+// CAP_NET_ADMIN) is refused at once instead of pausing with the reason forever.
+Status CheckMarking(const net::SocketMarking& marking) {
+  if (marking.empty()) return OkStatus();
+  if (marking.dscp && *marking.dscp > net::kMaxDscp) {
+    return MakeError(errc::kInvalidArgument, "start: dscp " + std::to_string(*marking.dscp) + " is above 63");
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return OkStatus();  // out of descriptors: CheckDescriptorRoom says so next
+  Status applied = net::ApplySocketMarking(fd, marking);
+  ::close(fd);
+  if (!applied.ok()) {
+    return MakeError(errc::kInvalidArgument, "start: the peer connection cannot carry " +
+                                                 net::DescribeMarking(marking) + ": " + applied.error().message);
+  }
+  return OkStatus();
+}
+}  // namespace
 
 Engine::Engine(MigrationContext ctx) : ctx_(std::move(ctx)) {
   if (!ctx_.completer) {
@@ -65,7 +97,7 @@ std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
     }
     // A failed migration stays for kFailedGrace, so that a cancel can still tell the
     // target to remove (or keep) its partial copy; cancelled and released ones go now.
-    MigrationInfo info = m.Info();
+    MigrationInfo info = WithMarking(m.Info(), m);
     if (info.progress.phase == phase::kFailed) {
       auto seen = failed_since_.emplace(it->first, now).first;
       if (now - seen->second < kFailedGrace) {
@@ -124,6 +156,10 @@ Result<std::string> Engine::Start(const StartRequest& req) {
                                               " is this daemon's own listen address; a migration to itself "
                                               "would write into the image it reads");
   }
+  if (Status marking = CheckMarking(ctx_.marking.OverriddenBy(net::SocketMarking{req.dscp, req.so_priority}));
+      !marking.ok()) {
+    return marking.error();
+  }
   if (Status room = CheckDescriptorRoom(); !room.ok()) return room.error();
   std::lock_guard<std::mutex> lock(mu_);
   std::string id = "m" + std::to_string(next_id_);
@@ -178,9 +214,13 @@ Status Engine::SetDiskLimit(const std::string& id, uint64_t kbps) {
   return With<Status>(id, [&](Migration& m) { return m.SetDiskLimit(kbps); });
 }
 
+Status Engine::SetMirrorMode(const std::string& id, const MirrorMode& mode) {
+  return With<Status>(id, [&](Migration& m) { return m.SetMirrorMode(mode); });
+}
+
 Result<Progress> Engine::QueryProgress(const std::string& id, RateKind what) {
   if (std::optional<MigrationInfo> ended = EndedInfo(id)) return ended->progress;
-  return With<Result<Progress>>(id, [&](Migration& m) { return m.GetProgress(what); });
+  return With<Result<Progress>>(id, [&](Migration& m) { return WithMarking(m.GetProgress(what), m); });
 }
 
 Result<bool> Engine::QueryCompletion(const std::string& id) {
@@ -276,7 +316,7 @@ std::vector<MigrationInfo> Engine::List() {
     for (auto& [id, f] : restored_) out.push_back(InfoOf(id, f));
     for (const std::string& id : ended_order_) out.push_back(ended_.at(id).info);
   }
-  for (auto& m : all) out.push_back(m->Info());
+  for (auto& m : all) out.push_back(WithMarking(m->Info(), *m));
   return out;
 }
 
@@ -286,7 +326,7 @@ Result<MigrationInfo> Engine::GetStatus(const std::string& id) {
     if (auto it = restored_.find(id); it != restored_.end()) return InfoOf(id, it->second);
   }
   if (std::optional<MigrationInfo> ended = EndedInfo(id)) return *ended;
-  return With<Result<MigrationInfo>>(id, [&](Migration& m) { return m.Info(); });
+  return With<Result<MigrationInfo>>(id, [&](Migration& m) { return WithMarking(m.Info(), m); });
 }
 
 std::unique_ptr<MigrationService::Subscription> Engine::Subscribe(EventSink sink) {

@@ -105,26 +105,32 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
     owner_->completer().CompleteAt(when, done);
     return;
   }
-  // Phase 3: the VM's write is acknowledged once the target applied it. A failed
-  // mirror re-marks the blocks (the sender resends them after the reconnect) and still
-  // acknowledges the VM: its write is safe here (I4).
+  // Phase 3: the VM's write is acknowledged once the target applied it, or, with an
+  // asynchronous mirror whose backlog is under its high mark, once it is queued for
+  // the target (mirror_backlog.h). A failed mirror re-marks the blocks (the sender
+  // resends them after the reconnect) and still acknowledges the VM: its write is
+  // safe here (I4). So an unshipped backlog turns back into dirty bits when the peer
+  // is lost: every queued write's ack fails.
   uint64_t first = off / block_size_;
   uint64_t last = (off + len - 1) / block_size_;
   auto* join = new JoinedCompletion();
   join->done = done;
   LockBlocks(first, last);
   owner_->MirrorSent();
-  peer->SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join](const Status& s) {
+  const bool wait_for_peer = owner_->backlog().Admit(len, std::chrono::steady_clock::now());
+  peer->SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join, wait_for_peer](const Status& s) {
     if (!s.ok()) {
       MarkDirty(off, len);
       owner_->OnPeerError(s);
     } else {
       owner_->NoteMirrored(len);
     }
+    owner_->backlog().Settled(len, std::chrono::steady_clock::now());
     owner_->MirrorAcked();
-    join->Arrive();
+    if (wait_for_peer) join->Arrive();
   });
   UnlockBlocks(first, last);
+  if (!wait_for_peer) join->Arrive();
   owner_->completer().CompleteAt(when, Completion(&JoinedCompletion::Trampoline, join, 0));
 }
 

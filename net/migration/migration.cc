@@ -58,14 +58,18 @@ Migration::Migration(std::string id, const StartRequest& req, MigrationContext* 
       target_(req.target),
       overwrite_(req.overwrite),
       force_(req.force),
+      marking_(ctx->marking.OverriddenBy(net::SocketMarking{req.dscp, req.so_priority})),
       ctx_(ctx),
       phase_(phase::kConnecting),
       net_bucket_(req.network_kbps * 1000),
-      disk_bucket_(req.disk_kbps * 1000) {}
+      disk_bucket_(req.disk_kbps * 1000) {
+  backlog_.Configure(req.mirror, Clock::now());
+}
 
 Result<std::unique_ptr<Migration>> Migration::Create(std::string id, const StartRequest& req,
                                                      MigrationContext* ctx) {
   if (req.images.empty()) return MakeError(errc::kBadRequest, "start: \"images\" is empty");
+  if (Status st = ValidateMirrorMode(req.mirror); !st.ok()) return st.error();
   std::unique_ptr<Migration> m(new Migration(std::move(id), req, ctx));
   std::set<std::pair<dev_t, ino_t>> seen;
   for (const std::string& name : req.images) {
@@ -288,6 +292,7 @@ bool Migration::ConnectAndOpen(bool first) {
   opts.key = ctx_->key;
   // 16 MiB in flight covers 1 Gb/s at 100 ms RTT; more only delays a new limit.
   opts.max_inflight_bytes = 16ull << 20;
+  opts.marking = marking_;
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);
@@ -422,6 +427,7 @@ void Migration::RunConnected() {
         EnterMirror();
       }
     } else if (phase == phase::kMirror) {
+      AnnounceMirrorSwitch();
       AnnounceIfCompleted();
     } else if (phase == phase::kFinished) {
       StopSenders();
@@ -453,7 +459,27 @@ void Migration::EnterMirror() {
 
 bool Migration::DrainedLocked() {
   if (phase_ != phase::kMirror && phase_ != phase::kFinished) return false;
+  // An asynchronous mirror counts as completed only while its backlog is bounded:
+  // not while writes wait for it to drain below the low mark.
+  if (phase_ == phase::kMirror && backlog_.Snap(Clock::now()).mode == "async-throttled") return false;
   return DirtyBlocks() == 0 && data_inflight_.load() == 0;
+}
+
+void Migration::AnnounceMirrorSwitch() {
+  bool throttled = false;
+  if (!backlog_.TakeSwitch(&throttled)) return;
+  const auto snap = backlog_.Snap(Clock::now());
+  const std::string detail = throttled ? "backlog " + std::to_string(snap.backlog_bytes) +
+                                             " bytes over the high mark: writes wait for the target"
+                                       : "backlog below the low mark: writes asynchronous again";
+  spdlog::info("migration {}: mirror {}", id_, detail);
+  if (ctx_->events) ctx_->events->Publish(Event{id_, "mirror_mode", phase::kMirror, detail, NowSeconds()});
+}
+
+Status Migration::SetMirrorMode(const MirrorMode& m) {
+  if (Status st = ValidateMirrorMode(m); !st.ok()) return st;
+  backlog_.Configure(m, Clock::now());
+  return OkStatus();
 }
 
 bool Migration::Completed() {

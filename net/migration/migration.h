@@ -34,6 +34,7 @@
 #include "net/migration/delayed_completer.h"
 #include "net/migration/event_bus.h"
 #include "net/migration/image_migration.h"
+#include "net/migration/mirror_backlog.h"
 #include "net/migration/rate_meter.h"
 #include "net/migration/token_bucket.h"
 #include "net/peer_client.h"
@@ -59,6 +60,9 @@ struct MigrationContext {
   // and nothing has been acknowledged for this long, the peer counts as lost: the
   // writes are acknowledged locally, their blocks re-marked, the migration pauses (I4).
   std::chrono::milliseconds mirror_stall{std::chrono::seconds(3)};
+  // The daemon's -o dscp= / so_priority=: the marking of every migration's peer
+  // connection whose start does not say otherwise (net/socket_marking.h).
+  net::SocketMarking marking;
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;
@@ -78,6 +82,8 @@ class Migration {
 
   Status SetNetworkLimit(uint64_t kbps);
   Status SetDiskLimit(uint64_t kbps);
+  // Phase 3's mirror, live (mirror_backlog.h): invalid_argument for a bad mode.
+  Status SetMirrorMode(const MirrorMode& m);
   Progress GetProgress(RateKind what);
   bool Completed();
   Status Finish();
@@ -87,6 +93,9 @@ class Migration {
   MigrationInfo Info();
   const std::vector<std::unique_ptr<ImageMigration>>& images() const { return images_; }
   const std::string& id() const { return id_; }
+  // The DSCP / socket priority its peer connections carry: the start's, field by field
+  // over the daemon's default. Fixed for the migration's life.
+  const net::SocketMarking& marking() const { return marking_; }
   bool terminal() const;  // finished, cancelled or failed
   // Whether its images are taken: running, or finished and not yet released.
   bool HoldsImages() const;
@@ -95,6 +104,7 @@ class Migration {
   std::shared_ptr<net::PeerClient> peer();
   void OnPeerError(const Status& error);
   TokenBucket& disk_bucket() { return disk_bucket_; }
+  MirrorBacklog& backlog() { return backlog_; }
   RateMeter& disk_meter() { return disk_meter_; }
   RateMeter& net_meter() { return net_meter_; }
   RateMeter& dirty_meter() { return dirty_meter_; }
@@ -132,6 +142,7 @@ class Migration {
   void PayNetwork(uint64_t bytes);
   void EnterMirror();
   bool LinkLive() const;
+  void AnnounceMirrorSwitch();  // a mirror_mode event when the backlog crossed a mark
   void Pause(const std::string& reason);
   void DropPeer();
   void DetachHooks();
@@ -148,6 +159,7 @@ class Migration {
   const std::string target_;
   const bool overwrite_;
   const bool force_;
+  const net::SocketMarking marking_;
   MigrationContext* ctx_;
   std::vector<std::unique_ptr<ImageMigration>> images_;
 
@@ -175,6 +187,7 @@ class Migration {
   std::atomic<int64_t> data_inflight_{0};   // blocks sent, not yet acknowledged
   std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
   std::atomic<int64_t> mirror_outstanding_{0};
+  MirrorBacklog backlog_;
   std::atomic<int64_t> last_ack_ns_{0};       // steady_clock of the last ack of any frame
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_mirrored_{0};

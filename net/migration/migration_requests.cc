@@ -54,6 +54,11 @@ Progress Migration::GetProgress(RateKind what) {
   p.disk_kbps = disk_meter_.Rate() / 1000.0;
   p.dirty_kbps = dirty_meter_.Rate() / 1000.0;
   p.kbps = what == RateKind::kNetwork ? p.network_kbps : p.disk_kbps;
+  const auto mirror = backlog_.Snap(Clock::now());
+  p.mirror_mode = mirror.mode;
+  p.backlog_bytes = mirror.backlog_bytes;
+  p.backlog_max_bytes = mirror.backlog_max_bytes;
+  p.mirror_sync_s = mirror.synchronous_s;
   p.network_limit_kbps = net_bucket_.rate() / 1000;
   p.disk_limit_kbps = disk_bucket_.rate() / 1000;
   // Expression 1 of seed 004 without the hypervisor's share: what is left over what the
@@ -92,7 +97,9 @@ Status Migration::Finish() {
     ctx_->hooks->Attach(img->dev(), img->ino(), HookOf(img.get()));
   }
   auto deadline = Clock::now() + std::chrono::seconds(60);
-  while (DirtyBlocks() != 0 || data_inflight_.load() != 0) {
+  // Also the asynchronous mirror's backlog: finish returns only once every write the
+  // VM was told is done is on the target (I1), then fsyncs it there.
+  while (DirtyBlocks() != 0 || data_inflight_.load() != 0 || mirror_outstanding_.load() != 0) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!peer_error_.empty() || peer_ != peer)
@@ -176,6 +183,7 @@ Result<std::unique_ptr<net::PeerClient>> Migration::ConnectAside() {
   opts.target = target_;
   opts.key = ctx_->key;
   opts.connect_timeout = milliseconds(2000);
+  opts.marking = marking_;
   return ctx_->connect(opts);
 }
 
