@@ -119,6 +119,12 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     cl->read_ahead_kb = static_cast<unsigned>(v);
     return "";
   }
+  if (name == "dirty_max_mb") {
+    uint64_t v;
+    if (auto e = number(0, 1 << 20, &v); !e.empty()) return e;
+    cl->dirty_max_mb = static_cast<unsigned>(v);
+    return "";
+  }
   if (name == "timeout") {
     if (auto e = need_value(); !e.empty()) return e;
     char* end = nullptr;
@@ -251,6 +257,8 @@ FUSE:
                       (default splice: one copy fewer per write)
   timeout=SECS        attribute and entry cache time (default 1)
   read_ahead_kb=N     kernel read-ahead for the mount (default 1024; 0 = kernel's)
+  dirty_max_mb=N      dirty page cache the kernel may hold for the mount before
+                      it throttles writers (default 1024; 0 = the kernel's 1 %)
   fsname=NAME         source name shown in /proc/mounts (default SRC)
 
   Also accepted: ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime,

@@ -19,6 +19,7 @@ struct CommandLine {
   std::string fsname;    // shown in /proc/mounts; default: SRC
   double timeout = 1.0;  // attribute/entry cache seconds (timeout=)
   unsigned read_ahead_kb = 1024;  // read_ahead_kb= (0 = kernel default)
+  unsigned dirty_max_mb = 1024;   // dirty_max_mb= (0 = kernel default: 1 % of dirtyable memory)
   bool splice_read = true;        // splice / nosplice: WRITE payloads through a pipe
 };
 

@@ -43,6 +43,19 @@ TEST(Options, AllNamedOptions) {
   EXPECT_DOUBLE_EQ(cl.timeout, 2.5);
 }
 
+TEST(Options, BdiSizes) {
+  auto d = Parse({"/src", "/mnt"});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.value().dirty_max_mb, 1024u);
+  EXPECT_EQ(d.value().read_ahead_kb, 1024u);
+  auto r = Parse({"-o", "dirty_max_mb=0,read_ahead_kb=0", "/src", "/mnt"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().dirty_max_mb, 0u);
+  auto bad = Parse({"-o", "dirty_max_mb=lots", "/src", "/mnt"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("dirty_max_mb"), std::string::npos) << bad.error().message;
+}
+
 TEST(Options, ConcatenatedDashO) {
   auto r = Parse({"/src", "/mnt", "-oinsecure,listen=:1"});
   ASSERT_TRUE(r.ok()) << r.error().message;

@@ -105,6 +105,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
   std::unique_ptr<Session> s(new Session());
   s->mountpoint_ = mnt.value();
   s->read_ahead_kb_ = cl.read_ahead_kb;
+  s->dirty_max_mb_ = cl.dirty_max_mb;
   MountOptions opts = cl.opts;
   opts.source = src.value();
   opts.mountpoint = mnt.value();
@@ -137,22 +138,32 @@ Session::~Session() {
   if (se_ != nullptr) fuse_session_destroy(se_);
 }
 
-void Session::TuneReadAhead() {
-  // The kernel takes min(its default, what INIT asked for) as the mount's read-ahead,
-  // so a larger value can only be set after INIT, through the bdi in sysfs. Small
-  // sequential readers (bonnie++, qemu-img convert) otherwise get 128 KiB READs.
+void Session::TuneBdi() {
+  // The mount's backing-device info in sysfs, settable only after INIT:
+  //  - read_ahead_kb: the kernel takes min(its default, what INIT asked for), so a
+  //    larger value can only be set here. Small sequential readers (bonnie++, qemu-img
+  //    convert) otherwise get 128 KiB READs.
+  //  - max_bytes: the kernel caps a FUSE mount's dirty pages at 1 % of dirtyable
+  //    memory (max_ratio=1 with strict_limit: ~50 MB here), so buffered writers are
+  //    throttled to the daemon's pace as soon as that little is dirty; the cap exists
+  //    against untrusted servers that never write back, which this daemon is not.
+  //    strict_limit stays on: the mount still has its own, larger, limit.
   MountEntry m;
-  if (read_ahead_kb_ == 0 || !FindMount(mountpoint_, &m) || m.fstype.rfind("fuse", 0) != 0) return;
-  std::string path = "/sys/class/bdi/" + m.devno + "/read_ahead_kb";
+  if (!FindMount(mountpoint_, &m) || m.fstype.rfind("fuse", 0) != 0) return;
   for (int i = 0; i < 50 && !fs_->initialized(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // INIT reply processed by now
-  std::ofstream f(path);
-  f << read_ahead_kb_ << "\n";
-  if (!f.flush()) spdlog::debug("cannot set {} (not fatal)", path);
+  auto set = [&](const std::string& knob, uint64_t value) {
+    const std::string path = "/sys/class/bdi/" + m.devno + "/" + knob;
+    std::ofstream f(path);
+    f << value << "\n";
+    if (!f.flush()) spdlog::debug("cannot set {} (not fatal)", path);
+  };
+  if (read_ahead_kb_ != 0) set("read_ahead_kb", read_ahead_kb_);
+  if (dirty_max_mb_ != 0) set("max_bytes", uint64_t(dirty_max_mb_) << 20);
 }
 
 int Session::Loop() {
-  tuner_ = std::thread([this] { TuneReadAhead(); });
+  tuner_ = std::thread([this] { TuneBdi(); });
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   // One /dev/fuse fd per worker: wake-ups do not contend on one queue.
   fuse_loop_cfg_set_clone_fd(cfg, 1);

@@ -39,12 +39,13 @@ class Session {
 
  private:
   Session() = default;
-  void TuneReadAhead();
+  void TuneBdi();
 
   std::unique_ptr<Fs> fs_;
   fuse_session* se_ = nullptr;
   std::string mountpoint_;
   unsigned read_ahead_kb_ = 0;
+  unsigned dirty_max_mb_ = 0;
   bool mounted_ = false;
   std::thread tuner_;
 };

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -155,6 +157,34 @@ TEST_F(FsCli, DaemonizesServesAndUnmountsCleanly) {
   EXPECT_EQ(u.status, 0) << u.out;
   EXPECT_FALSE(IsMounted(mnt_));
   EXPECT_TRUE(WaitFor([&] { return DaemonsFor(dir_.path()).empty(); })) << "daemon still running after unmount";
+}
+
+// The mount's bdi gets the read-ahead and dirty-cache sizes asked for (the kernel's
+// FUSE default caps dirty pages at 1 % of dirtyable memory), and 0 leaves them alone.
+TEST_F(FsCli, TunesTheMountsBdi) {
+  auto bdi = [&](const std::string& knob) {
+    struct stat st {};
+    if (stat(mnt_.c_str(), &st) != 0) return std::string();
+    std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + "/" + knob;
+    std::string v = ReadFile(path);
+    while (!v.empty() && v.back() == '\n') v.pop_back();
+    return v;
+  };
+  ASSERT_EQ(Mount(Q(src_) + " " + Q(mnt_) + " -o dirty_max_mb=300,read_ahead_kb=2048").status, 0);
+  // The kernel keeps it as a ratio of dirtyable memory: the bytes read back are near.
+  auto near = [&](uint64_t want) {
+    const std::string v = bdi("max_bytes");
+    return !v.empty() && std::abs(double(std::stoull(v)) - double(want)) < 0.05 * double(want);
+  };
+  EXPECT_TRUE(WaitFor([&] { return near(300ull << 20); })) << bdi("max_bytes");
+  EXPECT_EQ(bdi("read_ahead_kb"), "2048");
+  ASSERT_EQ(Shell("fusermount3 -u " + Q(mnt_)).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return DaemonsFor(dir_.path()).empty(); }));
+  ASSERT_EQ(Mount(Q(src_) + " " + Q(mnt_) + " -o dirty_max_mb=0").status, 0);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(near(1024ull << 20)) << "dirty_max_mb=0 must keep the kernel's cap";
+  EXPECT_EQ(bdi("max_ratio"), "1");
+  ASSERT_EQ(Shell("fusermount3 -u " + Q(mnt_)).status, 0);
 }
 
 // The migration services start after the fork; if they fail, the waiting parent
