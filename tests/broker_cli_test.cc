@@ -75,6 +75,10 @@ TEST_F(BrokerCli, BrokerNamesTheBadField) {
                         Case{base + "period = 1\nlisten = \"10.0.0.1:7100\"\n", "\"keyfile\""},
                         Case{base + "period = 1\nkeyfile = \"/nonexistent/key\"\n", "\"keyfile\""},
                         Case{base + "period = 1\nperod = 2\n", "\"perod\""},
+                        Case{base + "period = 1\n[[link]]\niface = \"eth0\"\ncapacity_kbps = 1000\n"
+                                    "workload_max_kbps = 1500\n",
+                             "\"link[0].workload_max_kbps\" must not exceed capacity_kbps"},
+                        Case{base + "period = 1\n[marking.high]\ndscp = \"AF99\"\n", "\"marking.high.dscp\""},
                         Case{"host = [\n", "broker.toml:"}}) {
     Outcome out = Broker(c.text);
     EXPECT_EQ(out.exit_code, 2) << c.text << "\n" << out.output;
@@ -99,6 +103,7 @@ TEST_F(BrokerCli, SchedulerNamesTheBadField) {
                              "task[0]: field \"target\" names \"z\""},
                         Case{"[[task]]\nvm = \"x\"\ndisks = [\"x\"]\nsource = \"a\"\ntarget = \"b\"\ndeadline = -1\n",
                              "task[0]: field \"deadline\""},
+                        Case{std::string(kTask) + "priority = \"urgent\"\n", "task[0]: field \"priority\""},
                         Case{"[[task]\n", "tasks.toml:1"}}) {
     Outcome out = Scheduler(c.text);
     EXPECT_EQ(out.exit_code, 2) << c.text << "\n" << out.output;

@@ -232,6 +232,9 @@ class BrokerEndToEnd : public ::testing::Test {
       << ":7100\"\nsocket = \"" << h.broker_socket() << "\"\nkeyfile = \"" << key_ << "\"\n"
       << "period = 1\ndanger = 200\nwarning = 250\ndisk_target = " << disk_target_ << "\nC = " << kCKbps
       << "\nn = 3\nmin_network_kbps = 50\nmin_disk_kbps = 50\n"
+      // These tests watch Alg. 2 itself (halve, +C, drop); the seed-000 allocation on
+      // shared saturated sections (issue 11) would replace the halving.
+      << "rate_allocation = " << (rate_allocation_ ? "true" : "false") << "\n"
       << "hypervisor_command = 'echo \"$(date +%s.%N)\" {vm} {source} {target} >> " << hook_log_ << "'\n"
       << extra;
     for (const Host& peer : hosts_) {
@@ -326,6 +329,7 @@ class BrokerEndToEnd : public ::testing::Test {
 
   std::string dir_, tag_, subnet_, key_, hook_log_;
   double disk_target_ = 150;  // broker config `disk_target`, percent
+  bool rate_allocation_ = false;  // broker config `rate_allocation`
   std::vector<Host> hosts_;
   std::vector<pid_t> extra_;
 };

@@ -2,6 +2,7 @@
 // Usage and exit codes: net/control/README.md ("migratectl") and exit_codes.h.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -10,6 +11,7 @@
 #include "broker/ctl/exit_codes.h"
 #include "broker/ctl/format.h"
 #include "broker/ctl/runner.h"
+#include "broker/ctl/submit_request.h"
 #include "broker/ctl/watch.h"
 #include "migratefs/control_protocol.h"
 #include "migratefs/defaults.h"
@@ -99,6 +101,7 @@ struct Arguments {
   std::string what = "network";
   bool keep_partial = false;
   std::vector<std::string> ids;
+  SubmitArgs submit;
 };
 
 int Main(int argc, char** argv) {
@@ -175,6 +178,18 @@ int Main(int argc, char** argv) {
   CLI::App* status = app.add_subcommand("status", "the daemon, or one migration in detail");
   status->add_option("ID", args.id, "migration id");
   CLI::App* events = app.add_subcommand("events", "stream phase changes, pauses, failures");
+  CLI::App* submit = app.add_subcommand(
+      "submit", "hand a migration task to a broker (--socket = the broker's local socket)");
+  submit->add_option("VM", args.submit.vm, "the VM's name")->required();
+  submit->add_option("--image", args.submit.images, "its disk images (repeat)")->required();
+  submit->add_option("--source", args.submit.source, "this broker's host name")->required();
+  submit->add_option("--target-host", args.submit.target, "the target's host name")->required();
+  submit->add_option("--target", args.submit.target_address, "the target migratefs HOST:PORT")->required();
+  submit->add_option("--deadline", args.submit.deadline_in_s, "seconds from now")->required();
+  submit->add_option("--priority", args.submit.priority, "high, medium or low (default medium)")
+      ->check(CLI::IsMember({"high", "medium", "low"}));
+  submit->add_flag("--important", args.submit.important, "the old flag: same as --priority high");
+  submit->add_option("--path", args.submit.path, "the path's sections, source to target (repeat)");
   CLI::App* watch = app.add_subcommand("watch", "progress bars until the migrations end");
   watch->add_option("ID", args.ids, "migration ids (default: all)");
 
@@ -252,6 +267,21 @@ int Main(int argc, char** argv) {
     json r = {{"op", op::kStatus}};
     if (!id.empty()) r["id"] = id;
     return RunRequest(global, r, false, PrintStatus);
+  }
+  if (submit->parsed()) {
+    double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto r = BuildSubmitRequest(args.submit, now);
+    if (!r) {
+      std::cerr << "migratectl: " << r.error().message << "\n";
+      return kExitUsage;
+    }
+    return RunRequest(global, r.value(), false, [](const json& answer) {
+      std::cout << answer.value("vm", "?") << ": "
+                << (answer.value("queued", false) ? std::string("queued")
+                                                  : "started as " + answer.value("id", std::string("?")))
+                << "\n";
+      return kExitOk;
+    });
   }
   if (events->parsed()) return RunEvents(global);
   if (watch->parsed()) return RunWatch(global, args.ids);

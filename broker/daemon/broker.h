@@ -29,6 +29,7 @@
 #include "broker/daemon/hypervisor_command.h"
 #include "broker/daemon/link_monitor.h"
 #include "broker/daemon/task_spec.h"
+#include "broker/policy/shared_allocation.h"
 
 namespace migratefs::broker {
 
@@ -50,15 +51,20 @@ struct BrokerDeps {
 
 // The release-request op between brokers (body fields: sections, task).
 inline constexpr const char* kReleaseOp = "release_bandwidth";
+// The shared-section report between brokers (body fields: section, tasks:[{vm,
+// bytes_left, dirty_kbps, net_kbps, in_danger}]). README "Shared-section allocation".
+inline constexpr const char* kRateReportOp = "rate_report";
 
 class Broker {
  public:
   Broker(BrokerConfig config, BrokerDeps deps);
   ~Broker();  // waits for running completions
 
-  // Issues `start` to the local migratefs and adopts the task. bad_request when the
-  // VM is already a task here or this host is not its source; the daemon's error when
-  // it refuses.
+  // Issues `start` to the local migratefs (with the marking of the task's class) and
+  // adopts the task. With `max_parallel` migrations already running the task is queued
+  // instead (state "queued", id "" until it starts in a later Tick()). bad_request
+  // when this host is not its source, busy when the VM is already a task here; the
+  // daemon's error when it refuses.
   Result<std::string> Submit(const TaskSpec& spec);
 
   // One period for every running task. `links` is this period's link sample.
@@ -74,6 +80,11 @@ class Broker {
   void ReceiveRelease(const std::string& from, const std::vector<std::string>& sections,
                       const std::string& requester);
 
+  // A peer's tasks on a saturated section this period (op rate_report). Kept for
+  // 2 periods; every broker on the section computes the same allocation from them.
+  void ReceiveRateReport(const std::string& from, const std::string& section,
+                         std::vector<policy::SharedTask> tasks);
+
   Status Cancel(const std::string& vm);
 
   // The record of one task (README "Task report"), or unknown_id.
@@ -85,12 +96,31 @@ class Broker {
 
  private:
   struct Task;
-  void TickTask(Task& task, double now, const std::set<std::string>& saturated);
-  void ApplyDecision(Task& task, const policy::Decision& d);
+  Status StartTask(Task& task);                       // mu_ not held
+  void StartQueued();                                 // fleet cap: start what fits
+  int Running() const;                                // mu_ held: tasks holding a slot
+  // Observes one task and runs Alg. 1; true when the task is copying and gets limits.
+  bool TickTask(Task& task, double now, const std::set<std::string>& saturated,
+                const std::map<std::string, policy::PriorityClass>& yielders);
+  // Class reservations, host budget and fleet caps: the most each task may send
+  // (bytes/s; kNoCeiling = none), for the tasks that get limits this period.
+  std::map<std::string, double> Ceilings(const std::vector<std::shared_ptr<Task>>& active) const;
+  void ApplyLimits(Task& task, double ceiling_bps);
+  // Seed 000 on every saturated shared section: sends our report, and when every
+  // broker of the section reported, sets the network limits of our tasks there.
+  void AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& active,
+                              const std::set<std::string>& saturated, double now);
   void SendReleaseRequests(Task& task, const std::set<std::string>& saturated);
   void Complete(std::shared_ptr<Task> task);
   std::set<std::string> SaturatedSections(double now) const;  // mu_ held
   bool OnSaturatedPath(const Task& task, const std::set<std::string>& saturated) const;
+  // Seed 003's "low yields first": per saturated section, the least urgent class of
+  // our tasks there that can still yield (limit above the floor). A task sees a
+  // section's congestion only when no task of a less urgent class there can yield.
+  std::map<std::string, policy::PriorityClass> Yielders(const std::vector<std::shared_ptr<Task>>& running,
+                                                        const std::set<std::string>& saturated) const;
+  bool SeesCongestion(const Task& task, const std::set<std::string>& saturated,
+                      const std::map<std::string, policy::PriorityClass>& yielders) const;
   nlohmann::json ReportOf(const Task& task) const;             // mu_ held
 
   const BrokerConfig config_;
@@ -101,6 +131,12 @@ class Broker {
   std::map<std::string, double> sla_until_;                 // section -> until (epoch s)
   std::vector<LinkSample> links_;                            // last sample
   std::vector<std::thread> completions_;
+  uint64_t submissions_ = 0;                                 // submission sequence
+  struct RateReport {
+    double at_s = 0;
+    std::vector<policy::SharedTask> tasks;
+  };
+  std::map<std::string, std::map<std::string, RateReport>> rate_reports_;  // section -> host
 };
 
 }  // namespace migratefs::broker

@@ -66,6 +66,47 @@ class Fields {
     if (ok() && !out->empty() && !ParseEndpoint(*out)) Fail(key, "must be HOST:PORT");
   }
 
+  void Bool(const char* key, bool* out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return;
+    if (!node->is_boolean()) return Fail(key, "must be true or false");
+    *out = node->as_boolean()->get();
+  }
+
+  const toml::table* Table(const char* key) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) {
+      Fail(key, "must be a table ([" + prefix_ + key + "])");
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+  // A DSCP name ("AF41", "EF", "CS6", ...) or a code point 0..63.
+  void Dscp(const char* key, Marking* out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return;
+    if (node->is_integer()) {
+      int64_t v = node->as_integer()->get();
+      if (v < 0 || v > 63) return Fail(key, "must be a DSCP name or 0..63, got " + std::to_string(v));
+      out->dscp_code = static_cast<int>(v);
+      return;
+    }
+    if (node->is_string()) {
+      std::string name = node->as_string()->get();
+      if (!DscpCodeOf(name)) {
+        return Fail(key, "\"" + name + "\" is no DSCP name (DF, LE, CS0..CS7, AF11..AF43, EF, VA) nor 0..63");
+      }
+      out->dscp_name = name;
+      return;
+    }
+    Fail(key, "must be a DSCP name (e.g. \"AF41\") or a number 0..63");
+  }
+
   const toml::array* Array(const char* key) {
     seen_.insert(key);
     const toml::node* node = table_.get(key);
@@ -158,6 +199,28 @@ Result<BrokerConfig> ParseBrokerConfig(const std::string& toml_text, const std::
   f.Number("peer_timeout", &c.peer_timeout_s, 0.05, 600);
   f.Number("control_timeout", &c.control_timeout_s, 0.05, 600);
   f.Number("replay_window", &c.replay_window_s, 1, 3600);
+  f.Integer("max_parallel", &c.max_parallel, 0, 100000);
+  f.Number("budget_kbps", &c.budget_kbps, 0, 1e9);
+  f.Bool("rate_allocation", &c.rate_allocation);
+  f.Integer("allocation_rounds", &c.allocation_rounds, 1, policy::kMaxRounds);
+  if (const toml::table* marking = f.Table("marking")) {
+    Fields m(*marking, origin, "marking.");
+    for (const char* cls : {"high", "medium", "low"}) {
+      const toml::table* t = m.Table(cls);
+      if (!t) continue;
+      Fields k(*t, origin, std::string("marking.") + cls + ".");
+      Marking mk;
+      k.Dscp("dscp", &mk);
+      int so_priority = -1;
+      k.Integer("so_priority", &so_priority, 0, 2147483647);
+      if (k.ok() && so_priority >= 0) mk.so_priority = so_priority;
+      k.RejectUnknown();
+      m.Adopt(k.error());
+      c.marking[policy::ParsePriorityClass(cls, "").value()] = mk;
+    }
+    m.RejectUnknown();
+    f.Adopt(m.error());
+  }
 
   if (const toml::array* peers = f.Array("peer")) {
     for (size_t i = 0; i < peers->size() && f.ok(); ++i) {
@@ -177,7 +240,19 @@ Result<BrokerConfig> ParseBrokerConfig(const std::string& toml_text, const std::
       l.String("iface", &link.iface, true);
       l.Number("capacity_kbps", &link.capacity_kbps, 1, 1e9, true);
       l.String("section", &link.section, false);
+      l.Number("workload_min_kbps", &link.workload_min_kbps, 0, 1e9);
+      l.Number("workload_max_kbps", &link.workload_max_kbps, 0, 1e9);
+      l.Number("workload_headroom_kbps", &link.workload_headroom_kbps, 0, 1e9);
       l.RejectUnknown();
+      if (l.ok() && link.workload_min_kbps > 0 && link.workload_max_kbps == 0) {
+        l.Fail("workload_max_kbps", "is missing (workload_min_kbps needs an upper limit too)");
+      }
+      if (l.ok() && link.workload_max_kbps < link.workload_min_kbps) {
+        l.Fail("workload_max_kbps", "must be >= workload_min_kbps");
+      }
+      if (l.ok() && link.workload_max_kbps > link.capacity_kbps) {
+        l.Fail("workload_max_kbps", "must not exceed capacity_kbps (a reservation above the link)");
+      }
       if (l.ok() && link.iface.find('/') != std::string::npos) l.Fail("iface", "must not hold '/'");
       f.Adopt(l.error());
       c.links.push_back(link);

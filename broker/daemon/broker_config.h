@@ -2,8 +2,12 @@
 // "Configuration". Every error names the file and the offending field.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
+
+#include "broker/daemon/marking.h"
+#include "broker/policy/priority_class.h"
 
 #include "migratefs/policy.h"
 #include "migratefs/status.h"
@@ -15,6 +19,16 @@ struct LinkConfig {
   std::string iface;          // /sys/class/net/<iface>/statistics/{tx,rx}_bytes
   double capacity_kbps = 0;   // per direction, KB/s (1 KB = 1000 bytes)
   std::string section;        // topology section this link is ("" = on every task's path)
+  // Seed 003's workload reservation on this link (KB/s); both 0 = no reservation, the
+  // classes then only order who yields (broker/policy/reservation.h).
+  double workload_min_kbps = 0;
+  double workload_max_kbps = 0;
+  double workload_headroom_kbps = -1;  // margin above the observed workload; -1 = 5% of capacity
+
+  bool has_reservation() const { return workload_max_kbps > 0; }
+  double HeadroomKbps() const {
+    return workload_headroom_kbps >= 0 ? workload_headroom_kbps : 0.05 * capacity_kbps;
+  }
 };
 
 // Another broker this one may send release requests to.
@@ -42,6 +56,17 @@ struct BrokerConfig {
   double replay_window_s = 30;   // max clock skew / age of an authenticated message
   policy::Config policy;         // period, danger, warning, C, n, floors, vmm time
   double vmm_time_s = 0;         // the hypervisor's own time, added to Expression 1
+  // Fleet caps (issue 11, item 5): at most this many migrations run at once (0 = no
+  // cap; more are queued, started in class, deadline, submission order), and all of
+  // this host's migrations together send at most budget_kbps (0 = no budget).
+  int max_parallel = 0;
+  double budget_kbps = 0;
+  // Packet marking per class ([marking.high] dscp/so_priority); absent = none.
+  std::map<policy::PriorityClass, Marking> marking;
+  // Shared-section rate allocation (seed 000) among the brokers of a saturated
+  // section: on by default; `rate_allocation = false` keeps Alg. 2 alone.
+  bool rate_allocation = true;
+  int allocation_rounds = 3;     // n of seed 000's model
 
   // Where a peer named `name` listens; "" when unknown.
   std::string PeerAddress(const std::string& name) const;

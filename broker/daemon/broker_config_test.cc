@@ -113,8 +113,36 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{BASE "period=1\nhypervisor_command='virsh {vmname}'\n", "\"hypervisor_command\""},
         Broken{BASE "period=1\nhypervisor_command='virsh {vm'\n", "\"hypervisor_command\""},
         Broken{"host='a'\ncontrol_socket='/c'\nperiod=1\n", "\"listen\" or \"socket\""},
+        Broken{BASE "period=1\nmax_parallel=-1\n", "\"max_parallel\""},
+        Broken{BASE "period=1\nmax_parallel=1.5\n", "\"max_parallel\""},
+        Broken{BASE "period=1\nbudget_kbps='lots'\n", "\"budget_kbps\""},
+        Broken{BASE "period=1\nrate_allocation=1\n", "\"rate_allocation\""},
+        Broken{BASE "period=1\n[[link]]\niface='e'\ncapacity_kbps=100\nworkload_min_kbps=10\n",
+               "\"link[0].workload_max_kbps\" is missing"},
+        Broken{BASE "period=1\n[[link]]\niface='e'\ncapacity_kbps=100\nworkload_min_kbps=50\nworkload_max_kbps=40\n",
+               "\"link[0].workload_max_kbps\" must be >= workload_min_kbps"},
+        Broken{BASE "period=1\n[[link]]\niface='e'\ncapacity_kbps=100\nworkload_max_kbps=140\n",
+               "\"link[0].workload_max_kbps\" must not exceed capacity_kbps"},
         Broken{"host = 'a\n", "broker.toml:1"}));
 #undef BASE
+
+TEST(BrokerConfig, ReservationsAndFleetCaps) {
+  auto c = ParseBrokerConfig(
+      "host='a'\ncontrol_socket='/c'\nsocket='/s'\nperiod=1\nmax_parallel=2\nbudget_kbps=50000\n"
+      "rate_allocation=false\nallocation_rounds=4\n"
+      "[[link]]\niface='eth0'\ncapacity_kbps=125000\nworkload_min_kbps=20000\nworkload_max_kbps=60000\n",
+      "broker.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c.value().max_parallel, 2);
+  EXPECT_EQ(c.value().budget_kbps, 50000);
+  EXPECT_FALSE(c.value().rate_allocation);
+  EXPECT_EQ(c.value().allocation_rounds, 4);
+  const LinkConfig& l = c.value().links.at(0);
+  EXPECT_TRUE(l.has_reservation());
+  EXPECT_EQ(l.workload_min_kbps, 20000);
+  EXPECT_EQ(l.workload_max_kbps, 60000);
+  EXPECT_DOUBLE_EQ(l.HeadroomKbps(), 6250);  // 5 % of the capacity by default
+}
 
 TEST(BrokerConfig, UnreadableFilesAreNamed) {
   auto c = LoadBrokerConfig("/nonexistent/broker.toml");

@@ -60,6 +60,34 @@ json Release(Broker& broker, const json& body, const std::string& from) {
   return {{"ok", true}};
 }
 
+json RateReport(Broker& broker, const json& body, const std::string& from) {
+  auto section = StringField(body, "section");
+  if (!section) return ErrorAnswer(section.error());
+  if (from.empty()) return ErrorAnswer(errc::kBadRequest, "rate_report must come from a broker (authenticated)");
+  if (!body.contains("tasks") || !body["tasks"].is_array()) {
+    return ErrorAnswer(errc::kBadRequest, "field \"tasks\" must be an array");
+  }
+  std::vector<policy::SharedTask> tasks;
+  for (const json& t : body["tasks"]) {
+    auto number = [&](const char* key) {
+      return t.is_object() && t.contains(key) && t[key].is_number() ? t[key].get<double>() : -1.0;
+    };
+    policy::SharedTask task;
+    task.vm = t.is_object() ? t.value("vm", "") : "";
+    task.bytes_left = number("bytes_left");
+    task.dirty_bps = number("dirty_kbps") * 1000;
+    task.net_bps = number("net_kbps") * 1000;
+    task.in_danger = t.is_object() && t.value("in_danger", false);
+    if (task.vm.empty() || task.bytes_left < 0 || task.dirty_bps < 0 || task.net_bps < 0) {
+      return ErrorAnswer(errc::kBadRequest,
+                         "field \"tasks\": each needs vm, bytes_left, dirty_kbps, net_kbps (numbers >= 0)");
+    }
+    tasks.push_back(task);
+  }
+  broker.ReceiveRateReport(from, section.value(), std::move(tasks));
+  return {{"ok", true}};
+}
+
 }  // namespace
 
 json HandleRequest(Broker& broker, const json& body, const std::string& from, double now_s) {
@@ -73,7 +101,9 @@ json HandleRequest(Broker& broker, const json& body, const std::string& from, do
     if (!spec) return ErrorAnswer(spec.error());
     auto id = broker.Submit(spec.value());
     if (!id) return ErrorAnswer(id.error());
-    return {{"ok", true}, {"vm", spec.value().vm}, {"id", id.value()}};
+    nlohmann::json answer = {{"ok", true}, {"vm", spec.value().vm}, {"id", id.value()}};
+    if (id.value().empty()) answer["queued"] = true;  // max_parallel reached: starts later
+    return answer;
   }
   if (name == "task_status" || name == "cancel") {
     auto vm = StringField(body, "vm");
@@ -93,9 +123,10 @@ json HandleRequest(Broker& broker, const json& body, const std::string& from, do
   }
   if (name == "sla_failure") return SlaFailure(broker, body, now_s);
   if (name == kReleaseOp) return Release(broker, body, from);
+  if (name == kRateReportOp) return RateReport(broker, body, from);
   return ErrorAnswer(errc::kUnknownOp, "unknown op \"" + name.substr(0, 64) +
                                            "\" (submit, task_status, cancel, status, "
-                                           "sla_failure, release_bandwidth)");
+                                           "sla_failure, release_bandwidth, rate_report)");
 }
 
 BrokerServer::BrokerServer(const BrokerConfig& config, Broker* broker, MessageVerifier* verifier,

@@ -112,6 +112,27 @@ TEST_F(BrokerServerTest, HandlesEveryOp) {
   }
 }
 
+TEST_F(BrokerServerTest, RateReportsAndQueuedSubmissions) {
+  config_.max_parallel = 1;
+  Make(&control_);
+  json report = {{"op", "rate_report"},
+                 {"section", "s1-core"},
+                 {"tasks", {{{"vm", "vm3"}, {"bytes_left", 9e8}, {"dirty_kbps", 10240}, {"net_kbps", 40000}}}}};
+  EXPECT_EQ(HandleRequest(*broker_, report, "b", now_)["ok"], true);
+  json local = HandleRequest(*broker_, report, "", now_);  // only from an authenticated broker
+  EXPECT_EQ(local["ok"], false);
+  json bad = report;
+  bad["tasks"][0]["bytes_left"] = "lots";
+  json answer = HandleRequest(*broker_, bad, "b", now_);
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_NE(answer["error"]["message"].get<std::string>().find("\"tasks\""), std::string::npos);
+  EXPECT_EQ(HandleRequest(*broker_, SubmitBody("vm1"), "", now_)["id"], "m1");
+  json queued = HandleRequest(*broker_, SubmitBody("vm2"), "", now_);
+  EXPECT_EQ(queued["ok"], true);
+  EXPECT_EQ(queued["queued"], true);
+  EXPECT_EQ(queued["id"], "");
+}
+
 TEST_F(BrokerServerTest, TcpTakesOnlyAuthenticatedFreshMessages) {
   Make(&control_);
   json plain = Ask(tcp_, json{{"op", "status"}}.dump());

@@ -209,11 +209,17 @@ TEST_F(BrokerTest, ImportantTaskInDangerAsksOnlyBrokersOnItsSaturatedSections) {
   EXPECT_TRUE(peers_.sent.empty());  // in danger, but nothing saturated: nobody to ask
   broker_->ReportSlaFailure("s1-core", now_ + 100);
   Period();
-  ASSERT_EQ(peers_.sent.size(), 1u);
-  EXPECT_EQ(peers_.sent[0].first, "c");
-  EXPECT_EQ(peers_.sent[0].second["op"], kReleaseOp);
-  EXPECT_EQ(peers_.sent[0].second["sections"], json({"s1-core"}));
-  EXPECT_EQ(peers_.sent[0].second["task"], "vm1");
+  std::vector<std::pair<std::string, json>> releases, reports;
+  for (const auto& m : peers_.sent) (m.second["op"] == kReleaseOp ? releases : reports).push_back(m);
+  ASSERT_EQ(releases.size(), 1u);
+  EXPECT_EQ(releases[0].first, "c");
+  EXPECT_EQ(releases[0].second["sections"], json({"s1-core"}));
+  EXPECT_EQ(releases[0].second["task"], "vm1");
+  // The shared-section allocation reports to the same broker (c never answers: Alg. 2).
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].first, "c");
+  EXPECT_EQ(reports[0].second["op"], kRateReportOp);
+  EXPECT_EQ(reports[0].second["section"], "s1-core");
   EXPECT_EQ(migrations_.network_limit("m1"), 0u);  // important in danger ignores congestion
   EXPECT_EQ(migrations_.network_limit("m2"), 5000u);  // on the SLA-failed section anyway
   EXPECT_EQ(migrations_.network_limit("m3"), 0u);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "broker/daemon/line_socket.h"
+#include "broker/daemon/marking.h"
 #include "migratefs/migration_service.h"
 #include "migratefs/status.h"
 
@@ -19,8 +20,10 @@ class ControlClient {
   virtual ~ControlClient() = default;
   // Every call answers within the client's timeout; an unreachable daemon is
   // peer_unreachable, a refusal carries the daemon's error code and message.
+  // `marking` adds the optional "dscp"/"so_priority" fields (marking.h); an empty
+  // Marking sends today's request unchanged.
   virtual Result<std::string> Start(const std::vector<std::string>& images,
-                                    const std::string& target) = 0;
+                                    const std::string& target, const Marking& marking) = 0;
   virtual Status SetNetworkLimit(const std::string& id, uint64_t kbps) = 0;  // 0 = none
   virtual Status SetDiskLimit(const std::string& id, uint64_t kbps) = 0;     // 0 = none
   // Fills Progress from the answer; `kbps` is the rate of the asked kind.

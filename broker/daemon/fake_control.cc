@@ -64,10 +64,16 @@ Status FakeMigrations::Reachable() const {
 
 void FakeMigrations::Record(std::string call) { calls_.push_back(std::move(call)); }
 
+Marking FakeMigrations::start_marking(size_t n) const {
+  std::lock_guard lock(mu_);
+  return n < start_markings_.size() ? start_markings_[n] : Marking{};
+}
+
 Result<std::string> FakeMigrations::Start(const std::vector<std::string>& images,
-                                          const std::string& target) {
+                                          const std::string& target, const Marking& marking) {
   std::lock_guard lock(mu_);
   if (auto s = Reachable(); !s) return s.error();
+  start_markings_.push_back(marking);
   std::string id = "m" + std::to_string(next_id_);
   Record("start " + id + " " + target);
   if (refuse_next_) {
@@ -207,7 +213,13 @@ json FakeMigrations::Execute(const json& r) {
   try {
     std::string op = r.at("op");
     if (op == op::kStart) {
-      auto id = Start(r.at("images").get<std::vector<std::string>>(), r.at("target"));
+      Marking marking;
+      if (r.contains("dscp")) {
+        if (r["dscp"].is_string()) marking.dscp_name = r["dscp"].get<std::string>();
+        else marking.dscp_code = r["dscp"].get<int>();
+      }
+      if (r.contains("so_priority")) marking.so_priority = r["so_priority"].get<int>();
+      auto id = Start(r.at("images").get<std::vector<std::string>>(), r.at("target"), marking);
       return id ? Answer(OkStatus(), {{"id", id.value()}}) : Answer(id.error());
     }
     if (op == op::kSetNetworkLimit || op == op::kSetDiskLimit) {

@@ -56,7 +56,10 @@ class FakeMigrations {
   uint64_t disk_limit(const std::string& id) const;
 
   // The ControlClient surface.
-  Result<std::string> Start(const std::vector<std::string>& images, const std::string& target);
+  Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
+                            const Marking& marking = {});
+  // The marking the n-th start (0-based) carried.
+  Marking start_marking(size_t n) const;
   Status SetLimit(const std::string& id, RateKind kind, uint64_t kbps);
   Result<Progress> QueryProgress(const std::string& id, RateKind what);
   Result<bool> QueryCompletion(const std::string& id);
@@ -85,6 +88,7 @@ class FakeMigrations {
   std::function<double()> now_;
   mutable std::mutex mu_;
   std::vector<std::string> calls_;
+  std::vector<Marking> start_markings_;
   std::map<std::string, Migration> migrations_;
   std::vector<Progress> next_script_;
   std::unique_ptr<SimulatedVm> next_sim_;
@@ -96,8 +100,9 @@ class FakeMigrations {
 class FakeControlClient : public ControlClient {
  public:
   explicit FakeControlClient(FakeMigrations* m) : m_(m) {}
-  Result<std::string> Start(const std::vector<std::string>& images, const std::string& target) override {
-    return m_->Start(images, target);
+  Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
+                            const Marking& marking) override {
+    return m_->Start(images, target, marking);
   }
   Status SetNetworkLimit(const std::string& id, uint64_t kbps) override {
     return m_->SetLimit(id, RateKind::kNetwork, kbps);

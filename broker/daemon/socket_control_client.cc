@@ -14,9 +14,11 @@ class SocketControlClient : public ControlClient {
   SocketControlClient(std::string path, Millis timeout, Millis finish_timeout)
       : path_(std::move(path)), timeout_(timeout), finish_timeout_(finish_timeout) {}
 
-  Result<std::string> Start(const std::vector<std::string>& images,
-                            const std::string& target) override {
-    auto answer = Call({{"op", op::kStart}, {"images", images}, {"target", target}}, timeout_);
+  Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
+                            const Marking& marking) override {
+    json request = {{"op", op::kStart}, {"images", images}, {"target", target}};
+    AddMarking(marking, &request);
+    auto answer = Call(request, timeout_);
     if (!answer) return answer.error();
     const json& id = answer.value()["id"];
     if (!id.is_string()) return Malformed("start without a string \"id\"");

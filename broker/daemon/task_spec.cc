@@ -51,8 +51,28 @@ Result<TaskSpec> TaskSpecFromJson(const json& j) {
     spec.important = j["important"];
   }
   if (j.contains("priority")) {
-    if (!j["priority"].is_number_integer()) return Field("priority", "must be an integer");
-    spec.priority = j["priority"];
+    // Before priority classes, "priority" was an integer ordering key: still accepted
+    // from older schedulers, as `rank`, with the default class.
+    if (j["priority"].is_number_integer()) {
+      spec.rank = j["priority"];
+    } else if (j["priority"].is_string()) {
+      auto c = policy::ParsePriorityClass(j["priority"].get<std::string>(), "task.priority");
+      if (!c) return MakeError(errc::kBadRequest, c.error().message);
+      spec.priority = c.value();
+    } else {
+      return Field("priority", "must be \"high\", \"medium\" or \"low\"");
+    }
+  }
+  if (j.contains("rank")) {
+    if (!j["rank"].is_number_integer()) return Field("rank", "must be an integer");
+    spec.rank = j["rank"];
+  }
+  if (j.contains("max_kbps")) {
+    if (!j["max_kbps"].is_number() || !(j["max_kbps"].get<double>() >= 0) ||
+        !std::isfinite(j["max_kbps"].get<double>())) {
+      return Field("max_kbps", "must be a number >= 0 (KB/s, 0 = no cap)");
+    }
+    spec.max_kbps = j["max_kbps"];
   }
   if (j.contains("path")) {
     if (!IsStringList(j["path"])) return Field("path", "must be an array of section names");
@@ -76,7 +96,9 @@ json ToJson(const TaskSpec& spec) {
           {"target_address", spec.target_address},
           {"deadline", spec.deadline_s},
           {"important", spec.important},
-          {"priority", spec.priority},
+          {"priority", policy::ToString(spec.EffectiveClass())},
+          {"rank", spec.rank},
+          {"max_kbps", spec.max_kbps},
           {"path", spec.path},
           {"sharing", spec.sharing}};
 }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "broker/policy/priority_class.h"
 #include "migratefs/status.h"
 
 namespace migratefs::broker {
@@ -19,8 +20,13 @@ struct TaskSpec {
   std::string target;
   std::string target_address;         // the target migratefs' listen HOST:PORT
   double deadline_s = 0;              // seconds since the epoch
-  bool important = false;
-  int priority = 0;                   // informative (the scheduler orders by it)
+  bool important = false;             // maps onto priority class high
+  policy::PriorityClass priority = policy::kDefaultPriorityClass;  // "high"|"medium"|"low"
+  int rank = 0;                       // informative: the scheduler's submission order key
+  double max_kbps = 0;                // fleet cap from the scheduler (section budgets); 0 = none
+
+  // The class the broker applies: high when important, else `priority`.
+  policy::PriorityClass EffectiveClass() const { return policy::EffectiveClass(priority, important); }
   std::vector<std::string> path;      // the path's sections, source to target
   // section -> hosts of the *other* brokers whose tasks use that section too
   std::map<std::string, std::vector<std::string>> sharing;

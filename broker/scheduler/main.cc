@@ -150,7 +150,16 @@ int main(int argc, char** argv) {
   submit->add_option("--rpc-timeout", options.rpc_timeout_s, "seconds per broker request")->check(CLI::Range(0.05, 600.0));
   submit->add_option("--timeout", options.timeout_s, "stop waiting after this many seconds (default: latest deadline + 120)");
   submit->add_option("--output,-o", output, "write the report here instead of stdout");
-  submit->add_flag("--no-wait", no_wait, "submit only");
+  submit->add_flag("--no-wait", no_wait, "submit only (serial chains then start at once)");
+  std::string strategy = "auto";
+  for (CLI::App* sub : {plan_cmd, submit}) {
+    sub->add_option("--strategy", strategy, "serial vs gang per batch: auto (seed 003's rules), gang, serial")
+        ->check(CLI::IsMember({"auto", "gang", "serial"}));
+    sub->add_option("--contention-moderate", options.contention.moderate,
+                    "link utilisation (0..1) from which contention is moderate (default 0.5)");
+    sub->add_option("--contention-high", options.contention.high,
+                    "link utilisation (0..1) from which contention is high (default 0.8)");
+  }
   RatesArgs rates_args;
   CLI::App* rates = app.add_subcommand("rates", "seed 000: optimal rates for migrations sharing one link");
   rates->add_option("--capacity-mbps", rates_args.capacity, "link capacity R, MB/s (1 MB = 10^6 bytes)")->required();
@@ -166,8 +175,16 @@ int main(int argc, char** argv) {
   if (!topology) return Fail(topology.error().message);
   auto tasks = LoadTasks(tasks_path, topology.value());
   if (!tasks) return Fail(tasks.error().message);
+  if (auto s = migratefs::policy::ValidateContentionThresholds(options.contention); !s) {
+    return Fail("--contention-moderate/--contention-high: " + s.error().message);
+  }
+  options.strategy = strategy == "gang"     ? StrategyMode::kGang
+                     : strategy == "serial" ? StrategyMode::kSerial
+                                            : StrategyMode::kAuto;
   Plan plan = MakePlan(tasks.value(), topology.value(), WallNow());
   if (plan_cmd->parsed()) {
+    // Without the brokers' link samples the contention is unknown (counts as moderate).
+    ApplyStrategies(&plan, topology.value(), {}, options.strategy, options.contention);
     std::printf("%s\n", PlanJson(plan).dump(2).c_str());
     return 0;
   }

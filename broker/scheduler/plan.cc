@@ -32,11 +32,25 @@ Result<std::vector<TaskEntry>> ParseTasks(const json& doc, const std::string& or
     t.target = f.String("target");
     t.deadline_in_s = f.Number("deadline", 0, true);
     t.important = f.Bool("important", false);
-    double priority = f.Number("priority", 0);
-    f.Known({"vm", "disks", "source", "target", "deadline", "important", "priority"});
+    double rank = 0;
+    if (entry.contains("priority") && entry["priority"].is_string()) {
+      auto c = policy::ParsePriorityClass(entry["priority"].get<std::string>(), "priority");
+      if (!c) f.Fail("priority", "must be \"high\", \"medium\" or \"low\", got \"" +
+                                     entry["priority"].get<std::string>() + "\"");
+      else t.priority = c.value();
+    } else if (entry.contains("priority")) {
+      // Before classes, priority was the integer submission order: still read as rank.
+      rank = f.Number("priority", 0);
+      if (f.ok() && rank != static_cast<int>(rank)) f.Fail("priority", "must be \"high\", \"medium\" or \"low\"");
+    }
+    if (entry.contains("rank")) rank = f.Number("rank", 0);
+    double size_mb = f.Number("size_mb", 0);
+    f.Known({"vm", "disks", "source", "target", "deadline", "important", "priority", "rank", "size_mb"});
     if (f.ok() && !(t.deadline_in_s > 0)) f.Fail("deadline", "must be > 0 (seconds after submission)");
-    if (f.ok() && priority != static_cast<int>(priority)) f.Fail("priority", "must be a whole number");
-    t.priority = static_cast<int>(priority);
+    if (f.ok() && rank != static_cast<int>(rank)) f.Fail("rank", "must be a whole number");
+    if (f.ok() && !(size_mb >= 0)) f.Fail("size_mb", "must be >= 0 (MB, 1 MB = 10^6 bytes)");
+    t.rank = static_cast<int>(rank);
+    t.size_bytes = size_mb * 1e6;
     if (f.ok() && !topology.FindHost(t.source)) f.Fail("source", "names \"" + t.source + "\", which is no [[host]] of the topology");
     if (f.ok() && !topology.FindHost(t.target)) f.Fail("target", "names \"" + t.target + "\", which is no [[host]] of the topology");
     if (f.ok() && t.source == t.target) f.Fail("target", "is the source host");
@@ -57,8 +71,10 @@ Plan MakePlan(const std::vector<TaskEntry>& tasks, const Topology& topology, dou
   std::vector<const TaskEntry*> order;
   for (const TaskEntry& t : tasks) order.push_back(&t);
   std::stable_sort(order.begin(), order.end(), [](const TaskEntry* x, const TaskEntry* y) {
-    if (x->important != y->important) return x->important;
-    return x->priority > y->priority;
+    auto cx = policy::EffectiveClass(x->priority, x->important);
+    auto cy = policy::EffectiveClass(y->priority, y->important);
+    if (cx != cy) return cx < cy;
+    return x->rank > y->rank;
   });
   Plan plan;
   std::map<std::string, std::vector<std::string>> paths;
@@ -78,6 +94,8 @@ Plan MakePlan(const std::vector<TaskEntry>& tasks, const Topology& topology, dou
     spec.deadline_s = now_s + t->deadline_in_s;
     spec.important = t->important;
     spec.priority = t->priority;
+    spec.rank = t->rank;
+    plan.size_bytes[t->vm] = t->size_bytes;
     spec.path = paths[t->vm];
     for (const std::string& section : spec.path) {
       std::set<std::string> hosts;
@@ -87,6 +105,42 @@ Plan MakePlan(const std::vector<TaskEntry>& tasks, const Topology& topology, dou
       if (!hosts.empty()) spec.sharing[section].assign(hosts.begin(), hosts.end());
     }
     plan.specs.push_back(std::move(spec));
+  }
+  // Batches: connected components of "same source or a common section".
+  std::vector<size_t> root(plan.specs.size());
+  for (size_t i = 0; i < root.size(); ++i) root[i] = i;
+  auto find = [&](size_t i) {
+    while (root[i] != i) i = root[i] = root[root[i]];
+    return i;
+  };
+  for (size_t i = 0; i < plan.specs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const auto& a = plan.specs[i];
+      const auto& b = plan.specs[j];
+      bool linked = a.source == b.source;
+      for (const std::string& s : a.path) {
+        linked = linked || std::find(b.path.begin(), b.path.end(), s) != b.path.end();
+      }
+      if (linked) root[find(i)] = find(j);
+    }
+  }
+  std::map<size_t, size_t> batch_of;
+  for (size_t i = 0; i < plan.specs.size(); ++i) {
+    size_t r = find(i);
+    if (!batch_of.count(r)) {
+      batch_of[r] = plan.batches.size();
+      plan.batches.emplace_back();
+    }
+    Batch& b = plan.batches[batch_of[r]];
+    b.vms.push_back(plan.specs[i].vm);
+    b.sources.push_back(plan.specs[i].source);
+    b.sections.insert(b.sections.end(), plan.specs[i].path.begin(), plan.specs[i].path.end());
+  }
+  for (Batch& b : plan.batches) {
+    for (auto* v : {&b.sources, &b.sections}) {
+      std::sort(v->begin(), v->end());
+      v->erase(std::unique(v->begin(), v->end()), v->end());
+    }
   }
   return plan;
 }
@@ -98,7 +152,9 @@ json PlanJson(const Plan& plan) {
   for (const auto& [section, vms] : plan.users) {
     if (vms.size() >= 2) shared[section] = vms;
   }
-  return {{"tasks", tasks}, {"shared_sections", shared}};
+  json out = {{"tasks", tasks}, {"shared_sections", shared}, {"strategies", plan.strategies}};
+  if (!plan.after.empty()) out["after"] = plan.after;
+  return out;
 }
 
 }  // namespace migratefs::scheduler

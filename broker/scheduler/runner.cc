@@ -33,23 +33,36 @@ Result<json> Ask(const std::string& address, json body, const RunOptions& o) {
 
 }  // namespace
 
-json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& o) {
+json RunPlan(const Plan& original, const Topology& topology, const RunOptions& o) {
   double submitted_at = o.now();
+  Plan plan = original;
+  // Contention: the link samples of every source broker.
+  std::map<std::string, json> status;
+  for (const Batch& batch : plan.batches) {
+    for (const std::string& host : batch.sources) {
+      if (status.count(host)) continue;
+      auto answer = Ask(topology.FindHost(host)->broker, {{"op", "status"}}, o);
+      if (answer) status[host] = answer.value();
+    }
+  }
+  std::map<size_t, double> utilization;
+  for (size_t b = 0; b < plan.batches.size(); ++b) utilization[b] = BatchUtilization(plan.batches[b], status);
+  ApplyStrategies(&plan, topology, utilization, o.strategy, o.contention);
+  if (!o.wait && !plan.after.empty()) {  // nobody stays to start the next of a chain
+    plan.after.clear();
+    for (json& s : plan.strategies) {
+      if (!s["serial"].empty()) s["note"] = "--no-wait: the serial tasks were submitted at once";
+    }
+  }
+
   std::vector<json> entries;
-  for (const broker::TaskSpec& spec : plan.specs) {
-    json entry = {{"vm", spec.vm},
-                  {"source", spec.source},
-                  {"target", spec.target},
-                  {"important", spec.important},
-                  {"priority", spec.priority},
-                  {"path", spec.path},
-                  {"deadline", spec.deadline_s},
-                  {"deadline_s", spec.deadline_s - submitted_at},
-                  {"broker_reachable", true}};
+  std::map<std::string, size_t> index;
+  auto submit = [&](const broker::TaskSpec& spec, json& entry) {
     const std::string& address = topology.FindHost(spec.source)->broker;
     auto answer = Ask(address, {{"op", "submit"}, {"task", broker::ToJson(spec)}}, o);
+    entry["submitted"] = o.now();
     if (answer) {
-      entry["state"] = "running";
+      entry["state"] = answer.value().value("queued", false) ? "queued" : "running";
       entry["id"] = answer.value().value("id", "");
     } else {
       entry["state"] = "not_submitted";
@@ -59,8 +72,36 @@ json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& o) {
       std::fprintf(stderr, "migratefs-scheduler: %s: %s\n", spec.vm.c_str(),
                    entry["error"].get<std::string>().c_str());
     }
+  };
+  for (const broker::TaskSpec& spec : plan.specs) {
+    json entry = {{"vm", spec.vm},
+                  {"source", spec.source},
+                  {"target", spec.target},
+                  {"important", spec.important},
+                  {"priority", policy::ToString(spec.EffectiveClass())},
+                  {"rank", spec.rank},
+                  {"path", spec.path},
+                  {"deadline", spec.deadline_s},
+                  {"deadline_s", spec.deadline_s - submitted_at},
+                  {"broker_reachable", true}};
+    if (spec.max_kbps > 0) entry["max_kbps"] = spec.max_kbps;
+    if (plan.after.count(spec.vm)) {
+      entry["after"] = plan.after.at(spec.vm);
+      entry["state"] = "waiting";
+    } else {
+      submit(spec, entry);
+    }
+    index[spec.vm] = entries.size();
     entries.push_back(std::move(entry));
   }
+  // Starts every waiting task whose predecessor has ended.
+  auto release_chains = [&] {
+    for (const broker::TaskSpec& spec : plan.specs) {
+      json& entry = entries[index[spec.vm]];
+      if (entry["state"] != "waiting" || !Terminal(entries[index[entry["after"].get<std::string>()]])) continue;
+      submit(spec, entry);
+    }
+  };
   double latest = submitted_at;
   for (const broker::TaskSpec& spec : plan.specs) latest = std::max(latest, spec.deadline_s);
   double give_up = submitted_at + (o.timeout_s > 0 ? o.timeout_s : latest - submitted_at + 120);
@@ -68,7 +109,7 @@ json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& o) {
   while (o.wait && !std::all_of(entries.begin(), entries.end(), Terminal) && o.now() < give_up) {
     o.sleep(o.poll_s);
     for (json& entry : entries) {
-      if (Terminal(entry)) continue;
+      if (Terminal(entry) || entry["state"] == "waiting") continue;
       const std::string& address = topology.FindHost(entry["source"])->broker;
       auto answer = Ask(address, {{"op", "task_status"}, {"vm", entry["vm"]}}, o);
       if (!answer) {
@@ -86,10 +127,11 @@ json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& o) {
                               "bytes_sent", "bytes_left", "limited_s", "network_limited_s",
                               "disk_limited_s", "backoff_periods", "release_requests_sent",
                               "started", "finished", "hypervisor", "network_limit_kbps",
-                              "disk_limit_kbps", "slack"}) {
+                              "disk_limit_kbps", "slack", "ceiling_kbps", "queued_s"}) {
         if (record.contains(key)) entry[key] = record[key];
       }
     }
+    release_chains();
   }
   json summary = {{"tasks", entries.size()}, {"met", 0}, {"missed", 0}, {"failed", 0},
                   {"unfinished", 0}, {"limited_s", 0.0}};
@@ -115,7 +157,8 @@ json RunPlan(const Plan& plan, const Topology& topology, const RunOptions& o) {
   return {{"submitted_at", submitted_at},
           {"tasks", entries},
           {"summary", summary},
-          {"shared_sections", shared}};
+          {"shared_sections", shared},
+          {"strategies", plan.strategies}};
 }
 
 bool AllMet(const json& report) {

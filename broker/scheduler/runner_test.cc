@@ -107,6 +107,50 @@ TEST(Runner, SubmitsPollsAndReportsDespiteDeadBrokers) {
   EXPECT_LE(clock, 1e9 + 41);
 }
 
+TEST(Runner, LowPriorityUnderContentionRunsOneAfterAnother) {
+  double clock = 1e9;
+  Host a("a", &clock), b("b", &clock);
+  json topo = {{"switch", {{{"name", "sw"}}}},
+               {"host", {{{"name", "a"}, {"switch", "sw"}, {"broker", a.address()}, {"migratefs", "10.0.0.1:7200"}},
+                         {{"name", "b"}, {"switch", "sw"}, {"broker", b.address()}, {"migratefs", "10.0.0.2:7200"}}}}};
+  Topology topology = Topology::FromJson(topo, "topo").value();
+  json tasks = {{"task", {{{"vm", "big"}, {"disks", {"big.img"}}, {"source", "a"}, {"target", "b"}, {"deadline", 60},
+                           {"priority", "low"}, {"size_mb", 30}},
+                          {{"vm", "small"}, {"disks", {"small.img"}}, {"source", "a"}, {"target", "b"}, {"deadline", 60},
+                           {"priority", "low"}, {"size_mb", 20}}}}};
+  // Broker a's link is 85 % busy: high contention.
+  a.broker->Tick({{"eth0", "a-sw", 10000, 8500, 0, true, false}});
+  a.migrations.SimulateNext({20e6, 10000, 0, 1});  // small: the shorter one goes first
+  Plan plan = MakePlan(ParseTasks(tasks, "tasks", topology).value(), topology, clock);
+  RunOptions o;
+  o.key = kKey;
+  o.rpc_timeout_s = 1;
+  o.timeout_s = 50;
+  o.now = [&clock] { return clock; };
+  bool armed = false;
+  o.sleep = [&](double s) {
+    clock += s;
+    a.broker->Tick({});
+    // The second start gets its own simulation once the first one is done.
+    if (!armed && a.broker->TaskReport("small") && a.broker->TaskReport("small").value()["state"] == "finished") {
+      a.migrations.SimulateNext({30e6, 10000, 0, 1});
+      armed = true;
+    }
+  };
+  json report = RunPlan(plan, topology, o);
+  std::map<std::string, json> by_vm;
+  for (const json& t : report["tasks"]) by_vm[t["vm"]] = t;
+  ASSERT_EQ(report["strategies"].size(), 1u) << report.dump(1);
+  EXPECT_EQ(report["strategies"][0]["mode"], "serial");
+  EXPECT_EQ(report["strategies"][0]["contention"], "high");
+  EXPECT_EQ(report["strategies"][0]["serial"], json({"small", "big"}));
+  EXPECT_EQ(by_vm["big"]["after"], "small");
+  EXPECT_EQ(by_vm["small"]["state"], "finished") << report.dump(1);
+  EXPECT_EQ(by_vm["big"]["state"], "finished") << report.dump(1);
+  EXPECT_GE(by_vm["big"]["submitted"].get<double>(), by_vm["small"]["finished"].get<double>());
+  EXPECT_EQ(report["summary"]["met"], 2);
+}
+
 TEST(Runner, WrongKeyIsReportedNotHung) {
   double clock = 1e9;
   Host a("a", &clock);

@@ -36,10 +36,11 @@ Result<Topology> Topology::FromJson(const json& doc, const std::string& origin) 
   std::string error;
   const json* switches = ArrayOfObjects(doc, "switch", &error, origin);
   const json* hosts = ArrayOfObjects(doc, "host", &error, origin);
+  const json* budgets = ArrayOfObjects(doc, "budget", &error, origin);
   if (!error.empty()) return Invalid(error);
   if (!hosts) return Invalid(origin + ": field \"host\" is missing (at least one [[host]])");
   for (const auto& [key, value] : doc.items()) {
-    if (key != "switch" && key != "host") return Invalid(origin + ": field \"" + key + "\" is not a known field");
+    if (key != "switch" && key != "host" && key != "budget") return Invalid(origin + ": field \"" + key + "\" is not a known field");
   }
   Topology t;
   std::set<std::string> names, switch_names;
@@ -88,6 +89,22 @@ Result<Topology> Topology::FromJson(const json& doc, const std::string& origin) 
     for (size_t steps = 0; t.parent_.count(at); ++steps) {
       if (steps > names.size()) return Invalid(origin + ": switches form a cycle through \"" + node + "\"");
       at = t.parent_.at(at);
+    }
+  }
+  if (budgets) {
+    for (size_t i = 0; i < budgets->size(); ++i) {
+      std::string where = origin + ": budget[" + std::to_string(i) + "]: ";
+      JsonFields f((*budgets)[i], where);
+      std::string section = f.String("section");
+      double kbps = f.Number("kbps", 0, true);
+      f.Known({"section", "kbps"});
+      if (f.ok() && !(kbps > 0)) f.Fail("kbps", "must be > 0 (KB/s)");
+      bool known = false;
+      for (const auto& [node, parent] : t.parent_) known = known || section == node + "-" + parent;
+      if (f.ok() && !known) f.Fail("section", "names \"" + section + "\", which is no section (<node>-<parent>) of the tree");
+      if (f.ok() && t.budgets_.count(section)) f.Fail("section", "\"" + section + "\" has two budgets");
+      if (!f.ok()) return Invalid(f.error());
+      t.budgets_[section] = kbps;
     }
   }
   return t;

@@ -36,6 +36,9 @@ class Topology {
   static Result<Topology> Load(const std::string& path);
 
   const HostInfo* FindHost(const std::string& name) const;
+  // Fleet caps ([[budget]] section = "s1-core", kbps = 50000): the migration bandwidth
+  // all tasks crossing a section may use together, KB/s. Sections without one: absent.
+  const std::map<std::string, double>& section_budgets() const { return budgets_; }
   // Sections from `source` to `target`, in travel order. invalid_argument for unknown
   // hosts; empty when source == target.
   Result<std::vector<std::string>> Path(const std::string& source, const std::string& target) const;
@@ -44,6 +47,7 @@ class Topology {
   std::vector<std::string> ToRoot(const std::string& node) const;  // node, parent, ..., root
   std::map<std::string, std::string> parent_;  // every node but the root
   std::map<std::string, HostInfo> hosts_;
+  std::map<std::string, double> budgets_;  // section -> KB/s
 };
 
 }  // namespace migratefs::scheduler

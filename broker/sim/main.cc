@@ -1,11 +1,13 @@
 // migratefs-sim SCENARIO.toml [--policy none|broker] [--deadline S] [--load PCT]
 //               [--seed N] [--json] [--csv FILE]
+// migratefs-sim --batch BATCH.toml [--strategy auto|gang|serial] [--allocation optimal|equal] [--json]
 // Exit codes: 0 ok, 2 bad scenario file or flag, 1 cannot write the CSV file.
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 #include <optional>
 
+#include "broker/sim/batch.h"
 #include "broker/sim/report.h"
 #include "broker/sim/scenario.h"
 #include "broker/sim/simulator.h"
@@ -28,6 +30,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "PRNG seed (overrides run.seed)");
   app.add_flag("--json", json, "print one JSON object instead of text");
   app.add_option("--csv", csv_path, "write a per-period time series to this file");
+  bool batch = false;
+  std::string strategy, allocation;
+  app.add_flag("--batch", batch, "SCENARIO is a batch on one link (broker/sim/README.md \"Batches on one link\")");
+  app.add_option("--strategy", strategy, "batch: auto | gang | serial (overrides run.strategy)")
+      ->check(CLI::IsMember({"auto", "gang", "serial"}));
+  app.add_option("--allocation", allocation, "batch: optimal | equal (overrides run.allocation)")
+      ->check(CLI::IsMember({"optimal", "equal"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -35,6 +44,19 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
 
+  if (batch) {
+    auto b = sim::LoadBatchScenario(scenario_path);
+    if (!b.ok()) {
+      std::cerr << "migratefs-sim: " << b.error().message << "\n";
+      return 2;
+    }
+    sim::BatchScenario s = b.value();
+    if (!strategy.empty()) s.strategy = strategy;
+    if (!allocation.empty()) s.allocation = allocation;
+    sim::BatchResults r = sim::SimulateBatch(s);
+    std::cout << (json ? sim::BatchToJson(r) + "\n" : sim::BatchToText(r));
+    return 0;
+  }
   auto loaded = sim::LoadScenario(scenario_path);
   if (!loaded.ok()) {
     std::cerr << "migratefs-sim: " << loaded.error().message << "\n";
