@@ -161,6 +161,16 @@ std::string ProgressBlock(const json& p) {
   row("ETA", FormatEta(Number(p, "eta_s", -1)));
   row("network limit", FormatLimit(static_cast<uint64_t>(Number(p, "network_limit_kbps"))));
   row("disk limit", FormatLimit(static_cast<uint64_t>(Number(p, "disk_limit_kbps"))));
+  if (p.contains("mirror_mode")) {
+    std::string mode = Text(p, "mirror_mode");
+    if (mode != "sync") {
+      mode += ", backlog " + FormatBytes(static_cast<uint64_t>(Number(p, "backlog_bytes"))) + " of " +
+              FormatBytes(static_cast<uint64_t>(Number(p, "backlog_max_bytes"))) +
+              Printf(", %.1f s synchronous", Number(p, "mirror_sync_s"));
+    }
+    row("mirror", mode);
+  }
+  if (p.contains("dscp") && p["dscp"].is_string()) row("dscp", Text(p, "dscp"));
   return out;
 }
 

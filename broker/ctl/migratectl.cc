@@ -96,6 +96,10 @@ struct Arguments {
   bool overwrite = false;
   bool force = false;
   uint64_t disk_kbps = 0;
+  std::string mirror;            // "" = the daemon's default (sync)
+  uint64_t backlog_max_mb = 0;   // 0 = the daemon's default
+  std::string dscp;              // "" = the daemon's -o dscp=
+  int64_t so_priority = -1;      // -1 = the daemon's -o so_priority=
   std::string id;
   uint64_t kbps = 0;
   std::string what = "network";
@@ -103,6 +107,11 @@ struct Arguments {
   std::vector<std::string> ids;
   SubmitArgs submit;
 };
+
+void AddMirrorFields(const Arguments& args, json* r) {
+  if (!args.mirror.empty()) (*r)["mirror"] = args.mirror;
+  if (args.backlog_max_mb) (*r)["backlog_max_bytes"] = args.backlog_max_mb << 20;
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"migratectl: control a migratefs daemon (live migration of VM disk images)"};
@@ -143,6 +152,21 @@ int Main(int argc, char** argv) {
                   "replace a file of that name on the target that is not a copy of this image "
                   "(never one open for writing there)");
   start->add_flag("--force", args.force, "do not check that the target has room for the image");
+  auto mirror_options = [&args](CLI::App* sub) {
+    sub->add_option("--mirror", args.mirror, "phase 3: sync (the VM waits for the target) or async (bounded backlog)")
+        ->check(CLI::IsMember({"sync", "async"}));
+    sub->add_option("--backlog-max-mb", args.backlog_max_mb, "async mirror: backlog size in MiB (default 64)")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 20));
+  };
+  mirror_options(start);
+  start->add_option("--dscp", args.dscp, "DSCP of the peer connection: a name (AF41, EF, CS6) or 0..63");
+  start->add_option("--so-priority", args.so_priority, "socket priority of the peer connection")
+      ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
+
+  CLI::App* set_mirror = app.add_subcommand("set-mirror-mode", "switch phase 3 between sync and async mirroring");
+  id_arg(set_mirror);
+  mirror_options(set_mirror);
+  set_mirror->get_option("--mirror")->required();
 
   CLI::App* set_net = app.add_subcommand("set-network-limit", "limit the migration's sending rate");
   CLI::App* set_disk = app.add_subcommand("set-disk-limit", "limit the VM's write rate");
@@ -210,10 +234,18 @@ int Main(int argc, char** argv) {
     if (args.disk_kbps) r["disk_kbps"] = args.disk_kbps;
     if (args.overwrite) r["overwrite"] = true;
     if (args.force) r["force"] = true;
+    AddMirrorFields(args, &r);
+    if (!args.dscp.empty()) r["dscp"] = args.dscp;
+    if (args.so_priority >= 0) r["so_priority"] = args.so_priority;
     return RunRequest(global, r, false, [](const json& answer) {
       std::cout << IdOf(answer) << "\n";
       return kExitOk;
     });
+  }
+  if (set_mirror->parsed()) {
+    json r = request(op::kSetMirrorMode);
+    AddMirrorFields(args, &r);
+    return RunRequest(global, r, false, [](const json&) { return kExitOk; });
   }
   if (set_net->parsed() || set_disk->parsed()) {
     bool net = set_net->parsed();

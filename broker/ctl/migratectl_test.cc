@@ -118,6 +118,19 @@ TEST_F(MigratectlTest, StartPrintsTheId) {
   EXPECT_EQ(service_.calls().at(0), "Start vm1.img,vm1-data.img -> 10.0.0.2:7000 net=20000 disk=0");
 }
 
+TEST_F(MigratectlTest, MirrorAndMarkingFlagsReachTheService) {
+  Outcome o = Run({"start", "vm1.img", "--target", "10.0.0.2:7000", "--mirror", "async", "--backlog-max-mb", "8",
+                   "--dscp", "AF41", "--so-priority", "3"});
+  EXPECT_EQ(o.exit_code, kExitOk) << o.err;
+  Outcome m = Run({"set-mirror-mode", "m1", "--mirror", "sync"});
+  EXPECT_EQ(m.exit_code, kExitOk) << m.err;
+  EXPECT_EQ(Run({"set-mirror-mode", "m1"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"start", "vm1.img", "--target", "10.0.0.2:7000", "--mirror", "fast"}).exit_code, kExitUsage);
+  EXPECT_EQ(service_.calls(), (std::vector<std::string>{
+                                  "Start vm1.img -> 10.0.0.2:7000 net=0 disk=0 mirror=async:8388608 dscp=34 so_priority=3",
+                                  "SetMirrorMode m1 sync"}));
+}
+
 TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
   std::string id = StartOne();
   ASSERT_EQ(id, "m1");

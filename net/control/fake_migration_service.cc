@@ -56,8 +56,11 @@ MigrationInfo FakeMigrationService::Advance(Migration& m) {
 }
 
 Result<std::string> FakeMigrationService::Start(const StartRequest& req) {
-  Record("Start " + Join(req.images) + " -> " + req.target + " net=" +
-         std::to_string(req.network_kbps) + " disk=" + std::to_string(req.disk_kbps));
+  Record("Start " + Join(req.images) + " -> " + req.target + " net=" + std::to_string(req.network_kbps) +
+         " disk=" + std::to_string(req.disk_kbps) +
+         (req.mirror.async ? " mirror=async:" + std::to_string(req.mirror.backlog_max_bytes) : "") +
+         (req.dscp ? " dscp=" + std::to_string(*req.dscp) : "") +
+         (req.so_priority ? " so_priority=" + std::to_string(*req.so_priority) : ""));
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& image : req.images) {
     if (image.find("..") != std::string::npos || image.front() == '/') {
