@@ -46,11 +46,17 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
     n = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
   } else if ((data = PayloadOf(bufv, len)) == nullptr) {
     return ReplyErr(req, EIO);
-  } else if (f.direct()) {
-    n = DirectPwrite(f, data, len, off);
   } else {
-    n = pwrite(f.fd, data, len, off);
-    if (n < 0) n = -errno;
+    // In phase 3 the hook may send the bytes to the peer now, so the peer's write and
+    // ours overlap; it then answers through FinishWrite, failure included.
+    void* token = hook != nullptr ? hook->BeginWrite(off, data, len) : nullptr;
+    if (f.direct()) {
+      n = DirectPwrite(f, data, len, off);
+    } else {
+      n = pwrite(f.fd, data, len, off);
+      if (n < 0) n = -errno;
+    }
+    if (token != nullptr) return hook->FinishWrite(token, n, WriteCompletion(req, n > 0 ? size_t(n) : 0));
   }
   if (n < 0) return ReplyErr(req, static_cast<int>(-n));
   // The hook may acknowledge later (throttle, mirroring); the worker moves on.

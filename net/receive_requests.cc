@@ -198,20 +198,8 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(co
   if (Status st = MakeReceiveFileWritable(f, o.name); !st.ok()) return refuse(st.error());
   if (Status st = PrepareReceiveFile(f, o.name, o.size, resume, o.identity); !st.ok()) return refuse(st.error());
   const OpenReplyPayload reply{!f.created, f.size_before, FreeBytes(f.fd)};
-  auto img = std::make_unique<Image>();
-  img->handle = next_handle_++;
-  img->name = o.name;
-  img->fd = f.fd;
-  img->direct_fd = f.direct_fd;
-  img->parent_fd = f.parent_fd;
-  img->base = f.base;
-  img->dev = f.dev;
-  img->ino = f.ino;
-  img->block_size = o.block_size;
-  if (cfg_.observer) cfg_.observer->OnReceiving(img->name, img->dev, img->ino);
-  const uint32_t handle = img->handle;
-  images_.emplace(handle, std::move(img));
-  return std::make_pair(handle, reply);
+  if (cfg_.observer) cfg_.observer->OnReceiving(o.name, f.dev, f.ino);
+  return std::make_pair(AddImage(f, o, /*verify_only=*/false), reply);
 }
 
 // A verify open (kFlagVerify) looks at a copy without touching it: no claim in the
@@ -230,19 +218,24 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenForVerif
                                               ", the source's is " + o.identity + "): nothing to verify");
   }
   const OpenReplyPayload reply{true, f.size_before, FreeBytes(f.fd)};
+  return std::make_pair(AddImage(f, o, /*verify_only=*/true), reply);
+}
+
+uint32_t ReceiveSession::Impl::AddImage(const ReceiveFile& f, const OpenImagePayload& o, bool verify_only) {
   auto img = std::make_unique<Image>();
   img->handle = next_handle_++;
   img->name = o.name;
   img->fd = f.fd;
+  img->direct_fd = f.direct_fd;
   img->parent_fd = f.parent_fd;
   img->base = f.base;
   img->dev = f.dev;
   img->ino = f.ino;
   img->block_size = o.block_size;
-  img->verify_only = true;
+  img->verify_only = verify_only;
   const uint32_t handle = img->handle;
   images_.emplace(handle, std::move(img));
-  return std::make_pair(handle, reply);
+  return handle;
 }
 
 }  // namespace migratefs::net

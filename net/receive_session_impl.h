@@ -21,6 +21,7 @@
 #include "net/buffer_pool.h"
 #include "net/frame.h"
 #include "net/range_order.h"
+#include "net/receive_file.h"
 #include "net/receive_session.h"
 
 namespace migratefs::net {
@@ -93,6 +94,8 @@ class ReceiveSession::Impl final : public ImageHolder {
   void HandleImageOp(const FrameHeader& h, PayloadBuffer payload);
   void HandleOpen(const FrameHeader& h, const uint8_t* payload);
   Status CheckOpenRequest(const OpenImagePayload& o) const;
+  // Registers an opened file under a new handle (it owns f's descriptors from here).
+  uint32_t AddImage(const ReceiveFile& f, const OpenImagePayload& o, bool verify_only);
   Result<std::pair<uint32_t, OpenReplyPayload>> OpenForVerify(const OpenImagePayload& o);
   Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume, bool overwrite);
 

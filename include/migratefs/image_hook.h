@@ -61,6 +61,19 @@ class ImageHook {
   // problem (dead peer, full target disk) never completes with an error (I4).
   virtual void AfterWrite(uint64_t off, const void* data, size_t len, Completion done) = 0;
 
+  // Optional fast path for a mirrored write (DRBD protocol C's shape: the local and
+  // the remote write in flight at once). Called before the local pwrite of `len` bytes
+  // at `off`, with those bytes (valid only during this call). A hook that returns a
+  // token has started sending them; the FUSE layer then does the local write and
+  // calls FinishWrite with the token exactly once, instead of AfterWrite. nullptr =
+  // the hook does not take this path; AfterWrite follows the local write as usual.
+  virtual void* BeginWrite(uint64_t off, const void* data, size_t len) { return nullptr; }
+  // `result` is the local pwrite's: bytes written, or a negative errno. The hook
+  // completes `done` with 0 once both writes are done (the FUSE layer replies
+  // `result` bytes), or with -result when the local write failed (the blocks the
+  // peer may have applied are then re-marked and resent from the source: invariant I2).
+  virtual void FinishWrite(void* token, ssize_t result, Completion done) {}
+
   // After a successful size change (truncate, ftruncate, size-extending fallocate).
   virtual void AfterResize(uint64_t new_size) = 0;
 

@@ -77,21 +77,38 @@ void ImageMigration::MarkDirty(uint64_t off, uint64_t len) {
   if (fresh) owner_->dirty_meter().Add(fresh * block_size_);
 }
 
-namespace {
 // Joins the two things a throttled, mirrored write waits for: the peer's ack and the
-// disk limit's delay. The VM's write is acknowledged when both have arrived.
-struct JoinedCompletion {
+// disk limit's delay (after the local write). The VM's write is acknowledged when
+// both have arrived.
+struct ImageMigration::JoinedCompletion {
   std::atomic<int> left{2};
   Completion done;
+  int err = 0;  // set before the last arrival
   void Arrive() {
     if (left.fetch_sub(1) == 1) {
-      done.Complete(0);
+      done.Complete(err);
       delete this;
     }
   }
   static void Trampoline(void* ctx, uint64_t, int) { static_cast<JoinedCompletion*>(ctx)->Arrive(); }
 };
-}  // namespace
+
+bool ImageMigration::QueueMirror(net::PeerClient& peer, uint64_t off, const void* data, size_t len,
+                                 JoinedCompletion* join) {
+  const bool wait_for_peer = owner_->backlog().Admit(len, std::chrono::steady_clock::now());
+  peer.SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join, wait_for_peer](const Status& s) {
+    if (!s.ok()) {
+      MarkDirty(off, len);
+      owner_->OnPeerError(s);
+    } else {
+      owner_->NoteMirrored(len);
+    }
+    owner_->backlog().Settled(len, std::chrono::steady_clock::now());
+    owner_->MirrorAcked();
+    if (wait_for_peer) join->Arrive();
+  });
+  return wait_for_peer;
+}
 
 void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Completion done) {
   auto delay = owner_->disk_bucket().Reserve(len);
@@ -117,21 +134,58 @@ void ImageMigration::AfterWrite(uint64_t off, const void* data, size_t len, Comp
   join->done = done;
   LockBlocks(first, last);
   owner_->MirrorSent();
-  const bool wait_for_peer = owner_->backlog().Admit(len, std::chrono::steady_clock::now());
-  peer->SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join, wait_for_peer](const Status& s) {
-    if (!s.ok()) {
-      MarkDirty(off, len);
-      owner_->OnPeerError(s);
-    } else {
-      owner_->NoteMirrored(len);
-    }
-    owner_->backlog().Settled(len, std::chrono::steady_clock::now());
-    owner_->MirrorAcked();
-    if (wait_for_peer) join->Arrive();
-  });
+  const bool wait_for_peer = QueueMirror(*peer, off, data, len, join);
   UnlockBlocks(first, last);
   if (!wait_for_peer) join->Arrive();
   owner_->completer().CompleteAt(when, Completion(&JoinedCompletion::Trampoline, join, 0));
+}
+
+// What a parallel mirrored write carries from BeginWrite to FinishWrite.
+struct ImageMigration::ParallelWrite {
+  explicit ParallelWrite(WriterEpoch& e) : guard(e) {}
+  WriterEpoch::Guard guard;  // SetMirroring/SetFenced wait until FinishWrite
+  uint64_t off = 0, len = 0, first = 0, last = 0;
+  JoinedCompletion* join = nullptr;
+  bool wait_for_peer = true;
+};
+
+void* ImageMigration::BeginWrite(uint64_t off, const void* data, size_t len) {
+  if (len == 0 || !mirroring_.load()) return nullptr;
+  auto w = std::make_unique<ParallelWrite>(epoch_);
+  std::shared_ptr<net::PeerClient> peer;
+  if (mirroring_.load()) peer = owner_->peer();  // re-read under the guard
+  if (!peer) return nullptr;  // AfterWrite marks the blocks
+  w->off = off;
+  w->len = len;
+  w->first = off / block_size_;
+  w->last = (off + len - 1) / block_size_;
+  w->join = new JoinedCompletion();
+  LockBlocks(w->first, w->last);  // until FinishWrite: see the header
+  owner_->MirrorSent();
+  // The frame may be acknowledged (and join arrive) before the left count is fixed:
+  // count both arrivals first, and drop the peer's if the VM need not wait for it.
+  w->wait_for_peer = QueueMirror(*peer, off, data, len, w->join);
+  if (!w->wait_for_peer) w->join->Arrive();
+  return w.release();
+}
+
+void ImageMigration::FinishWrite(void* token, ssize_t result, Completion done) {
+  std::unique_ptr<ParallelWrite> w(static_cast<ParallelWrite*>(token));
+  // Failed or short: the peer may have applied bytes the source does not hold. Marked
+  // while the stripes are still locked, so the resend reads what the source has now.
+  if (result < 0 || uint64_t(result) != w->len) MarkDirty(w->off, w->len);
+  UnlockBlocks(w->first, w->last);
+  JoinedCompletion* join = w->join;
+  join->done = done;
+  if (result < 0) {
+    join->err = int(-result);
+    join->Arrive();  // the VM gets its local error without the throttle's delay
+    return;
+  }
+  auto delay = owner_->disk_bucket().Reserve(uint64_t(result));
+  owner_->disk_meter().Add(uint64_t(result));
+  owner_->completer().CompleteAt(std::chrono::steady_clock::now() + delay,
+                                 Completion(&JoinedCompletion::Trampoline, join, 0));
 }
 
 void ImageMigration::AfterZero(uint64_t off, uint64_t len) {

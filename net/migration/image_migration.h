@@ -6,6 +6,13 @@
 // block is never lost, at worst sent twice").
 // Phase 3: a modification is forwarded to the peer and the VM's write is acknowledged
 // only when the peer applied it. The sender still drains bits left from phase 2.
+// Phase 3's parallel path (BeginWrite/FinishWrite): the write is queued for the peer
+// before the local pwrite, and the VM is acknowledged when both are done. The stripe
+// locks are held from the queueing until the local write returned, so no sender can
+// read the block in between (it would read the old bytes and queue them after the
+// new ones), and overlapping VM writes reach both copies in the same order. A local
+// write that fails (or writes short) re-marks its blocks: the target may hold bytes
+// the source does not, and the resend makes them equal again (I2).
 // I3 (no stale overwrite): the sender holds the block's stripe lock from its read
 // until the frame is queued, and a mirrored write holds it while queueing; frames
 // leave in queue order and the target applies overlapping frames in arrival order,
@@ -24,6 +31,10 @@
 #include "net/migration/dirty_bitmap.h"
 #include "net/migration/writer_epoch.h"
 
+namespace migratefs::net {
+class PeerClient;
+}
+
 namespace migratefs::migration {
 
 class Migration;
@@ -39,6 +50,8 @@ class ImageMigration : public ImageHook {
   int BeforeModify() override;
   int CheckNamespaceChange() override;
   void AfterWrite(uint64_t off, const void* data, size_t len, Completion done) override;
+  void* BeginWrite(uint64_t off, const void* data, size_t len) override;
+  void FinishWrite(void* token, ssize_t result, Completion done) override;
   void AfterResize(uint64_t new_size) override;
   void AfterZero(uint64_t off, uint64_t len) override;
   void AfterSync(bool datasync, Completion done) override;
@@ -80,7 +93,13 @@ class ImageMigration : public ImageHook {
   void UnlockBlocks(uint64_t first, uint64_t last);
 
  private:
+  struct ParallelWrite;
+  struct JoinedCompletion;
   void MarkDirty(uint64_t off, uint64_t len);
+  // Admits a mirrored write to the backlog and queues it (call with its stripes
+  // locked); its ack re-marks the blocks on failure and arrives at `join` if the VM
+  // waits for the peer. Returns whether it does.
+  bool QueueMirror(net::PeerClient& peer, uint64_t off, const void* data, size_t len, JoinedCompletion* join);
   template <typename Fn>
   void ForEachStripe(uint64_t first, uint64_t last, Fn fn);
 
