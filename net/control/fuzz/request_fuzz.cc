@@ -25,8 +25,14 @@ struct ContractCheck {
     for (const auto& image : c.request.images) Check(!image.empty());
     Check(!c.request.target.empty());
     Check(c.request.network_kbps <= kMaxLimitKbps && c.request.disk_kbps <= kMaxLimitKbps);
+    Check(c.request.mirror.backlog_low_pct < c.request.mirror.backlog_high_pct);
   }
   void operator()(const SetLimitCommand& c) { Check(!c.id.empty() && c.kbps <= kMaxLimitKbps); }
+  void operator()(const SetMirrorModeCommand& c) {
+    const MirrorMode& m = c.mode;
+    Check(!c.id.empty() && m.backlog_max_bytes > 0 && m.backlog_low_pct < m.backlog_high_pct &&
+          m.backlog_high_pct <= 100);
+  }
   void operator()(const QueryProgressCommand& c) { Check(!c.id.empty()); }
   void operator()(const QueryCompletionCommand& c) { Check(!c.id.empty()); }
   void operator()(const FinishCommand& c) { Check(!c.id.empty()); }
