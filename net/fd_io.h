@@ -9,7 +9,7 @@
 #include <functional>
 
 #include "migratefs/status.h"
-#include "net/frame.h"
+#include "net/peer/frame.h"
 
 namespace migratefs::net {
 

@@ -11,9 +11,9 @@
 
 #include <gtest/gtest.h>
 
-#include "net/peer_client.h"
-#include "net/peer_server.h"
-#include "net/peer_test_util.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
+#include "net/peer/peer_test_util.h"
 
 namespace migratefs::net {
 namespace {

@@ -1,5 +1,5 @@
 // The peer protocol's wire format (DESIGN.md "Peer protocol"). Public so that tools,
-// tests and fuzzers can speak it; the only encoder/decoder is net/frame.h.
+// tests and fuzzers can speak it; the only encoder/decoder is net/peer/frame.h.
 //
 // A connection is a sequence of frames. Every frame is a fixed 48-byte little-endian
 // header followed by `payload_len` payload bytes:

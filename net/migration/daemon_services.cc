@@ -6,13 +6,13 @@
 #include "net/control/control_server.h"
 #include "net/control/metrics_server.h"
 #include "migratefs/wire.h"
-#include "net/handshake.h"
+#include "net/peer/handshake.h"
 #include "net/image_identity.h"
 #include "net/migration/engine.h"
 #include "net/migration/receive_guard.h"
 #include "net/migration/start_guards.h"
-#include "net/peer_client.h"
-#include "net/peer_server.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
 
 namespace migratefs {
 namespace {

@@ -37,7 +37,7 @@
 #include "net/migration/mirror_backlog.h"
 #include "net/migration/rate_meter.h"
 #include "net/migration/token_bucket.h"
-#include "net/peer_client.h"
+#include "net/peer/peer_client.h"
 
 namespace migratefs::migration {
 

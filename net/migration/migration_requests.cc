@@ -11,7 +11,7 @@
 
 #include "net/migration/migration.h"
 #include "net/migration/restored_fence.h"
-#include "net/peer_client.h"
+#include "net/peer/peer_client.h"
 
 namespace migratefs::migration {
 

@@ -5,7 +5,7 @@
 
 #include "net/migration/refuse_writes_hook.h"
 #include "net/migration/src_scan.h"
-#include "net/receive_file.h"
+#include "net/peer/receive_file.h"
 
 #include <spdlog/spdlog.h>
 

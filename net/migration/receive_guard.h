@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "migratefs/image_hook.h"
-#include "net/peer_server.h"
+#include "net/peer/peer_server.h"
 
 namespace migratefs::migration {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "net/receive_file.h"
+#include "net/peer/receive_file.h"
 
 namespace migratefs::migration {
 namespace {

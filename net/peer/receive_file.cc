@@ -1,4 +1,4 @@
-#include "net/receive_file.h"
+#include "net/peer/receive_file.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -15,10 +15,10 @@
 #include <memory>
 #include <vector>
 
-#include "net/frame.h"        // PutLe64
+#include "net/peer/frame.h"        // PutLe64
 #include "net/image_identity.h"
 #include "net/image_name.h"
-#include "net/peer_client.h"  // HashBlock
+#include "net/peer/peer_client.h"  // HashBlock
 
 namespace migratefs::net {
 

@@ -1,7 +1,7 @@
 // PeerClient over Boost.Asio: one I/O thread runs the socket (reads, gathered writes,
 // the ack watchdog); Send* calls from any thread append to an ordered queue under a
 // lock. See peer_client.h for the contracts.
-#include "net/peer_client.h"
+#include "net/peer/peer_client.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,8 +22,8 @@
 #include "net/address.h"
 #include "net/buffer_pool.h"
 #include "net/fd_io.h"
-#include "net/frame.h"
-#include "net/handshake.h"
+#include "net/peer/frame.h"
+#include "net/peer/handshake.h"
 #include "net/image_name.h"
 
 namespace migratefs::net {

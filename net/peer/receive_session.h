@@ -25,9 +25,9 @@
 #include <string>
 #include <utility>
 
-#include "net/handshake.h"
-#include "net/peer_server.h"
-#include "net/receiving_set.h"
+#include "net/peer/handshake.h"
+#include "net/peer/peer_server.h"
+#include "net/peer/receiving_set.h"
 
 namespace migratefs::net {
 
@@ -57,7 +57,7 @@ class ReceiveSession {
  public:
   // Takes ownership of the connected socket `fd`. `monitor` (may be null, must outlive
   // the session) hears of the handshake's progress and may refuse the peer once it is
-  // authenticated (net/handshake.h; the PeerServer's admission control).
+  // authenticated (net/peer/handshake.h; the PeerServer's admission control).
   ReceiveSession(int fd, const SessionConfig& cfg, HandshakeMonitor* monitor = nullptr);
   ~ReceiveSession();
   ReceiveSession(const ReceiveSession&) = delete;

@@ -75,7 +75,7 @@ class PeerClient {
   // 0 first. The target refuses local writers of the file until FinishImage or Abort
   // (invariant I6). Blocking round trip.
   // `origin` says which image this is (the target admits an existing file only if it
-  // is a copy of the same identity, or with overwrite: net/receive_admission.h) and
+  // is a copy of the same identity, or with overwrite: net/peer/receive_admission.h) and
   // which daemon sends it (so a start to itself is refused: target_is_self).
   virtual Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size,
                                         bool resume, const ImageOrigin& origin = {}) = 0;

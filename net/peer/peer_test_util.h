@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "net/peer_client.h"
-#include "net/peer_server.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
 
 namespace migratefs::net::testing {
 

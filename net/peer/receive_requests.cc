@@ -12,9 +12,9 @@
 
 #include "net/image_identity.h"
 #include "net/image_name.h"
-#include "net/receive_admission.h"
-#include "net/receive_file.h"
-#include "net/receive_session_impl.h"
+#include "net/peer/receive_admission.h"
+#include "net/peer/receive_file.h"
+#include "net/peer/receive_session_impl.h"
 
 namespace migratefs::net {
 

@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "net/fd_io.h"
-#include "net/frame.h"
-#include "net/peer_client.h"
-#include "net/peer_server.h"
-#include "net/peer_test_util.h"
+#include "net/peer/frame.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
+#include "net/peer/peer_test_util.h"
 
 namespace migratefs::net {
 namespace {

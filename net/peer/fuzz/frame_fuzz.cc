@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "net/frame.h"
+#include "net/peer/frame.h"
 #include "net/image_name.h"
 
 using namespace migratefs::net;  // NOLINT

@@ -1,4 +1,4 @@
-#include "net/handshake.h"
+#include "net/peer/handshake.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,8 +12,8 @@
 #include <new>
 #include <thread>
 
-#include "net/frame.h"
-#include "net/peer_test_util.h"
+#include "net/peer/frame.h"
+#include "net/peer/peer_test_util.h"
 
 // Largest single operator-new request while g_track_allocs is set: lets a test show
 // that a hostile length in a frame header was never allocated.

@@ -1,11 +1,11 @@
-#include "net/receive_admission.h"
+#include "net/peer/receive_admission.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include "net/image_identity.h"
-#include "net/peer_test_util.h"
+#include "net/peer/peer_test_util.h"
 
 namespace migratefs::net {
 namespace {

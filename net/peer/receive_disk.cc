@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "net/receive_admission.h"
-#include "net/receive_file.h"
-#include "net/receive_session_impl.h"
+#include "net/peer/receive_admission.h"
+#include "net/peer/receive_file.h"
+#include "net/peer/receive_session_impl.h"
 
 namespace migratefs::net {
 

@@ -1,4 +1,4 @@
-#include "net/receiving_set.h"
+#include "net/peer/receiving_set.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "net/handshake.h"
+#include "net/peer/handshake.h"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -12,7 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "net/frame.h"
+#include "net/peer/frame.h"
 
 namespace migratefs::net {
 

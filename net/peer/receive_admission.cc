@@ -1,4 +1,4 @@
-#include "net/receive_admission.h"
+#include "net/peer/receive_admission.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>

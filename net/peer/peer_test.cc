@@ -18,12 +18,12 @@
 #include <thread>
 
 #include "net/fd_io.h"
-#include "net/frame.h"
-#include "net/handshake.h"
-#include "net/peer_client.h"
-#include "net/peer_server.h"
-#include "net/peer_test_util.h"
-#include "net/receive_session.h"
+#include "net/peer/frame.h"
+#include "net/peer/handshake.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
+#include "net/peer/peer_test_util.h"
+#include "net/peer/receive_session.h"
 
 namespace migratefs::net {
 namespace {

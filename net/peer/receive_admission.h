@@ -13,7 +13,7 @@
 #include <string>
 
 #include "migratefs/status.h"
-#include "net/receive_file.h"
+#include "net/peer/receive_file.h"
 
 namespace migratefs::net {
 

@@ -1,4 +1,4 @@
-#include "net/range_order.h"
+#include "net/peer/range_order.h"
 
 #include <algorithm>
 

@@ -2,7 +2,7 @@
 // nothing yet, plus one thread per connection that has (ReceiveSession: handshake,
 // then the session). peer_server.h, "Admission", says how connections are counted
 // and which one a newcomer pushes out.
-#include "net/peer_server.h"
+#include "net/peer/peer_server.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -20,10 +20,10 @@
 #include <thread>
 
 #include "net/address.h"
-#include "net/frame.h"
+#include "net/peer/frame.h"
 #include "net/log_throttle.h"
-#include "net/handshake.h"
-#include "net/receive_session.h"
+#include "net/peer/handshake.h"
+#include "net/peer/receive_session.h"
 
 namespace migratefs::net {
 

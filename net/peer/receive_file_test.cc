@@ -1,4 +1,4 @@
-#include "net/receive_file.h"
+#include "net/peer/receive_file.h"
 #include "net/image_identity.h"
 
 #include <fcntl.h>
@@ -7,9 +7,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "net/frame.h"
-#include "net/peer_client.h"
-#include "net/peer_test_util.h"
+#include "net/peer/frame.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_test_util.h"
 
 namespace migratefs::net {
 namespace {

@@ -1,5 +1,5 @@
 // The socket side of a receiving session: handshake, frames in, replies out.
-#include "net/receive_session.h"
+#include "net/peer/receive_session.h"
 
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -13,10 +13,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "net/handshake.h"
+#include "net/peer/handshake.h"
 #include "net/log_throttle.h"
-#include "net/receive_file.h"
-#include "net/receive_session_impl.h"
+#include "net/peer/receive_file.h"
+#include "net/peer/receive_session_impl.h"
 
 namespace migratefs::net {
 

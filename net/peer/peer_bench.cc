@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "net/peer_client.h"
-#include "net/peer_server.h"
+#include "net/peer/peer_client.h"
+#include "net/peer/peer_server.h"
 
 using namespace migratefs;       // NOLINT
 using namespace migratefs::net;  // NOLINT

@@ -1,4 +1,4 @@
-#include "net/frame.h"
+#include "net/peer/frame.h"
 
 #include <gtest/gtest.h>
 

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "net/buffer_pool.h"
-#include "net/frame.h"
-#include "net/range_order.h"
-#include "net/receive_file.h"
-#include "net/receive_session.h"
+#include "net/peer/frame.h"
+#include "net/peer/range_order.h"
+#include "net/peer/receive_file.h"
+#include "net/peer/receive_session.h"
 
 namespace migratefs::net {
 
