@@ -29,7 +29,7 @@ class DirectIo : public ::testing::Test {
     int path_fd = open(path_.c_str(), O_PATH);
     struct stat st;
     fstat(path_fd, &st);
-    inode_ = std::make_unique<Inode>(path_fd, st.st_dev, st.st_ino, st.st_mode);
+    inode_ = std::make_unique<Inode>(path_fd, st.st_dev, st.st_ino, st.st_mode, 0);
     int dfd = open(path_.c_str(), O_RDWR | O_DIRECT);
     ASSERT_GE(dfd, 0) << "file system without O_DIRECT";
     file_ = std::make_unique<File>(*inode_, dfd, O_RDWR | O_DIRECT);

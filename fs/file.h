@@ -15,7 +15,7 @@ struct File {
   File(Inode& inode, int fd, int flags) : inode(inode), fd(fd), flags(flags) {}
   ~File() {
     if (cached_writer) inode.cached_writers.fetch_sub(1, std::memory_order_relaxed);
-    close(fd);
+    if (fd >= 0) close(fd);
     int b = buffered_fd.load();
     if (b >= 0) close(b);
   }
@@ -23,9 +23,11 @@ struct File {
   File& operator=(const File&) = delete;
 
   bool direct() const { return (flags & O_DIRECT) != 0; }
+  // Makes the destructor leave fd open (it stays the caller's).
+  void release_fd() { fd = -1; }
 
   Inode& inode;
-  const int fd;     // opened with the caller's flags (O_DIRECT, O_SYNC, O_DSYNC kept)
+  int fd;           // opened with the caller's flags (O_DIRECT, O_SYNC, O_DSYNC kept)
   const int flags;  // as opened on the backing file
   // O_DIRECT only: offset/length/memory alignment the backing file needs
   // (statx STATX_DIOALIGN; 4096 when the kernel does not say).
@@ -37,6 +39,5 @@ struct File {
   std::atomic<int> buffered_fd{-1};
 };
 
-inline File& FileOf(fuse_file_info* fi) { return *reinterpret_cast<File*>(fi->fh); }
 
 }  // namespace migratefs::fs

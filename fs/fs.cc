@@ -11,9 +11,19 @@
 
 namespace migratefs::fs {
 
-Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout)
-    : opts_(opts), timeout_(timeout), inodes_(src_dirfd, &hooks_) {
-  inodes_.set_timeout(timeout);
+Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout, RestartState* state)
+    : opts_(opts), timeout_(timeout), inodes_(src_dirfd, state, &hooks_), handles_(state) {
+  Init();
+}
+
+Fs::Fs(const MountOptions& opts, double timeout, RestartState* state)
+    : opts_(opts), timeout_(timeout), inodes_(state, &hooks_), handles_(state) {
+  handles_.Restore(inodes_);
+  Init();
+}
+
+void Fs::Init() {
+  inodes_.set_timeout(timeout_);
   hooks_.SetChangeListener([this](dev_t dev, ino_t ino) { DropKernelCache(dev, ino); });
   hooks_.SetSizeRefresher([this](dev_t dev, ino_t ino) { StoreKernelSize(dev, ino); });
 }

@@ -7,21 +7,29 @@
 #include <atomic>
 #include <memory>
 
+#include "fs/handle_table.h"
 #include "fs/hook_registry.h"
 #include "fs/inode.h"
+#include "fs/restart_state.h"
 #include "migratefs/mount_options.h"
 
 namespace migratefs::fs {
 
 class Fs {
  public:
-  // Takes ownership of src_dirfd (O_PATH | O_DIRECTORY on SRC, opened before mount).
-  Fs(const MountOptions& opts, int src_dirfd, double timeout);
+  // A fresh file system: takes ownership of src_dirfd (O_PATH | O_DIRECTORY on SRC,
+  // opened before mount); its inodes and handles are recorded in `state` (not owned,
+  // outlives the Fs).
+  Fs(const MountOptions& opts, int src_dirfd, double timeout, RestartState* state);
+  // The file system a previous worker left in `state`: every inode and handle the
+  // kernel holds is back under the same id.
+  Fs(const MountOptions& opts, double timeout, RestartState* state);
 
   static Fs& Of(fuse_req_t req) { return *static_cast<Fs*>(fuse_req_userdata(req)); }
 
   const MountOptions& options() const { return opts_; }
   InodeTable& inodes() { return inodes_; }
+  HandleTable& handles() { return handles_; }
   HookRegistryImpl& hooks() { return hooks_; }
   double timeout() const { return timeout_; }
   // True when the kernel granted the writeback cache at INIT.
@@ -57,10 +65,13 @@ class Fs {
   void set_initialized() { initialized_.store(true); }
 
  private:
+  void Init();
+
   MountOptions opts_;
   double timeout_;
   HookRegistryImpl hooks_;
   InodeTable inodes_;
+  HandleTable handles_;  // after inodes_: its Files refer to Inodes
   bool writeback_ = false;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
@@ -71,6 +82,7 @@ class Fs {
 const fuse_lowlevel_ops& LowLevelOps();
 
 inline Inode& InodeOf(fuse_req_t req, fuse_ino_t ino) { return Fs::Of(req).inodes().Get(ino); }
+inline File& FileOf(fuse_req_t req, fuse_file_info* fi) { return Fs::Of(req).handles().FileAt(fi->fh); }
 
 // Replies with errno `err` (0 = success for ops whose success reply is empty).
 inline void ReplyErr(fuse_req_t req, int err) { fuse_reply_err(req, err); }

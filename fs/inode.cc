@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -10,16 +11,51 @@ namespace migratefs::fs {
 
 Inode::~Inode() { close(fd); }
 
-InodeTable::InodeTable(int root_fd, HookRegistryImpl* hooks) : hooks_(hooks) {
+InodeTable::InodeTable(int root_fd, RestartState* state, HookRegistryImpl* hooks) : state_(state), hooks_(hooks) {
   struct stat st {};
   fstat(root_fd, &st);
-  root_ = std::make_unique<Inode>(root_fd, st.st_dev, st.st_ino, st.st_mode);
+  root_ = std::make_unique<Inode>(root_fd, st.st_dev, st.st_ino, st.st_mode, kRootSlot);
   root_->nlookup = 1;
+  state_->header().src_fd = root_fd;
+  if (hooks_ != nullptr) hooks_->SetIndex(this);
+}
+
+InodeTable::InodeTable(RestartState* state, HookRegistryImpl* hooks) : state_(state), hooks_(hooks) {
+  const int root_fd = state_->header().src_fd;
+  struct stat st {};
+  fstat(root_fd, &st);
+  root_ = std::make_unique<Inode>(root_fd, st.st_dev, st.st_ino, st.st_mode, kRootSlot);
+  root_->nlookup = 1;
+  SlotArray<InodeRecord>& recs = state_->inodes();
+  for (uint32_t s = 0; s < recs.high(); s++) {
+    InodeRecord& r = recs.at(s);
+    if (r.live.load() == 0) continue;
+    auto in = std::make_unique<Inode>(r.fd, r.dev, r.ino, r.type, s);
+    in->nlookup = r.nlookup.load();
+    in->parent = r.parent.load();
+    in->name.assign(r.name, std::min<size_t>(r.name_len, kRecordNameMax));
+    index_.Set(s, in.get());
+    map_.emplace(std::make_pair(in->dev, in->ino), std::move(in));
+  }
   if (hooks_ != nullptr) hooks_->SetIndex(this);
 }
 
 InodeTable::~InodeTable() {
   if (hooks_ != nullptr) hooks_->SetIndex(nullptr);
+  // The records stay: a table is destroyed at unmount (nothing to resume) or, in
+  // tests, with the state itself.
+}
+
+void InodeTable::Persist(const Inode& in) {
+  InodeRecord& r = state_->inodes().at(in.slot);
+  r.nlookup.store(in.nlookup);
+  r.parent.store(in.parent);
+  size_t n = std::min(in.name.size(), kRecordNameMax);
+  if (r.name_len != n || memcmp(r.name, in.name.data(), n) != 0) {
+    memcpy(r.name, in.name.data(), n);
+    r.name[n] = '\0';
+    r.name_len = static_cast<uint32_t>(n);
+  }
 }
 
 int InodeTable::Lookup(Inode& parent, const char* name, fuse_entry_param* e) {
@@ -48,14 +84,29 @@ int InodeTable::Adopt(int fd, Inode& parent, const char* name, fuse_entry_param*
     close(fd);
     in = it->second.get();
   } else {
-    auto fresh = std::make_unique<Inode>(fd, key.first, key.second, e->attr.st_mode);
+    const uint32_t slot = state_->inodes().Alloc();
+    if (slot == UINT32_MAX) {
+      close(fd);
+      return ENFILE;
+    }
+    InodeRecord& r = state_->inodes().at(slot);
+    r.fd = fd;
+    r.type = e->attr.st_mode & S_IFMT;
+    r.dev = key.first;
+    r.ino = key.second;
+    r.nlookup.store(0);
+    r.name_len = 0;
+    r.live.store(1);
+    auto fresh = std::make_unique<Inode>(fd, key.first, key.second, e->attr.st_mode, slot);
     if (hooks_ != nullptr) fresh->hook.store(hooks_->InitialHook(key.first, key.second));
     in = fresh.get();
+    index_.Set(slot, in);
     map_.emplace(key, std::move(fresh));
   }
   in->nlookup++;
   in->parent = IdOf(parent);
   if (in->name != name) in->name = name;
+  Persist(*in);
   e->ino = IdOf(*in);
   return 0;
 }
@@ -83,10 +134,21 @@ int InodeTable::OpenKnown(dev_t dev, ino_t ino, int flags, fuse_ino_t* id) {
 
 void InodeTable::Forget(fuse_ino_t id, uint64_t n) {
   if (id == FUSE_ROOT_ID) return;
-  Inode& in = Get(id);
+  Inode* found = Find(id);
+  if (found == nullptr) return;
+  Inode& in = *found;
   std::lock_guard<std::mutex> l(mu_);
   in.nlookup = n >= in.nlookup ? 0 : in.nlookup - n;
-  if (in.nlookup == 0) map_.erase(std::make_pair(in.dev, in.ino));
+  if (in.nlookup != 0) {
+    state_->inodes().at(in.slot).nlookup.store(in.nlookup);
+    return;
+  }
+  // Free the record before the fd closes (restart_state.h).
+  const uint32_t slot = in.slot;
+  state_->inodes().at(slot).live.store(0);
+  index_.Set(slot, nullptr);
+  map_.erase(std::make_pair(in.dev, in.ino));
+  state_->inodes().Release(slot);
 }
 
 size_t InodeTable::Size() {

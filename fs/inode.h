@@ -1,10 +1,12 @@
 // The inode table: one Inode per backing (st_dev, st_ino), holding an O_PATH fd.
 //
-// FUSE node ids are Inode addresses (the root is FUSE_ROOT_ID). The kernel counts
-// every entry we hand out (lookup, create, mkdir, readdirplus, ...) and gives the
-// count back with FORGET; an Inode lives until that count drops to zero. Holding an
-// O_PATH fd keeps the backing inode alive, so its number cannot be reused by the
-// backing file system while we still map it.
+// FUSE node ids are record slots of the RestartState + 2 (the root is FUSE_ROOT_ID),
+// so a restarted worker understands the ids the kernel already holds. The kernel
+// counts every entry we hand out (lookup, create, mkdir, readdirplus, ...) and gives
+// the count back with FORGET; an Inode lives until that count drops to zero. Holding
+// an O_PATH fd keeps the backing inode alive, so its number cannot be reused by the
+// backing file system while we still map it. Every change to an Inode's count,
+// parent or name is written to its record before the caller replies.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -19,11 +21,14 @@
 #include <unordered_map>
 
 #include "fs/hook_registry.h"
+#include "fs/restart_state.h"
+#include "fs/slot_index.h"
 
 namespace migratefs::fs {
 
 struct Inode {
-  Inode(int fd, dev_t dev, ino_t ino, mode_t mode) : fd(fd), dev(dev), ino(ino), type(mode & S_IFMT) {}
+  Inode(int fd, dev_t dev, ino_t ino, mode_t mode, uint32_t slot)
+      : fd(fd), dev(dev), ino(ino), type(mode & S_IFMT), slot(slot) {}
   ~Inode();
   Inode(const Inode&) = delete;
   Inode& operator=(const Inode&) = delete;
@@ -32,6 +37,7 @@ struct Inode {
   const dev_t dev;
   const ino_t ino;
   const mode_t type;  // S_IFMT bits; a backing inode never changes type
+  const uint32_t slot;  // its InodeRecord (kRootSlot for the root)
   HookCell hook{nullptr};
   // Opens through the mount that may leave dirty pages in the kernel's writeback
   // cache (writable and not FOPEN_DIRECT_IO). While it is non-zero, SRC alone cannot
@@ -50,15 +56,20 @@ struct Inode {
 
 class InodeTable : public HookCellIndex {
  public:
-  // Takes ownership of root_fd (O_PATH | O_DIRECTORY on SRC).
-  InodeTable(int root_fd, HookRegistryImpl* hooks);
+  static constexpr uint32_t kRootSlot = UINT32_MAX;
+
+  // A fresh table: takes ownership of root_fd (O_PATH | O_DIRECTORY on SRC) and
+  // records it in `state` (not owned; outlives the table).
+  InodeTable(int root_fd, RestartState* state, HookRegistryImpl* hooks);
+  // The table a previous worker left in `state`: the root fd and every live record.
+  InodeTable(RestartState* state, HookRegistryImpl* hooks);
   ~InodeTable() override;
 
   Inode& Root() { return *root_; }
-  Inode& Get(fuse_ino_t id) { return id == FUSE_ROOT_ID ? *root_ : *reinterpret_cast<Inode*>(id); }
-  fuse_ino_t IdOf(const Inode& in) const {
-    return &in == root_.get() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&in);
-  }
+  Inode& Get(fuse_ino_t id) { return id == FUSE_ROOT_ID ? *root_ : *index_.Get(id - 2); }
+  // nullptr for an id no record holds (a stale id after a crash mid-FORGET).
+  Inode* Find(fuse_ino_t id) { return id == FUSE_ROOT_ID ? root_.get() : index_.Get(id - 2); }
+  static fuse_ino_t IdOf(const Inode& in) { return in.slot == kRootSlot ? FUSE_ROOT_ID : fuse_ino_t(in.slot) + 2; }
 
   // Looks `name` up in `parent` and counts one kernel reference on the result.
   // Returns 0 and fills e (ino, attr), or a positive errno.
@@ -80,11 +91,16 @@ class InodeTable : public HookCellIndex {
   void set_timeout(double t) { timeout_ = t; }
 
  private:
+  // Writes in's count, parent and name to its record (mu_ held).
+  void Persist(const Inode& in);
+
   struct KeyHash {
     size_t operator()(const std::pair<dev_t, ino_t>& k) const { return k.second * 31 + k.first; }
   };
   std::unique_ptr<Inode> root_;
+  RestartState* state_;
   HookRegistryImpl* hooks_;
+  SlotIndex<Inode> index_;
   double timeout_ = 1.0;
   std::mutex mu_;
   std::unordered_map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>, KeyHash> map_;

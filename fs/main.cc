@@ -1,9 +1,14 @@
 // migratefs SRC MNT [-f] [-d] [-o opts]: the daemon.
 //
-// Order matters: parse → open SRC and mount (Session::Mount) → daemonize → start the
-// migration services (their threads must be created after the fork) → let the
-// waiting parent exit with the outcome → serve → stop the services → unmount.
+// Supervised (the default): parse → daemonize → the supervisor (supervisor.h) starts
+// a worker that mounts (Session::Mount) or takes a mount over (Session::Resume),
+// starts the migration services, reports ready → the waiting parent exits with the
+// outcome → serve → stop the services → unmount.
+// Unsupervised (-o nosupervise): parse → mount → daemonize → services (their
+// threads must be created after the fork) → report → serve → unmount.
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +23,7 @@
 
 #include "fs/options.h"
 #include "fs/session.h"
+#include "fs/supervisor.h"
 #include "migratefs/services.h"
 
 namespace {
@@ -72,6 +78,111 @@ void UseSyslog() {
   spdlog::set_default_logger(spdlog::syslog_logger_mt("migratefs", "migratefs", LOG_PID, LOG_DAEMON));
 }
 
+// Writes this process's PID to PATH (through a rename: readers never see half).
+void WritePidfile(const std::string& path) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  FILE* f = fopen(tmp.c_str(), "we");
+  if (f == nullptr || fprintf(f, "%d\n", getpid()) < 0 || fclose(f) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    spdlog::warn("pidfile {}: {}", path, strerror(errno));
+  }
+}
+
+// Serves the mount until it ends: mounts it, or (state says mounted) takes it over
+// from a dead worker. `ready_fd` (supervised) hears one byte once serving;
+// `report_fd` (unsupervised, daemonized) hears the outcome. Returns the exit status.
+int Serve(const migratefs::fs::CommandLine& cl, migratefs::fs::RestartState* state, int ready_fd, bool daemonize) {
+  using migratefs::fs::Session;
+  const bool resume = state != nullptr && state->header().mounted.load() != 0;
+  // Resume first of all: it closes every fd the state does not name.
+  auto mounted = resume ? Session::Resume(cl, state) : Session::Mount(cl, state);
+  if (!mounted) {
+    fprintf(stderr, "migratefs: %s\n", mounted.error().message.c_str());
+    return 1;
+  }
+  auto& session = *mounted.value();
+  if (fuse_set_signal_handlers(session.raw()) != 0) {
+    fprintf(stderr, "migratefs: cannot install signal handlers\n");
+    if (!resume) session.Unmount();
+    return 1;
+  }
+  int report_fd = daemonize ? Daemonize(cl.opts.foreground) : -1;
+
+  // Service threads are created here, after any fork.
+  const migratefs::MountOptions& opts = session.fs().options();
+  auto services = migratefs::StartServices(opts, session.src_dirfd(), session.hooks());
+  if (!services) {
+    fprintf(stderr, "migratefs: cannot start services: %s\n", services.error().message.c_str());
+    // A worker taking over keeps the mount for the next attempt; a first start
+    // leaves nothing behind.
+    if (!resume) session.Unmount();
+    ReportStarted(report_fd, 1);
+    return 1;
+  }
+  WritePidfile(cl.pidfile);
+  if (!cl.opts.foreground) UseSyslog();
+  if (resume) {
+    const auto& h = state->header();
+    spdlog::warn("worker {} took {} over (start #{}; the previous worker ended with wait status {:#x})", getpid(),
+                 opts.mountpoint, h.starts, static_cast<unsigned>(h.last_status));
+  }
+  ReportStarted(report_fd, 0);
+  if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1) spdlog::warn("cannot tell the supervisor: {}", strerror(errno));
+  spdlog::info("serving {} at {}", opts.source, opts.mountpoint);
+  int rc = session.Loop();
+  services.value()->Stop();
+  fuse_remove_signal_handlers(session.raw());
+  session.Unmount();
+  // libfuse reports a loop ended by SIGINT/SIGTERM/SIGHUP as that signal number: a
+  // requested, clean shutdown.
+  bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP;
+  if (clean) {
+    spdlog::info("unmounted {}", opts.mountpoint);
+  } else {
+    spdlog::error("FUSE loop failed ({}); unmounted {}", rc, opts.mountpoint);
+  }
+  return clean ? 0 : 1;
+}
+
+std::string SelfPath() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+int RunSupervised(const migratefs::fs::CommandLine& cl, int argc, char** argv) {
+  using namespace migratefs::fs;
+  SupervisorConfig cfg;
+  cfg.exe = SelfPath();  // resolved now: after a package upgrade the path names the new binary
+  for (int i = 1; i < argc; i++) cfg.args.emplace_back(argv[i]);
+  // Daemonizing changes to /: relative paths are resolved before.
+  CommandLine abs = cl;
+  char buf[PATH_MAX];
+  if (realpath(cl.opts.source.c_str(), buf) != nullptr) abs.opts.source = buf;
+  if (realpath(cl.opts.mountpoint.c_str(), buf) != nullptr) abs.opts.mountpoint = buf;
+  cfg.mountpoint = abs.opts.mountpoint;
+  auto worker = [&abs](RestartState* state, int ready_fd) { return Serve(abs, state, ready_fd, false); };
+  if (cl.resume_state_fd >= 0) {  // re-executed by an upgrading supervisor
+    auto state = RestartState::Adopt(cl.resume_state_fd);
+    if (!state) {
+      fprintf(stderr, "migratefs: upgrade: %s\n", state.error().message.c_str());
+      return 1;
+    }
+    return RunSupervisor(cfg, state.value().get(), cl.resume_reply_fd, worker);
+  }
+  int report_fd = Daemonize(cl.opts.foreground);
+  auto state = RestartState::Create();
+  if (!state) {
+    fprintf(stderr, "migratefs: %s\n", state.error().message.c_str());
+    ReportStarted(report_fd, 1);
+    return 1;
+  }
+  cfg.report_fd = report_fd;
+  cfg.report_first_start = [report_fd](int status) { ReportStarted(report_fd, status); };
+  return RunSupervisor(cfg, state.value().get(), -1, worker);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,46 +200,11 @@ int main(int argc, char** argv) {
     printf("migratefs %s (libfuse %s)\n", MIGRATEFS_VERSION, fuse_pkgversion());
     return 0;
   }
+  if (!cl.upgrade_mountpoint.empty()) return migratefs::fs::RequestUpgrade(cl.upgrade_mountpoint);
   UseStderrLog(cl.opts.debug);
   // The kernel has applied the caller's umask to every mode it sends us; ours must
   // not mask it a second time.
   umask(0);
-
-  auto mounted = migratefs::fs::Session::Mount(cl);
-  if (!mounted) {
-    fprintf(stderr, "migratefs: %s\n", mounted.error().message.c_str());
-    return 1;
-  }
-  auto& session = *mounted.value();
-  if (fuse_set_signal_handlers(session.raw()) != 0) {
-    fprintf(stderr, "migratefs: cannot install signal handlers\n");
-    return 1;
-  }
-  int report_fd = Daemonize(cl.opts.foreground);
-
-  // Service threads are created here, after the fork.
-  const migratefs::MountOptions& opts = session.fs().options();
-  auto services = migratefs::StartServices(opts, session.src_dirfd(), session.hooks());
-  if (!services) {
-    fprintf(stderr, "migratefs: cannot start services: %s\n", services.error().message.c_str());
-    session.Unmount();
-    ReportStarted(report_fd, 1);
-    return 1;
-  }
-  if (!cl.opts.foreground) UseSyslog();
-  ReportStarted(report_fd, 0);
-  spdlog::info("serving {} at {}", opts.source, opts.mountpoint);
-  int rc = session.Loop();
-  services.value()->Stop();
-  fuse_remove_signal_handlers(session.raw());
-  session.Unmount();
-  // libfuse reports a loop ended by SIGINT/SIGTERM/SIGHUP as that signal number: a
-  // requested, clean shutdown.
-  bool clean = rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP;
-  if (clean) {
-    spdlog::info("unmounted {}", opts.mountpoint);
-  } else {
-    spdlog::error("FUSE loop failed ({}); unmounted {}", rc, opts.mountpoint);
-  }
-  return clean ? 0 : 1;
+  if (cl.supervise || cl.resume_state_fd >= 0) return RunSupervised(cl, argc, argv);
+  return Serve(cl, nullptr, -1, true);
 }

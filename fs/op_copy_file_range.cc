@@ -15,8 +15,8 @@ namespace migratefs::fs {
 // copy_file_range off for the whole mount.)
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in, fuse_ino_t ino_out,
                      off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
-  File& in = FileOf(fi_in);
-  File& out = FileOf(fi_out);
+  File& in = FileOf(req, fi_in);
+  File& out = FileOf(req, fi_out);
   ModifyScope scope(out.inode.hook);
   if (scope.hook() != nullptr) return ReplyErr(req, EOPNOTSUPP);
   ssize_t n = copy_file_range(in.fd, &off_in, out.fd, &off_out, len, flags);

@@ -55,9 +55,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     fs.inodes().Forget(e.ino, 1);
     return ReplyErr(req, err);
   }
-  File* f = AttachFile(in, fd, flags, fi);
+  if (AttachFile(fs, in, fd, flags, fi, &err) == nullptr) {
+    close(fd);
+    fs.inodes().Forget(e.ino, 1);
+    return ReplyErr(req, err);
+  }
   if (fuse_reply_create(req, &e, fi) != 0) {
-    delete f;
+    DetachFile(fs, fi);
     fs.inodes().Forget(e.ino, 1);
   }
 }

@@ -17,7 +17,7 @@ namespace migratefs::fs {
 // COLLAPSE_RANGE and INSERT_RANGE shift data, which the hook contract cannot describe;
 // on a watched file they fail with EOPNOTSUPP (callers fall back to copying).
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   ModifyScope scope(f.inode.hook);
   ImageHook* hook = scope.hook();
   off_t old_size = 0;

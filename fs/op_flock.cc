@@ -13,7 +13,7 @@ namespace migratefs::fs {
 // visible to processes using SRC directly. A blocking request holds one worker
 // thread until the lock is granted.
 void OpFlock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op) {
-  ReplyErr(req, flock(FileOf(fi).fd, op) < 0 ? errno : 0);
+  ReplyErr(req, flock(FileOf(req, fi).fd, op) < 0 ? errno : 0);
 }
 
 }  // namespace migratefs::fs

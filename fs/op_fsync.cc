@@ -24,7 +24,7 @@ void SyncDone(fuse_req_t req, Inode& in, bool datasync) {
 // With the writeback cache the kernel writes dirty pages back (as WRITEs, which the
 // hook sees) before it sends FSYNC, so syncing the backing fd covers them.
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   if ((datasync ? fdatasync(f.fd) : fsync(f.fd)) < 0) return ReplyErr(req, errno);
   SyncDone(req, f.inode, datasync != 0);
 }
@@ -33,7 +33,7 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
 // make data durable here (qemu and fio fsync when they mean it); the hook still hears
 // of it, as a datasync: close() promises visibility, not a metadata sync.
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   // A dup+close on the backing fd reports deferred write errors the way close(2)
   // would on the backing file system (NFS-style backings).
   int dup_fd = dup(f.fd);

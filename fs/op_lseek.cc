@@ -23,7 +23,7 @@ namespace migratefs::fs {
 // only opens, direct I/O, nowriteback) SRC is the whole truth and this costs nothing.
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   Fs& fs = Fs::Of(req);
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   if (fs.writeback() && f.inode.cached_writers.load(std::memory_order_relaxed) > 0) {
     fs.WriteBackKernelPages(ino, off);
   }

@@ -23,8 +23,12 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return ReplyErr(req, err);
     }
   }
-  File* f = AttachFile(in, fd, flags, fi);
-  if (fuse_reply_open(req, fi) != 0) delete f;  // the caller was interrupted and is gone
+  int err = 0;
+  if (AttachFile(fs, in, fd, flags, fi, &err) == nullptr) {
+    close(fd);
+    return ReplyErr(req, err);
+  }
+  if (fuse_reply_open(req, fi) != 0) DetachFile(fs, fi);  // the caller was interrupted and is gone
 }
 
 }  // namespace migratefs::fs

@@ -8,7 +8,7 @@
 namespace migratefs::fs {
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   if (f.direct()) {
     const char* data = nullptr;
     ssize_t n = DirectPread(f, size, off, &data);

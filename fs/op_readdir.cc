@@ -6,21 +6,14 @@
 #include <cstring>
 #include <memory>
 
+#include "fs/dir.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
 
 namespace migratefs::fs {
 namespace {
 
-struct Dir {
-  explicit Dir(DIR* dp) : dp(dp) {}
-  ~Dir() { closedir(dp); }
-  DIR* dp;
-  off_t offset = 0;
-  dirent* entry = nullptr;  // read but not yet returned (did not fit)
-};
-
-Dir& DirOf(fuse_file_info* fi) { return *reinterpret_cast<Dir*>(fi->fh); }
+Dir& DirOf(fuse_req_t req, fuse_file_info* fi) { return Fs::Of(req).handles().DirAt(fi->fh); }
 
 bool IsDotOrDotDot(const char* n) { return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')); }
 
@@ -29,7 +22,7 @@ bool IsDotOrDotDot(const char* n) { return n[0] == '.' && (n[1] == '\0' || (n[1]
 void Fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   Fs& fs = Fs::Of(req);
   Inode& parent = InodeOf(req, ino);
-  Dir& d = DirOf(fi);
+  Dir& d = DirOf(req, fi);
   if (off != d.offset) {
     seekdir(d.dp, off);
     d.entry = nullptr;
@@ -97,8 +90,13 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return ReplyErr(req, err);
   }
   auto* d = new Dir(dp);
-  fi->fh = reinterpret_cast<uint64_t>(d);
-  if (fuse_reply_open(req, fi) != 0) delete d;
+  int64_t fh = Fs::Of(req).handles().Add(d);
+  if (fh < 0) {
+    delete d;
+    return ReplyErr(req, static_cast<int>(-fh));
+  }
+  fi->fh = static_cast<uint64_t>(fh);
+  if (fuse_reply_open(req, fi) != 0) Fs::Of(req).handles().Remove(fi->fh);
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -110,12 +108,12 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  delete &DirOf(fi);
+  Fs::Of(req).handles().Remove(fi->fh);
   ReplyErr(req, 0);
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  int fd = dirfd(DirOf(fi).dp);
+  int fd = dirfd(DirOf(req, fi).dp);
   ReplyErr(req, (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0);
 }
 

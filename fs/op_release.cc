@@ -6,7 +6,7 @@ namespace migratefs::fs {
 
 // Closing the backing fd also drops flock locks held through it.
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  delete &FileOf(fi);
+  Fs::Of(req).handles().Remove(fi->fh);
   ReplyErr(req, 0);
 }
 

@@ -37,7 +37,7 @@ timespec TimeArg(int to_set, int set_bit, int now_bit, const timespec& value) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Inode& in = InodeOf(req, ino);
   // fi is set for f*() calls; on a directory its fh is a directory stream, not a File.
-  File* f = (fi != nullptr && in.type == S_IFREG) ? &FileOf(fi) : nullptr;
+  File* f = (fi != nullptr && in.type == S_IFREG) ? &FileOf(req, fi) : nullptr;
 
   if (to_set & FUSE_SET_ATTR_MODE) {
     int rc = f != nullptr ? fchmod(f->fd, attr->st_mode) : chmod(in.ProcPath().c_str(), attr->st_mode);

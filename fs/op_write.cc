@@ -28,7 +28,7 @@ const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
 }  // namespace
 
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
-  File& f = FileOf(fi);
+  File& f = FileOf(req, fi);
   size_t len = fuse_buf_size(bufv);
   ModifyScope scope(f.inode.hook);
   ImageHook* hook = scope.hook();

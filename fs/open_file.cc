@@ -40,7 +40,7 @@ int FinishWriteOpen(Inode& in, int fd, int caller_flags) {
   return 0;
 }
 
-File* AttachFile(Inode& in, int fd, int backing_flags, fuse_file_info* fi) {
+File* AttachFile(Fs& fs, Inode& in, int fd, int backing_flags, fuse_file_info* fi, int* err) {
   auto* f = new File(in, fd, backing_flags);
   if (f->direct()) {
     f->dio_align = DirectIoAlignment(fd);
@@ -54,8 +54,17 @@ File* AttachFile(Inode& in, int fd, int backing_flags, fuse_file_info* fi) {
   // Drop cached pages on open: SRC can change behind the mount (the migration
   // receiver writes images there), and stale pages would survive otherwise.
   fi->keep_cache = 0;
-  fi->fh = reinterpret_cast<uint64_t>(f);
+  int64_t fh = fs.handles().Add(f);
+  if (fh < 0) {
+    f->release_fd();
+    delete f;
+    *err = static_cast<int>(-fh);
+    return nullptr;
+  }
+  fi->fh = static_cast<uint64_t>(fh);
   return f;
 }
+
+void DetachFile(Fs& fs, fuse_file_info* fi) { fs.handles().Remove(fi->fh); }
 
 }  // namespace migratefs::fs

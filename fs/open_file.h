@@ -27,7 +27,12 @@ bool OpensForWrite(int caller_flags);
 // error nothing was modified.
 int FinishWriteOpen(Inode& in, int fd, int caller_flags);
 
-// Wraps fd in a File, fills fi (fh, direct_io, keep_cache). Never fails.
-File* AttachFile(Inode& in, int fd, int backing_flags, fuse_file_info* fi);
+// Wraps fd in a File recorded in the handle table, fills fi (fh, direct_io,
+// keep_cache). Returns nullptr with *err = EMFILE when the table is full (fd is
+// still the caller's then).
+File* AttachFile(Fs& fs, Inode& in, int fd, int backing_flags, fuse_file_info* fi, int* err);
+
+// Undoes AttachFile when the reply could not be sent (the caller is gone).
+void DetachFile(Fs& fs, fuse_file_info* fi);
 
 }  // namespace migratefs::fs

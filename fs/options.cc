@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string_view>
 
@@ -125,6 +126,11 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     cl->dirty_max_mb = static_cast<unsigned>(v);
     return "";
   }
+  if (name == "pidfile") {
+    if (auto e = need_value(); !e.empty()) return e;
+    cl->pidfile = value;
+    return "";
+  }
   if (name == "timeout") {
     if (auto e = need_value(); !e.empty()) return e;
     char* end = nullptr;
@@ -134,8 +140,9 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     return "";
   }
   if (name == "insecure" || name == "allow_other" || name == "writeback" || name == "nowriteback" ||
-      name == "debug" || name == "splice" || name == "nosplice") {
+      name == "debug" || name == "splice" || name == "nosplice" || name == "supervise" || name == "nosupervise") {
     if (name == "splice" || name == "nosplice") cl->splice_read = name == "splice";
+    if (name == "supervise" || name == "nosupervise") cl->supervise = name == "supervise";
     if (auto e = no_value(); !e.empty()) return e;
     if (name == "insecure") o.insecure = true;
     if (name == "allow_other") o.allow_other = true;
@@ -186,6 +193,19 @@ Result<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
       cl.help = true;
     } else if (a == "-V" || a == "--version") {
       cl.version = true;
+    } else if (a == "--upgrade") {
+      if (++i >= argc) return Bad("option '--upgrade' needs the mount point (migratefs --upgrade MNT)");
+      cl.upgrade_mountpoint = argv[i];
+    } else if (a.rfind("--resume-supervisor=", 0) == 0) {
+      // STATE_FD[,REPLY_FD]
+      std::string v(a.substr(strlen("--resume-supervisor=")));
+      char* end = nullptr;
+      long fd = strtol(v.c_str(), &end, 10);
+      long reply = -1;
+      if (*end == ',') reply = strtol(end + 1, &end, 10);
+      if (*end != '\0' || fd < 3 || reply < -1) return Bad("bad --resume-supervisor value '" + v + "'");
+      cl.resume_state_fd = static_cast<int>(fd);
+      cl.resume_reply_fd = static_cast<int>(reply);
     } else if (a == "-f") {
       cl.opts.foreground = true;
     } else if (a == "-d") {
@@ -204,6 +224,10 @@ Result<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
     }
   }
   if (cl.help || cl.version) return cl;
+  if (!cl.upgrade_mountpoint.empty()) {
+    if (!positional.empty()) return Bad("--upgrade takes only the mount point (migratefs --upgrade MNT)");
+    return cl;
+  }
   if (positional.size() != 2) {
     return Bad(positional.size() < 2 ? "missing SRC or MNT (usage: migratefs SRC MNT [-o opt,...])"
                                      : "too many arguments: '" + positional[2] + "' (usage: migratefs SRC MNT [-o opt,...])");
@@ -230,6 +254,9 @@ itself. Runs in the background unless -f or -d is given. Unmount with
   -d, -o debug        foreground, log every FUSE request
   -h, --help          this text
   -V, --version       print the version
+  --upgrade MNT       hand the running mount MNT to the migratefs binary now on
+                      disk, without unmounting (the VMs see a pause); waits until
+                      the new worker serves. SIGHUP to the supervisor does the same
   -o opt,...          mount options (also the 4th field of /etc/fstab):
 
 migration service:
@@ -260,6 +287,12 @@ FUSE:
   dirty_max_mb=N      dirty page cache the kernel may hold for the mount before
                       it throttles writers (default 1024; 0 = the kernel's 1 %)
   fsname=NAME         source name shown in /proc/mounts (default SRC)
+
+daemon:
+  pidfile=PATH        write the PID of the worker (the process that serves the
+                      mount, the one a crash would take) to PATH
+  nosupervise         one process only: no supervisor restarts a crashed worker,
+                      and the mount dies with the daemon (default: supervised)
 
   Also accepted: ro, rw, nosuid, suid, nodev, dev, noexec, exec, noatime, atime,
   sync, async, dirsync (passed to the kernel), and defaults, auto, noauto, nofail,

@@ -21,6 +21,16 @@ struct CommandLine {
   unsigned read_ahead_kb = 1024;  // read_ahead_kb= (0 = kernel default)
   unsigned dirty_max_mb = 1024;   // dirty_max_mb= (0 = kernel default: 1 % of dirtyable memory)
   bool splice_read = true;        // splice / nosplice: WRITE payloads through a pipe
+  // Run the worker under a supervisor that restarts it (supervisor.h); nosupervise
+  // runs one process that takes the mount down with it, as before.
+  bool supervise = true;
+  std::string pidfile;  // pidfile=: the worker's PID, rewritten by every new worker
+  // `migratefs --upgrade MNT`: not a mount; asks MNT's supervisor to re-exec.
+  std::string upgrade_mountpoint;
+  // --resume-supervisor=FD (internal, set by a supervisor that re-execs itself for an
+  // upgrade): the state memfd to carry on with.
+  int resume_state_fd = -1;
+  int resume_reply_fd = -1;  // the --upgrade caller to answer, or -1
 };
 
 // Parses argv. Paths are returned as given (made absolute later, when they are

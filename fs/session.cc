@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "fs/kernel_protocol.h"
 
 namespace migratefs::fs {
 namespace {
@@ -88,7 +91,30 @@ Result<std::string> ResolveDir(const std::string& path, const char* what) {
   return std::string(buf);
 }
 
-Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
+bool Session::NewLowLevelSession(const CommandLine& cl, const std::string& src, std::string* kopts) {
+  // Access checks are the kernel's (default_permissions): it compares the caller's
+  // credentials with the owner and mode we report, which are the backing file's.
+  *kopts = "default_permissions,subtype=migratefs,fsname=" + EscapeOpt(cl.fsname.empty() ? src : cl.fsname);
+  if (cl.opts.allow_other) *kopts += ",allow_other";
+  for (const std::string& f : cl.mount_flags) *kopts += "," + f;
+  if (cl.opts.debug) *kopts += ",debug";
+  std::vector<const char*> argv = {"migratefs", "-o", kopts->c_str()};
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+  se_ = fuse_session_new(&args, &LowLevelOps(), sizeof(fuse_lowlevel_ops), fs_.get());
+  if (se_ == nullptr) return false;
+  fs_->set_session(se_);
+  return true;
+}
+
+bool Session::ProcessInit(const std::vector<uint8_t>& init) {
+  fuse_buf buf{};
+  buf.mem = const_cast<uint8_t*>(init.data());
+  buf.size = init.size();
+  fuse_session_process_buf(se_, &buf);
+  return fs_->initialized();
+}
+
+Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl, RestartState* state) {
   auto src = ResolveDir(cl.opts.source, "SRC");
   if (!src) return src.error();
   auto mnt = ResolveDir(cl.opts.mountpoint, "MNT");
@@ -98,36 +124,84 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl) {
     return Fail("MNT '" + mnt.value() + "' is busy: a " + existing.fstype +
                 " file system is already mounted there (unmount it first: fusermount3 -u " + mnt.value() + ")");
   }
+  std::unique_ptr<Session> s(new Session());
+  if (state == nullptr) {
+    auto own = RestartState::Create();
+    if (!own) return own.error();
+    s->own_state_ = std::move(own.value());
+    state = s->own_state_.get();
+  }
+  s->state_ = state;
   // Opened before mounting: when MNT == SRC this fd still reaches the images below.
   int src_fd = open(src.value().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (src_fd < 0) return Fail("SRC '" + cl.opts.source + "': " + strerror(errno));
 
-  std::unique_ptr<Session> s(new Session());
   s->mountpoint_ = mnt.value();
   s->read_ahead_kb_ = cl.read_ahead_kb;
   s->dirty_max_mb_ = cl.dirty_max_mb;
   MountOptions opts = cl.opts;
   opts.source = src.value();
   opts.mountpoint = mnt.value();
-  s->fs_ = std::make_unique<Fs>(opts, src_fd, cl.timeout);
+  s->fs_ = std::make_unique<Fs>(opts, src_fd, cl.timeout, state);
   s->fs_->set_splice_read(cl.splice_read);
-
-  // Access checks are the kernel's (default_permissions): it compares the caller's
-  // credentials with the owner and mode we report, which are the backing file's.
-  std::string kopts = "default_permissions,subtype=migratefs,fsname=" +
-                      EscapeOpt(cl.fsname.empty() ? src.value() : cl.fsname);
-  if (opts.allow_other) kopts += ",allow_other";
-  for (const std::string& f : cl.mount_flags) kopts += "," + f;
-  if (opts.debug) kopts += ",debug";
-  std::vector<const char*> argv = {"migratefs", "-o", kopts.c_str()};
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-  s->se_ = fuse_session_new(&args, &LowLevelOps(), sizeof(fuse_lowlevel_ops), s->fs_.get());
-  if (s->se_ == nullptr) return Fail("cannot create the FUSE session (options: " + kopts + ")");
-  s->fs_->set_session(s->se_);
+  std::string kopts;
+  if (!s->NewLowLevelSession(cl, src.value(), &kopts)) {
+    return Fail("cannot create the FUSE session (options: " + kopts + ")");
+  }
   if (fuse_session_mount(s->se_, s->mountpoint_.c_str()) != 0) {
     return Fail("cannot mount on MNT '" + s->mountpoint_ + "' (is /dev/fuse usable? see the message above)");
   }
   s->mounted_ = true;
+  // INIT is answered here rather than by the loop, so that its bytes can be kept:
+  // a worker that takes this connection over later replays them (Resume).
+  std::vector<uint8_t> init;
+  const int fuse_fd = fuse_session_fd(s->se_);
+  if (int err = ReadInitRequest(fuse_fd, &init)) {
+    return Fail("MNT '" + s->mountpoint_ + "': no INIT from the kernel: " + strerror(err));
+  }
+  if (init.size() > kMaxInitBytes) return Fail("INIT request of " + std::to_string(init.size()) + " bytes");
+  RestartHeader& h = state->header();
+  memcpy(h.init, init.data(), init.size());
+  h.init_len = static_cast<uint32_t>(init.size());
+  h.fuse_fd = fuse_fd;
+  if (!s->ProcessInit(init)) return Fail("the kernel's FUSE protocol is too old for libfuse " + std::string(fuse_pkgversion()));
+  h.mounted.store(1);
+  return s;
+}
+
+Result<std::unique_ptr<Session>> Session::Resume(const CommandLine& cl, RestartState* state) {
+  RestartHeader& h = state->header();
+  if (h.mounted.load() == 0 || h.fuse_fd < 0) return Fail("nothing to resume: the state holds no mount");
+  std::unique_ptr<Session> s(new Session());
+  s->state_ = state;
+  s->resumed_ = true;
+  s->mountpoint_ = cl.opts.mountpoint;
+  char buf[PATH_MAX];
+  if (realpath(cl.opts.mountpoint.c_str(), buf) != nullptr) s->mountpoint_ = buf;
+  s->read_ahead_kb_ = cl.read_ahead_kb;
+  s->dirty_max_mb_ = cl.dirty_max_mb;
+  MountOptions opts = cl.opts;
+  s->fs_ = std::make_unique<Fs>(opts, cl.timeout, state);
+  s->fs_->set_splice_read(cl.splice_read);
+  if (realpath(cl.opts.source.c_str(), buf) != nullptr) opts.source = buf;
+
+  // Order matters: the requests the dead worker took sit on the processing queue of
+  // the /dev/fuse fd it read them from (a clone fd of its own); closing that fd
+  // would fail them with ECONNABORTED. Resend first, then close.
+  if (int err = NotifyResend(h.fuse_fd)) {
+    spdlog::warn("FUSE_NOTIFY_RESEND failed ({}): requests the dead worker had taken will wait forever",
+                 strerror(err));
+  }
+  CloseFdsExcept(state->NamedFds());
+
+  std::string kopts;
+  if (!s->NewLowLevelSession(cl, opts.source, &kopts)) {
+    return Fail("cannot create the FUSE session (options: " + kopts + ")");
+  }
+  const std::string dev = "/dev/fd/" + std::to_string(h.fuse_fd);
+  if (fuse_session_mount(s->se_, dev.c_str()) != 0) return Fail("cannot take over " + dev);
+  s->mounted_ = true;
+  if (!s->ProcessInit(ReplayableInit(h.init, h.init_len))) return Fail("libfuse refused the saved INIT");
   return s;
 }
 
@@ -182,7 +256,16 @@ void Session::Exit() {
 void Session::Unmount() {
   if (!mounted_) return;
   mounted_ = false;
-  fuse_session_unmount(se_);
+  if (state_ != nullptr) state_->header().mounted.store(0);
+  if (!resumed_) {
+    fuse_session_unmount(se_);
+    return;
+  }
+  // libfuse does not know the mount point of a taken-over fd: do what it would
+  // (close our end, detach the mount).
+  if (umount2(mountpoint_.c_str(), MNT_DETACH) < 0 && errno != EINVAL) {
+    spdlog::warn("unmounting {}: {}", mountpoint_, strerror(errno));
+  }
 }
 
 }  // namespace migratefs::fs

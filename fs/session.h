@@ -7,18 +7,30 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fs/fs.h"
 #include "fs/options.h"
+#include "fs/restart_state.h"
 #include "migratefs/status.h"
 
 namespace migratefs::fs {
 
 class Session {
  public:
-  // Opens SRC (O_PATH | O_DIRECTORY, before mounting, so MNT may be SRC) and mounts
-  // it at MNT. On error nothing is mounted and the message says what was wrong.
-  static Result<std::unique_ptr<Session>> Mount(const CommandLine& cl);
+  // Opens SRC (O_PATH | O_DIRECTORY, before mounting, so MNT may be SRC), mounts it
+  // at MNT and answers the kernel's INIT. Inodes and handles are recorded in `state`
+  // (a supervisor's, which outlives the session), or in a state of the session's own
+  // when it is null. On error nothing is mounted and the message says what was
+  // wrong.
+  static Result<std::unique_ptr<Session>> Mount(const CommandLine& cl, RestartState* state = nullptr);
+  // Takes over the mount a dead worker left in `state` (header().mounted): restores
+  // every inode and handle, asks the kernel to resend what the dead worker had read
+  // and not answered, closes the fds no record names (the dead worker's sockets,
+  // pipes, half-done opens), and brings a new libfuse session to the post-INIT state
+  // by replaying the saved INIT. Must run before this process opens any fd of its
+  // own: everything not named by `state` is closed.
+  static Result<std::unique_ptr<Session>> Resume(const CommandLine& cl, RestartState* state);
   ~Session();
 
   Fs& fs() { return *fs_; }
@@ -40,7 +52,14 @@ class Session {
  private:
   Session() = default;
   void TuneBdi();
+  // Creates se_ for fs_ with cl's mount options; false if libfuse refused them.
+  bool NewLowLevelSession(const CommandLine& cl, const std::string& src, std::string* kopts);
+  // Feeds INIT bytes to the libfuse session; true once the file system is initialized.
+  bool ProcessInit(const std::vector<uint8_t>& init);
 
+  std::unique_ptr<RestartState> own_state_;
+  RestartState* state_ = nullptr;
+  bool resumed_ = false;  // the mount is not libfuse's: Unmount() unmounts it itself
   std::unique_ptr<Fs> fs_;
   fuse_session* se_ = nullptr;
   std::string mountpoint_;

@@ -8,6 +8,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libxxhash-dev libtomlplusplus-dev
   fio qemu-utils bonnie++ iperf3 rsync iproute2 gnuplot-nox
   clang libclang-rt-14-dev
+  help2man
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -11,6 +11,13 @@
 // Control-socket calls are made without holding the broker's lock, so a slow migratefs
 // never blocks a status query. Completion (hook + finish) runs on its own thread per
 // task unless BrokerDeps::inline_completion is set (tests).
+//
+// Implementation, one part a file: broker.cc (lifetime, Cancel, reports),
+// broker_classes.cc (Submit, the max_parallel queue, class reservations and budgets),
+// broker_period.cc (Tick: observe, Alg. 1, apply limits), broker_congestion.cc
+// (saturated sections, SLA failures, release requests, who yields),
+// broker_allocation.cc (seed 000 between brokers), broker_completion.cc (hook, then
+// finish); broker_task.h is the per-task record they share.
 #pragma once
 
 #include <functional>
@@ -95,23 +102,30 @@ class Broker {
   void WaitForCompletions();
 
  private:
-  struct Task;
+  struct Task;  // broker_task.h
+
+  // broker_classes.cc: submission, the fleet-cap queue, reservations and budgets.
   Status StartTask(Task& task);                       // mu_ not held
   void StartQueued();                                 // fleet cap: start what fits
   int Running() const;                                // mu_ held: tasks holding a slot
-  // Observes one task and runs Alg. 1; true when the task is copying and gets limits.
-  bool TickTask(Task& task, double now, const std::set<std::string>& saturated,
-                const std::map<std::string, policy::PriorityClass>& yielders);
   // Class reservations, host budget and fleet caps: the most each task may send
   // (bytes/s; kNoCeiling = none), for the tasks that get limits this period.
   std::map<std::string, double> Ceilings(const std::vector<std::shared_ptr<Task>>& active) const;
+
+  // broker_period.cc: the period loop (Tick thread).
+  // Observes one task and runs Alg. 1; true when the task is copying and gets limits.
+  bool TickTask(Task& task, double now, const std::set<std::string>& saturated,
+                const std::map<std::string, policy::PriorityClass>& yielders);
   void ApplyLimits(Task& task, double ceiling_bps);
-  // Seed 000 on every saturated shared section: sends our report, and when every
-  // broker of the section reported, sets the network limits of our tasks there.
+
+  // broker_allocation.cc: seed 000 on every saturated shared section: sends our
+  // report, and when every broker of the section reported, sets the network limits of
+  // our tasks there.
   void AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& active,
                               const std::set<std::string>& saturated, double now);
+
+  // broker_congestion.cc: saturated sections, release requests, who yields.
   void SendReleaseRequests(Task& task, const std::set<std::string>& saturated);
-  void Complete(std::shared_ptr<Task> task);
   std::set<std::string> SaturatedSections(double now) const;  // mu_ held
   bool OnSaturatedPath(const Task& task, const std::set<std::string>& saturated) const;
   // Seed 003's "low yields first": per saturated section, the least urgent class of
@@ -121,6 +135,11 @@ class Broker {
                                                         const std::set<std::string>& saturated) const;
   bool SeesCongestion(const Task& task, const std::set<std::string>& saturated,
                       const std::map<std::string, policy::PriorityClass>& yielders) const;
+
+  // broker_completion.cc: hook once, then finish (own thread, or inline in tests).
+  void Complete(std::shared_ptr<Task> task);
+
+  // broker.cc
   nlohmann::json ReportOf(const Task& task) const;             // mu_ held
 
   const BrokerConfig config_;

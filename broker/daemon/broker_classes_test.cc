@@ -4,41 +4,18 @@
 
 #include <algorithm>
 
-#include "broker/daemon/broker.h"
-#include "broker/daemon/fake_control.h"
+#include "broker/daemon/broker_test_fixture.h"
 
 namespace migratefs::broker {
 namespace {
 
 using nlohmann::json;
 using policy::PriorityClass;
-using testing::FakeControlClient;
-using testing::FakeMigrations;
 using testing::SimulatedVm;
 
-class NoPeers : public PeerSender {
- public:
-  void Send(const std::string&, json) override {}
-};
-
-class BrokerClassesTest : public ::testing::Test {
+class BrokerClassesTest : public testing::BrokerFixture {
  protected:
-  BrokerClassesTest() {
-    config_.host = "a";
-    config_.policy.period_s = 1;
-    config_.policy.min_network_bps = 1e5;  // 100 KB/s
-    config_.policy.min_disk_bps = 1e5;
-  }
-
-  void Make() {
-    BrokerDeps deps;
-    deps.control = &control_;
-    deps.peers = &peers_;
-    deps.now = [this] { return now_; };
-    deps.run_command = [](const std::string&) { return CommandOutcome{0, false, ""}; };
-    deps.inline_completion = true;
-    broker_ = std::make_unique<Broker>(config_, deps);
-  }
+  BrokerClassesTest() { config_.policy.min_disk_bps = 1e5; }
 
   // A 20 MB/s host link whose workload keeps 4 MB/s and may use up to 12 MB/s.
   void ReservedLink() {
@@ -52,25 +29,15 @@ class BrokerClassesTest : public ::testing::Test {
     config_.links.push_back(link);
   }
 
-  TaskSpec Spec(const std::string& vm, PriorityClass cls, bool important = false) {
-    TaskSpec spec;
-    spec.vm = vm;
-    spec.images = {vm + ".img"};
-    spec.source = "a";
-    spec.target = "b";
-    spec.target_address = "10.78.0.2:7200";
-    spec.deadline_s = now_ + 100000;
+  TaskSpec Spec(const std::string& vm, PriorityClass cls, bool important = false) const {
+    TaskSpec spec = BrokerFixture::Spec(vm);
     spec.important = important;
     spec.priority = cls;
-    spec.path = {"a-s1", "s1-b"};
     return spec;
   }
 
   std::string Submit(const TaskSpec& spec, SimulatedVm vm = {1e9, 10000, 0, 1}) {
-    migrations_.SimulateNext(vm);
-    auto id = broker_->Submit(spec);
-    EXPECT_TRUE(id) << id.error().message;
-    return id ? id.value() : "?";
+    return BrokerFixture::Submit(spec, vm);
   }
 
   // One period; the link counter shows `workload_kbps` plus what our migrations sent.
@@ -91,21 +58,11 @@ class BrokerClassesTest : public ::testing::Test {
     broker_->Tick(links);
   }
 
-  uint64_t Limit(const std::string& vm) {
-    return broker_->TaskReport(vm).value()["network_limit_kbps"].get<uint64_t>();
-  }
   int Starts() {
     auto calls = migrations_.calls();
     return static_cast<int>(std::count_if(calls.begin(), calls.end(),
                                           [](const std::string& c) { return c.starts_with("start "); }));
   }
-
-  double now_ = 1000;
-  FakeMigrations migrations_{[this] { return now_; }};
-  FakeControlClient control_{&migrations_};
-  NoPeers peers_;
-  BrokerConfig config_;
-  std::unique_ptr<Broker> broker_;
 };
 
 TEST_F(BrokerClassesTest, HighTakesEverythingAboveTheLowerLimit) {

@@ -7,69 +7,38 @@
 
 #include <algorithm>
 
-#include "broker/daemon/fake_control.h"
+#include "broker/daemon/broker_test_fixture.h"
 
 namespace migratefs::broker {
 namespace {
 
 using nlohmann::json;
-using testing::FakeControlClient;
-using testing::FakeMigrations;
 using testing::SimulatedVm;
 
-class RecordingPeers : public PeerSender {
- public:
-  void Send(const std::string& host, json body) override { sent.emplace_back(host, std::move(body)); }
-  std::vector<std::pair<std::string, json>> sent;
-};
-
-class BrokerTest : public ::testing::Test {
+class BrokerTest : public testing::BrokerFixture {
  protected:
   BrokerTest() {
-    config_.host = "a";
-    config_.policy.period_s = 1;
     config_.policy.danger_pct = 300;
     config_.policy.warning_pct = 400;
     config_.policy.increase_bps = 1e6;   // C = 1000 KB/s
     config_.policy.quiet_periods = 3;    // n
-    config_.policy.min_network_bps = 1e5;
     config_.policy.min_disk_bps = 1e5;
     config_.hypervisor_command = "virsh migrate --live {vm} qemu+ssh://{target}/system";
-  }
-
-  void Make() {
-    BrokerDeps deps;
-    deps.control = &control_;
-    deps.peers = &peers_;
-    deps.now = [this] { return now_; };
-    deps.run_command = [this](const std::string& command) {
+    run_command_ = [this](const std::string& command) {
       hooks_.push_back(command);
       calls_at_hook_ = migrations_.calls();
       return hook_outcome_;
     };
-    deps.inline_completion = true;
-    broker_ = std::make_unique<Broker>(config_, deps);
   }
+  ~BrokerTest() override { broker_.reset(); }  // before the hook's records go
 
   TaskSpec Spec(const std::string& vm, double deadline_in_s, bool important = false,
-                std::vector<std::string> path = {"a-s1", "s1-b"}) {
-    TaskSpec spec;
-    spec.vm = vm;
-    spec.images = {vm + ".img"};
-    spec.source = "a";
-    spec.target = "b";
-    spec.target_address = "10.78.0.2:7200";
+                std::vector<std::string> path = {"a-s1", "s1-b"}) const {
+    TaskSpec spec = BrokerFixture::Spec(vm);
     spec.deadline_s = now_ + deadline_in_s;
     spec.important = important;
     spec.path = std::move(path);
     return spec;
-  }
-
-  std::string Submit(const TaskSpec& spec, SimulatedVm vm) {
-    migrations_.SimulateNext(vm);
-    auto id = broker_->Submit(spec);
-    EXPECT_TRUE(id) << id.error().message;
-    return id ? id.value() : "";
   }
 
   void Period(const std::vector<LinkSample>& links = {}) {
@@ -94,15 +63,9 @@ class BrokerTest : public ::testing::Test {
   // 1 GB over a 10 MB/s link, no writes: 100 s of copy, far from any deadline below.
   static SimulatedVm Idle() { return {1e9, 10000, 0, 1}; }
 
-  double now_ = 1000;
-  FakeMigrations migrations_{[this] { return now_; }};
-  FakeControlClient control_{&migrations_};
-  RecordingPeers peers_;
-  BrokerConfig config_;
   std::vector<std::string> hooks_;
   std::vector<std::string> calls_at_hook_;
   CommandOutcome hook_outcome_{0, false, ""};
-  std::unique_ptr<Broker> broker_;
 };
 
 TEST_F(BrokerTest, CongestionHalvesThenRecoversLinearlyThenDrops) {
@@ -322,10 +285,8 @@ TEST_F(BrokerTest, CancelStopsTheTask) {
 }
 
 TEST_F(BrokerTest, CompletionOnItsOwnThreadByDefault) {
-  BrokerDeps deps;
-  deps.control = &control_;
-  deps.peers = &peers_;
-  deps.now = [this] { return now_; };
+  BrokerDeps deps = Deps();
+  deps.inline_completion = false;
   std::atomic<int> runs{0};
   deps.run_command = [&runs](const std::string&) {
     ++runs;

@@ -6,7 +6,7 @@
 
 #include "broker/daemon/broker.h"
 #include "broker/daemon/broker_config.h"
-#include "broker/daemon/fake_control.h"
+#include "broker/daemon/broker_test_fixture.h"
 #include "broker/daemon/test_util.h"
 
 namespace migratefs::broker {
@@ -75,11 +75,6 @@ TEST(MarkingTest, ConfigErrorsNameTheField) {
   }
 }
 
-class NoPeers : public PeerSender {
- public:
-  void Send(const std::string&, json) override {}
-};
-
 TEST(MarkingTest, StartRequestCarriesTheClassMarkingOverTheSocket) {
   testing::ScratchDir dir;
   testing::FakeMigrations migrations;
@@ -92,7 +87,7 @@ TEST(MarkingTest, StartRequestCarriesTheClassMarkingOverTheSocket) {
   config.policy.period_s = 1;
   config.marking[PriorityClass::kHigh] = {std::string("AF41"), std::nullopt, 6};
   config.marking[PriorityClass::kLow] = {std::nullopt, 8, std::nullopt};
-  NoPeers peers;
+  testing::RecordingPeers peers;
   BrokerDeps deps;
   deps.control = client.get();
   deps.peers = &peers;
@@ -100,13 +95,8 @@ TEST(MarkingTest, StartRequestCarriesTheClassMarkingOverTheSocket) {
   deps.run_command = [](const std::string&) { return CommandOutcome{0, false, ""}; };
   Broker broker(config, deps);
   auto spec = [](const std::string& vm, PriorityClass c, bool important) {
-    TaskSpec s;
-    s.vm = vm;
-    s.images = {vm + ".img"};
-    s.source = "a";
-    s.target = "b";
+    TaskSpec s = testing::TaskOfA(vm, 5000);
     s.target_address = "10.0.0.2:7200";
-    s.deadline_s = 5000;
     s.priority = c;
     s.important = important;
     return s;

@@ -135,7 +135,8 @@ Daemon::Daemon(const std::string& base, DaemonConfig cfg)
 Daemon::~Daemon() { Stop(); }
 
 ::testing::AssertionResult Daemon::Start() {
-  std::string opts = "control=" + control_;
+  std::string opts = "control=" + control_ + ",pidfile=" + base_ + "/worker.pid";
+  unlink((base_ + "/worker.pid").c_str());
   if (!cfg_.listen.empty()) opts += ",listen=" + cfg_.listen;
   if (!cfg_.keyfile.empty()) opts += ",keyfile=" + cfg_.keyfile;
   if (cfg_.insecure) opts += ",insecure";
@@ -165,17 +166,49 @@ Daemon::~Daemon() { Stop(); }
   return ::testing::AssertionSuccess();
 }
 
+pid_t Daemon::WorkerPid() const {
+  std::ifstream in(base_ + "/worker.pid");
+  pid_t p = -1;
+  if (!(in >> p)) return -1;
+  return p;
+}
+
+::testing::AssertionResult Daemon::KillWorker9(pid_t* new_pid) {
+  const pid_t old = WorkerPid();
+  if (old <= 0) return ::testing::AssertionFailure() << "no worker pidfile";
+  if (kill(old, SIGKILL) != 0) return ::testing::AssertionFailure() << "kill " << old << ": " << strerror(errno);
+  pid_t now = -1;
+  bool back = WaitFor(
+      [&] {
+        now = WorkerPid();
+        if (now <= 0 || now == old) return false;
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un a = {};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, control_.c_str(), sizeof(a.sun_path) - 1);
+        bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+        close(fd);
+        return ok;
+      },
+      std::chrono::seconds(10));
+  if (!back) return ::testing::AssertionFailure() << "no new worker after killing " << old;
+  if (new_pid != nullptr) *new_pid = now;
+  return ::testing::AssertionSuccess();
+}
+
 size_t Daemon::OpenFds() const {
   size_t n = 0;
   std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
+  const pid_t w = WorkerPid();
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(w > 0 ? w : pid_) + "/fd", ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
     ++n;
   return n;
 }
 
 size_t Daemon::RssKib() const {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  const pid_t w = WorkerPid();
+  std::ifstream in("/proc/" + std::to_string(w > 0 ? w : pid_) + "/status");
   std::string line;
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));

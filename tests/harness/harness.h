@@ -62,10 +62,15 @@ class Daemon {
   // Starts and waits until the mount and the control socket answer.
   ::testing::AssertionResult Start();
   void Stop();    // SIGTERM, then unmount
-  void Kill9();   // SIGKILL, then lazy unmount (the kernel sees a dead FUSE server)
+  void Kill9();   // SIGKILL of the supervisor (the worker dies with it), then lazy unmount
   bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-  // Open descriptors and resident memory (KiB) of the daemon process, from /proc.
+  pid_t pid() const { return pid_; }  // the supervisor (the process started)
+  // The worker serving the mount (from -o pidfile), or -1.
+  pid_t WorkerPid() const;
+  // SIGKILLs the worker only, then waits until the supervisor's next worker has
+  // written its pidfile and the control socket answers again. Returns the new pid.
+  ::testing::AssertionResult KillWorker9(pid_t* new_pid = nullptr);
+  // Open descriptors and resident memory (KiB) of the worker, from /proc.
   size_t OpenFds() const;
   size_t RssKib() const;
 

@@ -1,0 +1,57 @@
+#include "fs/kernel_protocol.h"
+
+#include <linux/fuse.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace migratefs::fs {
+namespace {
+
+// Not in the 7.38 header libfuse 3.14 and bookworm ship.
+constexpr int kNotifyResend = 7;
+// Request ids the kernel issues count up in steps of 2 from 2; this one is never
+// reached.
+constexpr uint64_t kNeverIssuedUnique = 0x7ffffffffffffffeULL;
+
+}  // namespace
+
+int ReadInitRequest(int fuse_fd, std::vector<uint8_t>* out) {
+  // The kernel refuses reads into buffers smaller than a WRITE request could be.
+  std::vector<uint8_t> buf(size_t(2) << 20);
+  ssize_t n;
+  do {
+    n = read(fuse_fd, buf.data(), buf.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno;
+  if (static_cast<size_t>(n) < sizeof(fuse_in_header)) return EPROTO;
+  fuse_in_header h;
+  memcpy(&h, buf.data(), sizeof(h));
+  if (h.opcode != FUSE_INIT) return EPROTO;
+  buf.resize(static_cast<size_t>(n));
+  *out = std::move(buf);
+  return 0;
+}
+
+std::vector<uint8_t> ReplayableInit(const uint8_t* saved, uint32_t len) {
+  std::vector<uint8_t> req(saved, saved + len);
+  if (len >= sizeof(fuse_in_header)) {
+    fuse_in_header h;
+    memcpy(&h, req.data(), sizeof(h));
+    h.unique = kNeverIssuedUnique;
+    memcpy(req.data(), &h, sizeof(h));
+  }
+  return req;
+}
+
+int NotifyResend(int fuse_fd) {
+  fuse_out_header h{};
+  h.len = sizeof(h);
+  h.error = kNotifyResend;
+  h.unique = 0;  // a notification, not a reply
+  ssize_t n = write(fuse_fd, &h, sizeof(h));
+  return n == static_cast<ssize_t>(sizeof(h)) ? 0 : (n < 0 ? errno : EIO);
+}
+
+}  // namespace migratefs::fs
