@@ -353,7 +353,9 @@ TEST_F(MigrationSafetyTest, LowDescriptorLimitRefusesStartsAndKeepsTheMountHealt
   a_cfg_.launcher = {"prlimit", "--nofile=100:4096", "--"};
   a_ = std::make_unique<Daemon>(*tmp_ / "a", a_cfg_);
   ASSERT_TRUE(a_->Start());
-  std::ifstream limits("/proc/" + std::to_string(a_->pid()) + "/limits");
+  // The worker raises its own limit (the supervisor opens next to nothing).
+  ASSERT_TRUE(WaitFor([&] { return a_->WorkerPid() > 0; }, std::chrono::seconds(10)));
+  std::ifstream limits("/proc/" + std::to_string(a_->WorkerPid()) + "/limits");
   std::string line, nofile;
   while (std::getline(limits, line))
     if (line.rfind("Max open files", 0) == 0) nofile = line;
