@@ -110,7 +110,7 @@ int Serve(const migratefs::fs::CommandLine& cl, migratefs::fs::RestartState* sta
 
   // Service threads are created here, after any fork.
   const migratefs::MountOptions& opts = session.fs().options();
-  auto services = migratefs::StartServices(opts, session.src_dirfd(), session.hooks());
+  auto services = migratefs::StartServices(opts, session.src_dirfd(), session.hooks(), state);
   if (!services) {
     fprintf(stderr, "migratefs: cannot start services: %s\n", services.error().message.c_str());
     // A worker taking over keeps the mount for the next attempt; a first start

@@ -24,7 +24,10 @@ constexpr uint32_t kHandleCapacity = 1u << 20;
 constexpr size_t kHeaderRegion = 64 << 10;
 constexpr size_t kInodeRegion = size_t(kInodeCapacity) * sizeof(InodeRecord);
 constexpr size_t kHandleRegion = size_t(kHandleCapacity) * sizeof(HandleRecord);
-constexpr size_t kTotal = kHeaderRegion + kInodeRegion + kHandleRegion;
+// Each journal slot: an 8-byte length, then the document.
+constexpr size_t kJournalSlot = 4 << 20;
+constexpr size_t kJournalRegion = 2 * kJournalSlot;
+constexpr size_t kTotal = kHeaderRegion + kInodeRegion + kHandleRegion + kJournalRegion;
 
 static_assert(sizeof(RestartHeader) <= kHeaderRegion);
 static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
@@ -111,6 +114,33 @@ std::vector<int> RestartState::NamedFds() {
     if (handles_.at(s).kind.load() != 0) fds.push_back(handles_.at(s).fd);
   }
   return fds;
+}
+
+char* RestartState::JournalSlot(uint32_t slot) {
+  return static_cast<char*>(base_) + kHeaderRegion + kInodeRegion + kHandleRegion + (slot - 1) * kJournalSlot;
+}
+
+std::string RestartState::Load() {
+  std::lock_guard<std::mutex> l(journal_mu_);
+  const uint32_t slot = header_->journal_slot.load();
+  if (slot != 1 && slot != 2) return "";
+  const char* p = JournalSlot(slot);
+  uint64_t len;
+  memcpy(&len, p, sizeof(len));
+  if (len > kJournalSlot - sizeof(len)) return "";
+  return std::string(p + sizeof(len), len);
+}
+
+bool RestartState::Save(const std::string& doc) {
+  if (doc.size() > kJournalSlot - sizeof(uint64_t)) return false;
+  std::lock_guard<std::mutex> l(journal_mu_);
+  const uint32_t next = header_->journal_slot.load() == 1 ? 2 : 1;
+  char* p = JournalSlot(next);
+  const uint64_t len = doc.size();
+  memcpy(p + sizeof(len), doc.data(), doc.size());
+  memcpy(p, &len, sizeof(len));
+  header_->journal_slot.store(next);  // the switch: a crash before it keeps the old one
+  return true;
 }
 
 void CloseFdsExcept(const std::vector<int>& keep) {

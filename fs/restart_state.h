@@ -27,6 +27,7 @@
 #include <mutex>
 #include <vector>
 
+#include "migratefs/services.h"
 #include "migratefs/status.h"
 
 namespace migratefs::fs {
@@ -72,6 +73,9 @@ struct RestartHeader {
   uint8_t init[kMaxInitBytes];  // the kernel's FUSE_INIT request, as read
   std::atomic<uint32_t> inode_high;   // slots ever used
   std::atomic<uint32_t> handle_high;
+  // Which journal slot holds the services' document: 0 none, 1 or 2 (Save writes the
+  // other one, then flips this).
+  std::atomic<uint32_t> journal_slot;
   // Written by the supervisor before it starts a worker.
   uint32_t starts;       // workers started so far (1 = the first)
   int32_t last_status;   // wait status of the worker before this one (-1: none)
@@ -118,13 +122,14 @@ class SlotArray {
   std::vector<uint32_t> free_;
 };
 
-class RestartState {
+// Also the services' RestartJournal: two slots in the memfd, written alternately.
+class RestartState : public RestartJournal {
  public:
   // A fresh, empty state in a new memfd.
   static Result<std::unique_ptr<RestartState>> Create();
   // Maps the state a previous worker (or supervisor) left in memfd `fd` (not owned).
   static Result<std::unique_ptr<RestartState>> Adopt(int fd);
-  ~RestartState();
+  ~RestartState() override;
   RestartState(const RestartState&) = delete;
   RestartState& operator=(const RestartState&) = delete;
 
@@ -137,7 +142,11 @@ class RestartState {
   // what a new worker keeps; the rest of the shared fd table is the dead worker's.
   std::vector<int> NamedFds();
 
+  std::string Load() override;
+  bool Save(const std::string& doc) override;
+
  private:
+  char* JournalSlot(uint32_t slot);  // 1 or 2
   RestartState(int fd, bool owned, void* base);
 
   int fd_;
@@ -146,6 +155,7 @@ class RestartState {
   RestartHeader* header_;
   SlotArray<InodeRecord> inodes_;
   SlotArray<HandleRecord> handles_;
+  std::mutex journal_mu_;
 };
 
 // Closes every fd of this process that is not in `keep` (and not 0, 1, 2). Run by a

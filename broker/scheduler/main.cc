@@ -3,11 +3,16 @@
 //   migratefs-scheduler plan   --tasks FILE --topology FILE
 //   migratefs-scheduler rates  --capacity-mbps R --dirty-mbps D[,D...] --rounds n
 //                              --sizes-mb V1,V2,... [--json]
+//   migratefs-scheduler predict --profile FILE [--profile FILE...] --net-kbps R
+//                              [--rtt-ms X] [--deadline-s T] [--step S] [--json]
 // `plan` prints paths and shared sections; `submit` hands each task to its source
 // broker, waits for the outcome and prints the JSON report; `rates` prints seed 000's
-// optimal rates for migrations sharing one link (broker/policy/rate_allocation.h).
-// Exit status: 0 every deadline met (rates: solved), 1 some task missed or failed,
-// 2 bad input (rates: also no feasible allocation).
+// optimal rates for migrations sharing one link (broker/policy/rate_allocation.h);
+// `predict` prints seed 002's hybrid-copy prediction for write profiles, per S, and the
+// S it recommends (broker/policy/hybrid_predictor.h, broker/scheduler/predict.h).
+// Exit status: 0 every deadline met (rates: solved; predict: predicted, and the
+// deadline if given can be met), 1 some task missed or failed (predict: no S meets
+// the deadline), 2 bad input (rates: also no feasible allocation).
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -21,6 +26,7 @@
 #include "broker/daemon/broker_config.h"
 #include "broker/policy/rate_allocation.h"
 #include "broker/scheduler/plan.h"
+#include "broker/scheduler/predict.h"
 #include "broker/scheduler/runner.h"
 
 namespace {
@@ -129,6 +135,45 @@ int RunRates(const RatesArgs& args) {
   return 0;
 }
 
+struct PredictArgs {
+  std::vector<std::string> profiles;
+  std::string net_kbps, rtt_ms = "5", deadline_s, step = "5";
+  bool json = false;
+};
+
+int RunPredict(const PredictArgs& args) {
+  namespace pol = migratefs::policy;
+  pol::PredictInput in;
+  for (const std::string& path : args.profiles) {
+    auto images = LoadProfiles(path);
+    if (!images) return Fail("--profile " + images.error().message);
+    for (auto& im : images.value()) in.images.push_back(std::move(im));
+  }
+  double v = 0;
+  if (!ParseNumber(args.net_kbps, &v) || !(v > 0))
+    return Fail("--net-kbps: must be a number > 0, KB/s with 1 KB = 1000 bytes (got \"" + args.net_kbps + "\")");
+  in.net_bps = v * 1000;
+  if (!ParseNumber(args.rtt_ms, &v) || v < 0) return Fail("--rtt-ms: must be a number >= 0 (got \"" + args.rtt_ms + "\")");
+  in.rtt_s = v / 1000;
+  if (!args.deadline_s.empty()) {
+    if (!ParseNumber(args.deadline_s, &v) || !(v > 0))
+      return Fail("--deadline-s: must be a number > 0, seconds from the start (got \"" + args.deadline_s + "\")");
+    in.deadline_s = v;
+  }
+  if (!ParseNumber(args.step, &v) || !(v > 0) || v > 100)
+    return Fail("--step: must be a number in (0, 100] (got \"" + args.step + "\")");
+  for (int k = 0; k * v < 100 - 1e-9; ++k) in.s_percent.push_back(k * v);
+  in.s_percent.push_back(100);
+  auto predicted = pol::Predict(in);
+  if (!predicted) return Fail("--profile: " + predicted.error().message);
+  if (args.json) {
+    std::printf("%s\n", PredictionJson(predicted.value()).dump().c_str());
+  } else {
+    std::fputs(PredictionText(in, predicted.value()).c_str(), stdout);
+  }
+  return predicted.value().deadline_met ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -168,8 +213,20 @@ int main(int argc, char** argv) {
   rates->add_option("--rounds", rates_args.rounds, "n: rounds 0..n-1 pre-copy, round n final phase")->required();
   rates->add_option("--sizes-mb", rates_args.sizes, "data left per migration, MB, comma-separated")->required();
   rates->add_flag("--json", rates_args.json, "print {\"rates_mbps\":[...],\"total_s\":...}");
+  PredictArgs predict_args;
+  CLI::App* predict = app.add_subcommand("predict", "seed 002: predicted T, U, fetches and stall per hybrid S");
+  predict->add_option("--profile", predict_args.profiles,
+                      "write profile (JSON, or TOML): one image, or {\"images\":[...]}; repeat for more images")
+      ->required();
+  predict->add_option("--net-kbps", predict_args.net_kbps, "link rate for the migration, KB/s (1 KB = 1000 bytes)")
+      ->required();
+  predict->add_option("--rtt-ms", predict_args.rtt_ms, "round-trip time, ms (default 5)");
+  predict->add_option("--deadline-s", predict_args.deadline_s, "deadline, seconds from the start (default none)");
+  predict->add_option("--step", predict_args.step, "step of S in percent (default 5: 0, 5, ..., 100)");
+  predict->add_flag("--json", predict_args.json, "print {\"rows\":[...],\"precopy\":{...},\"recommended_s\":...}");
   CLI11_PARSE(app, argc, argv);
   if (rates->parsed()) return RunRates(rates_args);
+  if (predict->parsed()) return RunPredict(predict_args);
 
   auto topology = Topology::Load(topology_path);
   if (!topology) return Fail(topology.error().message);

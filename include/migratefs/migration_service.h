@@ -87,6 +87,9 @@ struct Progress {
   uint64_t backlog_bytes = 0;      // mirrored bytes queued or in flight, not yet acknowledged
   uint64_t backlog_max_bytes = 0;  // 0 in sync mode
   double mirror_sync_s = 0;        // time async writes spent waiting (over the high mark)
+  // Times a new worker took this migration over after the old one died or was
+  // upgraded (fs/supervisor.h); it then went on from the target's copy, not from zero.
+  uint32_t resumed = 0;
 };
 
 struct MigrationInfo {

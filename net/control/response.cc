@@ -54,6 +54,7 @@ json ProgressFields(const Progress& p) {
       {"backlog_bytes", p.backlog_bytes},
       {"backlog_max_bytes", p.backlog_max_bytes},
       {"mirror_sync_s", p.mirror_sync_s},
+      {"resumed", p.resumed},
   };
 }
 

@@ -41,7 +41,8 @@ class DaemonServices : public Services {
 
 }  // namespace
 
-Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int src_dirfd, HookRegistry& hooks) {
+Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int src_dirfd, HookRegistry& hooks,
+                                               RestartJournal* journal) {
   auto services = std::make_unique<DaemonServices>();
   std::string key;
   if (!opts.keyfile.empty()) {
@@ -54,9 +55,21 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   // request, never a daemon (and its mounts) gone. systemd's default soft limit of 1024
   // is far below the usual hard limit.
   spdlog::info("file descriptor limit: {}", migration::RaiseDescriptorLimit());
-  // Random per process: a target that sees it in an OpenImage knows the start points
-  // at this very daemon (target_is_self).
-  const std::string instance_id = net::RandomBytes(wire::kInstanceIdSize);
+  // What a dead worker left (migration_journal.h): its migrations start again, and
+  // its instance id stays this daemon's.
+  migration::JournalDoc resumed;
+  if (journal != nullptr) {
+    auto doc = migration::DecodeJournal(journal->Load());
+    if (doc.ok()) {
+      resumed = std::move(doc.value());
+    } else {
+      spdlog::error("{}: migrations of the previous worker are not resumed", doc.error().message);
+    }
+  }
+  // Random per daemon (kept across worker restarts): a target that sees it in an
+  // OpenImage knows the start points at this very daemon (target_is_self).
+  const std::string instance_id =
+      resumed.instance_id.size() == wire::kInstanceIdSize ? resumed.instance_id : net::RandomBytes(wire::kInstanceIdSize);
 
   migration::MigrationContext ctx;
   ctx.hooks = &hooks;
@@ -76,6 +89,12 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   };
   services->engine = std::make_unique<migration::Engine>(std::move(ctx));
   services->engine->RestoreFences();
+  if (journal != nullptr) {
+    services->engine->SetJournal([journal](const std::string& doc) {
+      if (!journal->Save(doc)) spdlog::error("restart journal full: a worker restart would not resume migrations");
+    });
+    services->engine->Resume(std::move(resumed));
+  }
 
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);

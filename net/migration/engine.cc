@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstring>
@@ -70,6 +72,7 @@ Engine::~Engine() {
   }
   janitor_cv_.notify_all();
   janitor_.join();
+  if (resumer_.joinable()) resumer_.join();
   StopAll();
   for (auto& [id, f] : restored_) ::close(f.fd);  // the fences themselves stay marked on disk
 }
@@ -80,6 +83,7 @@ void Engine::JanitorLoop() {
     janitor_cv_.wait_for(lock, kJanitorPeriod);
     if (janitor_stop_) break;
     std::vector<std::shared_ptr<Migration>> dead = RetireEndedLocked();
+    SaveJournalLocked();  // a migration that failed on its own leaves the journal here
     lock.unlock();
     dead.clear();  // destructors join threads and close descriptors, outside mu_
     lock.lock();
@@ -109,6 +113,7 @@ std::vector<std::shared_ptr<Migration>> Engine::RetireEndedLocked() {
     ended_[it->first] = Ended{std::move(info), now};
     ended_order_.push_back(it->first);
     dead.push_back(std::move(it->second));
+    requests_.erase(it->first);
     it = migrations_.erase(it);
   }
   while (!ended_order_.empty() &&
@@ -162,7 +167,16 @@ Result<std::string> Engine::Start(const StartRequest& req) {
   }
   if (Status room = CheckDescriptorRoom(); !room.ok()) return room.error();
   std::lock_guard<std::mutex> lock(mu_);
-  std::string id = "m" + std::to_string(next_id_);
+  const std::string id = "m" + std::to_string(next_id_);
+  auto started = StartLocked(id, req);
+  if (started.ok()) {
+    next_id_++;
+    SaveJournalLocked();
+  }
+  return started;
+}
+
+Result<std::string> Engine::StartLocked(const std::string& id, const StartRequest& req) {
   auto created = Migration::Create(id, req, &ctx_);
   if (!created.ok()) return created.error();
   std::shared_ptr<Migration> m = std::move(created.value());
@@ -185,9 +199,72 @@ Result<std::string> Engine::Start(const StartRequest& req) {
   } catch (const std::system_error& e) {  // no thread: refuse, keep serving (m detaches as it dies)
     return MakeError(errc::kResourceExhausted, std::string("start: cannot start the migration's thread: ") + e.what());
   }
-  next_id_++;
   migrations_[id] = m;
+  requests_[id] = req;
   return id;
+}
+
+void Engine::SaveJournalLocked() {
+  if (!journal_save_) return;
+  JournalDoc doc;
+  doc.instance_id = ctx_.instance_id;
+  doc.next_id = next_id_;
+  for (auto& [id, m] : migrations_) {
+    if (m->terminal()) continue;
+    auto r = requests_.find(id);
+    auto n = resumed_.find(id);
+    if (r != requests_.end()) doc.running.push_back({id, r->second, n == resumed_.end() ? 0u : n->second});
+  }
+  std::string text = EncodeJournal(doc);
+  if (text == journal_last_) return;
+  journal_save_(text);
+  journal_last_ = std::move(text);
+}
+
+void Engine::SetJournal(std::function<void(const std::string&)> save) {
+  std::lock_guard<std::mutex> lock(mu_);
+  journal_save_ = std::move(save);
+  journal_last_.clear();
+  SaveJournalLocked();
+}
+
+void Engine::Resume(JournalDoc doc) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_id_ = std::max(next_id_, doc.next_id);
+  }
+  if (doc.running.empty()) return;
+  // Not inline: attaching a hook makes the kernel drop its cached pages of the image
+  // (Fs::DropKernelCache), which writes dirty pages back through the FUSE loop, and
+  // the loop of a restarted worker starts only after the services. Writes served
+  // before the hooks are back are on disk when the block-by-block comparison of the
+  // restarted migration reads them (migration_journal.h), and the migration is not
+  // complete again before that comparison is done.
+  resumer_ = std::thread([this, doc = std::move(doc)] { ResumeAll(doc); });
+}
+
+void Engine::ResumeAll(const JournalDoc& doc) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const JournalEntry& e : doc.running) {
+    if (migrations_.count(e.id) != 0) continue;
+    auto started = StartLocked(e.id, e.request);
+    if (started.ok()) {
+      resumed_[e.id] = e.resumed + 1;
+      spdlog::warn("migration {} of {} image(s) to {} resumed after a worker restart", e.id, e.request.images.size(),
+                   e.request.target);
+      continue;
+    }
+    spdlog::error("migration {} could not resume after a worker restart: {}", e.id, started.error().message);
+    MigrationInfo info;
+    info.id = e.id;
+    info.images = e.request.images;
+    info.target = e.request.target;
+    info.progress.phase = phase::kFailed;
+    info.progress.pause_reason = "could not resume after a worker restart: " + started.error().message;
+    ended_[e.id] = Ended{std::move(info), std::chrono::steady_clock::now()};
+    ended_order_.push_back(e.id);
+  }
+  SaveJournalLocked();
 }
 
 Result<std::shared_ptr<Migration>> Engine::Find(const std::string& id) {
@@ -206,21 +283,40 @@ Result<std::shared_ptr<Migration>> Engine::Find(const std::string& id) {
 
 Status Engine::SetNetworkLimit(const std::string& id, uint64_t kbps) {
   if (kbps > kMaxKbps) return MakeError(errc::kInvalidArgument, "kbps above 100000000 is refused");
-  return With<Status>(id, [&](Migration& m) { return m.SetNetworkLimit(kbps); });
+  Status st = With<Status>(id, [&](Migration& m) { return m.SetNetworkLimit(kbps); });
+  if (st.ok()) Journal(id, [&](StartRequest& r) { r.network_kbps = kbps; });
+  return st;
+}
+
+void Engine::Journal(const std::string& id, const std::function<void(StartRequest&)>& change) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = requests_.find(id);
+  if (r != requests_.end() && change) change(r->second);
+  SaveJournalLocked();
 }
 
 Status Engine::SetDiskLimit(const std::string& id, uint64_t kbps) {
   if (kbps > kMaxKbps) return MakeError(errc::kInvalidArgument, "kbps above 100000000 is refused");
-  return With<Status>(id, [&](Migration& m) { return m.SetDiskLimit(kbps); });
+  Status st = With<Status>(id, [&](Migration& m) { return m.SetDiskLimit(kbps); });
+  if (st.ok()) Journal(id, [&](StartRequest& r) { r.disk_kbps = kbps; });
+  return st;
 }
 
 Status Engine::SetMirrorMode(const std::string& id, const MirrorMode& mode) {
-  return With<Status>(id, [&](Migration& m) { return m.SetMirrorMode(mode); });
+  Status st = With<Status>(id, [&](Migration& m) { return m.SetMirrorMode(mode); });
+  if (st.ok()) Journal(id, [&](StartRequest& r) { r.mirror = mode; });
+  return st;
 }
 
 Result<Progress> Engine::QueryProgress(const std::string& id, RateKind what) {
   if (std::optional<MigrationInfo> ended = EndedInfo(id)) return ended->progress;
-  return With<Result<Progress>>(id, [&](Migration& m) { return WithMarking(m.GetProgress(what), m); });
+  auto p = With<Result<Progress>>(id, [&](Migration& m) { return WithMarking(m.GetProgress(what), m); });
+  if (p.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto r = resumed_.find(id);
+    if (r != resumed_.end()) p.value().resumed = r->second;
+  }
+  return p;
 }
 
 Result<bool> Engine::QueryCompletion(const std::string& id) {
@@ -236,7 +332,9 @@ std::optional<MigrationInfo> Engine::EndedInfo(const std::string& id) {
 }
 
 Status Engine::Finish(const std::string& id) {
-  return With<Status>(id, [&](Migration& m) { return m.Finish(); });
+  Status st = With<Status>(id, [&](Migration& m) { return m.Finish(); });
+  Journal(id, nullptr);  // finished: its fence outlives the daemon without the journal
+  return st;
 }
 
 Status Engine::Cancel(const std::string& id, bool keep_partial) {
@@ -245,6 +343,7 @@ Status Engine::Cancel(const std::string& id, bool keep_partial) {
   if (EndedIn(id, phase::kCancelled) || EndedIn(id, phase::kFailed)) return OkStatus();
   Status st = With<Status>(id, [&](Migration& m) { return m.Cancel(keep_partial); });
   RetireEnded();  // its descriptors close now, not at the janitor's next round
+  Journal(id, nullptr);
   return st;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 
 #include "migratefs/migration_service.h"
 #include "net/migration/migration.h"
+#include "net/migration/migration_journal.h"
 
 namespace migratefs::migration {
 
@@ -61,7 +63,22 @@ class Engine : public MigrationService {
   // Returns how many were found.
   size_t RestoreFences();
 
+  // The restart journal (migration_journal.h): `save` gets the document, under the
+  // engine's lock, whenever what is running changes (a start — before its reply —,
+  // cancel, finish, limits, mirror mode, a migration ending). `instance_id` is the
+  // daemon's (ctx.instance_id).
+  void SetJournal(std::function<void(const std::string&)> save);
+  // After a worker restart: starts again, under its id, every migration `doc` lists
+  // (on a thread of its own: see engine.cc). One that cannot start again is listed as
+  // failed with the reason, never silently dropped.
+  void Resume(JournalDoc doc);
+
  private:
+  Result<std::string> StartLocked(const std::string& id, const StartRequest& req);
+  void SaveJournalLocked();
+  // Applies `change` (may be null) to the journalled request of `id`, then saves.
+  void Journal(const std::string& id, const std::function<void(StartRequest&)>& change);
+  void ResumeAll(const JournalDoc& doc);
   Result<std::shared_ptr<Migration>> Find(const std::string& id);
   // Runs fn on migration `id`, or answers unknown_id.
   template <typename R, typename Fn>
@@ -103,6 +120,11 @@ class Engine : public MigrationService {
   std::mutex mu_;
   uint64_t next_id_ = 1;
   std::map<std::string, std::shared_ptr<Migration>> migrations_;
+  std::map<std::string, StartRequest> requests_;  // of migrations_, as they are now (journal)
+  std::map<std::string, uint32_t> resumed_;       // times each id was started again
+  std::function<void(const std::string&)> journal_save_;  // guarded by mu_
+  std::string journal_last_;                               // what it got last
+  std::thread resumer_;
   std::map<std::string, RestoredFence> restored_;  // guarded by mu_
   std::map<std::string, Ended> ended_;             // guarded by mu_
   std::deque<std::string> ended_order_;            // ids of ended_, oldest first

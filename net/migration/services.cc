@@ -9,7 +9,7 @@ class NoServices : public Services {
 };
 }  // namespace
 
-Result<std::unique_ptr<Services>> StartServices(const MountOptions&, int, HookRegistry&) {
+Result<std::unique_ptr<Services>> StartServices(const MountOptions&, int, HookRegistry&, RestartJournal*) {
   return std::unique_ptr<Services>(new NoServices());
 }
 }  // namespace migratefs
