@@ -38,10 +38,14 @@ base_err=$(run_fio $runtime $WORK/base)
 run_fio $runtime $WORK/kill > $WORK/kill.err &
 fio_pid=$!
 sleep 2
+restarts=0
 for i in $(seq $KILLS); do
-  kill -9 "$(cat $WORK/worker.pid)"
+  old=$(cat $WORK/worker.pid)
+  kill -9 "$old"
   sleep $GAP
+  [[ $(cat $WORK/worker.pid) != "$old" ]] && restarts=$((restarts + 1))
 done
+(( restarts == KILLS )) || { echo "only $restarts of $KILLS kills were followed by a new worker" >&2; exit 1; }
 wait $fio_pid
 kill_err=$(cat $WORK/kill.err)
 after=$(uptime)
@@ -63,7 +67,7 @@ for t, l in sorted(load("kill"), key=lambda x: -x[1]):
         taken.append(t); stalls.append(l)
     if len(stalls) == kills: break
 s = sorted(stalls)
-print("| kills | stall p50 ms | stall max ms | baseline p99 ms | baseline max ms | stall p50 / baseline p99 | fio errors (baseline / kills) |")
+print("| kills (new worker each) | stall p50 ms | stall max ms | baseline p99 ms | baseline max ms | stall p50 / baseline p99 | fio errors (baseline / kills) |")
 print("|---|---|---|---|---|---|---|")
 print(f"| {kills} | {p(s, 0.5):.1f} | {s[-1]:.1f} | {p(base, 0.99):.3f} | {base[-1]:.1f} | {p(s, 0.5) / p(base, 0.99):.0f}x | {base_err} / {kill_err} |")
 PY
