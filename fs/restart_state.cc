@@ -143,21 +143,27 @@ bool RestartState::Save(const std::string& doc) {
   return true;
 }
 
-void CloseFdsExcept(const std::vector<int>& keep) {
-  std::vector<int> sorted = keep;
-  std::sort(sorted.begin(), sorted.end());
+std::vector<int> OpenFds() {
+  std::vector<int> fds;
   DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return;
-  std::vector<int> doomed;
+  if (d == nullptr) return fds;
   const int own = dirfd(d);
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     int fd = atoi(e->d_name);
-    if (fd <= 2 || fd == own) continue;
-    if (!std::binary_search(sorted.begin(), sorted.end(), fd)) doomed.push_back(fd);
+    if (fd != own) fds.push_back(fd);
   }
   closedir(d);
-  for (int fd : doomed) close(fd);
+  std::sort(fds.begin(), fds.end());
+  return fds;
+}
+
+void CloseFdsExcept(const std::vector<int>& keep) {
+  std::vector<int> sorted = keep;
+  std::sort(sorted.begin(), sorted.end());
+  for (int fd : OpenFds()) {
+    if (fd > 2 && !std::binary_search(sorted.begin(), sorted.end(), fd)) close(fd);
+  }
 }
 
 }  // namespace migratefs::fs

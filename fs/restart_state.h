@@ -162,4 +162,7 @@ class RestartState : public RestartJournal {
 // new worker before it opens anything itself.
 void CloseFdsExcept(const std::vector<int>& keep);
 
+// Every fd open in this process right now (from /proc/self/fd), ascending.
+std::vector<int> OpenFds();
+
 }  // namespace migratefs::fs

@@ -1,6 +1,5 @@
 #include "fs/supervisor.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -53,17 +52,10 @@ void Say(int fd, const std::string& line) {
 // Every fd of this process, for the upgrade's exec: the new image must inherit them
 // all (the records name them), so none may be close-on-exec.
 void ClearCloseOnExec() {
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return;
-  const int own = dirfd(d);
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    int fd = atoi(e->d_name);
-    if (fd == own) continue;
+  for (int fd : OpenFds()) {
     int fl = fcntl(fd, F_GETFD);
     if (fl >= 0 && (fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
   }
-  closedir(d);
 }
 
 class Supervisor {

@@ -4,7 +4,7 @@
 #    real migratefs daemons, brokers and the scheduler (root, /dev/fuse; skips otherwise).
 if(TARGET migratefs-broker AND TARGET migratefs-scheduler)
   add_executable(broker_cli_test ${CMAKE_CURRENT_LIST_DIR}/broker_cli_test.cc)
-  target_link_libraries(broker_cli_test PRIVATE GTest::gtest_main)
+  target_link_libraries(broker_cli_test PRIVATE GTest::gtest_main nlohmann_json::nlohmann_json)
   target_compile_definitions(broker_cli_test PRIVATE
     MIGRATEFS_BROKER_BINARY="$<TARGET_FILE:migratefs-broker>"
     MIGRATEFS_SCHEDULER_BINARY="$<TARGET_FILE:migratefs-scheduler>")

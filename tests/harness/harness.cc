@@ -147,13 +147,7 @@ Daemon::~Daemon() { Stop(); }
   bool up = WaitFor(
       [&] {
         if (WaitPid(pid_, std::chrono::milliseconds(0)) != -1) return true;  // exited
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un a = {};
-        a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, control_.c_str(), sizeof(a.sun_path) - 1);
-        bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-        close(fd);
-        return ok && !MountsUnder(mnt_).empty();
+        return ControlAnswers() && !MountsUnder(mnt_).empty();
       },
       std::chrono::seconds(20));
   if (!up || kill(pid_, 0) != 0) {
@@ -164,6 +158,16 @@ Daemon::~Daemon() { Stop(); }
     return ::testing::AssertionFailure() << cfg_.name << " did not start; log:\n" << ss.str();
   }
   return ::testing::AssertionSuccess();
+}
+
+bool Daemon::ControlAnswers() const {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, control_.c_str(), sizeof(a.sun_path) - 1);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
 }
 
 pid_t Daemon::WorkerPid() const {
@@ -182,13 +186,7 @@ pid_t Daemon::WorkerPid() const {
       [&] {
         now = WorkerPid();
         if (now <= 0 || now == old) return false;
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un a = {};
-        a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, control_.c_str(), sizeof(a.sun_path) - 1);
-        bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-        close(fd);
-        return ok;
+        return ControlAnswers();
       },
       std::chrono::seconds(10));
   if (!back) return ::testing::AssertionFailure() << "no new worker after killing " << old;

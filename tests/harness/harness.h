@@ -84,6 +84,8 @@ class Daemon {
   nlohmann::json Request(const nlohmann::json& req, std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
  private:
+  bool ControlAnswers() const;  // a connect to the control socket succeeds
+
   DaemonConfig cfg_;
   std::string base_, src_, mnt_, control_, log_;
   pid_t pid_ = -1;
