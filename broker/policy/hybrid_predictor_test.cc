@@ -597,28 +597,27 @@ void CrossCheck(const ImageProfile& im, const std::vector<double>& ss, int runs)
   }
 }
 
+// n blocks written and read uniformly at random, writes_s / reads_s per second in all
+// (counts over Image's 100 s window).
+ImageProfile UniformRandom(uint64_t n, double writes_s, double reads_s) {
+  ImageProfile im = Image(n, 100);
+  for (uint64_t b = 0; b < n; ++b) {
+    im.writes.push_back({b, writes_s * 100 / n});
+    im.reads.push_back({b, reads_s * 100 / n});
+  }
+  return im;
+}
+
 // Seed 002's link (40 Mbit/s, 5 ms) and a random writer: 15 writes/s spread evenly over
 // a 256 MiB image, random reads; pre-copy does not converge above S ~ 60 %.
 TEST(HybridPredictorMonteCarlo, RandomWriterAgreesWithTheModel) {
-  const uint64_t n = 512;
-  ImageProfile im = Image(n, 100);
-  for (uint64_t b = 0; b < n; ++b) {
-    im.writes.push_back({b, 15.0 * 100 / n});
-    im.reads.push_back({b, 5.0 * 100 / n});
-  }
-  CrossCheck(im, {0, 25, 50, 75, 100}, 150);
+  CrossCheck(UniformRandom(512, 15.0, 5.0), {0, 25, 50, 75, 100}, 150);
 }
 
 // The goal's setting at full size: 1 GiB, 40 Mbit/s, 5 ms, a random writer (20 writes/s)
 // and reader (10 reads/s).
 TEST(HybridPredictorMonteCarlo, OneGibRandomWriterAgreesWithTheModel) {
-  const uint64_t n = 2048;
-  ImageProfile im = Image(n, 100);
-  for (uint64_t b = 0; b < n; ++b) {
-    im.writes.push_back({b, 20.0 * 100 / n});
-    im.reads.push_back({b, 10.0 * 100 / n});
-  }
-  CrossCheck(im, {0, 30, 45, 60, 100}, 40);
+  CrossCheck(UniformRandom(2048, 20.0, 10.0), {0, 30, 45, 60, 100}, 40);
 }
 
 // A hot spot (5 % of the blocks at 1 write/s each) over a lightly written rest.
