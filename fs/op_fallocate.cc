@@ -24,6 +24,9 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   if (hook != nullptr) {
     if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) return ReplyErr(req, EOPNOTSUPP);
     if (int err = hook->BeforeModify()) return ReplyErr(req, err);
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+      if (int err = hook->BeforeChange(uint64_t(offset), uint64_t(length))) return ReplyErr(req, err);
+    }
     struct stat st;
     if (fstat(f.fd, &st) < 0) return ReplyErr(req, errno);
     old_size = st.st_size;

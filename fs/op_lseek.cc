@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,6 +27,17 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   File& f = FileOf(req, fi);
   if (fs.writeback() && f.inode.cached_writers.load(std::memory_order_relaxed) > 0) {
     fs.WriteBackKernelPages(ino, off);
+  }
+  {
+    // A copy in postcopy has holes where the source still holds data: answer as if
+    // everything up to EOF were data (a copier then reads it, and the reads fetch).
+    ModifyScope scope(f.inode.hook);
+    if (ImageHook* hook = scope.hook(); hook != nullptr && hook->HidesData()) {
+      struct stat st;
+      if (fstat(f.fd, &st) < 0) return ReplyErr(req, errno);
+      if (off >= st.st_size) return ReplyErr(req, ENXIO);
+      return fuse_reply_lseek(req, whence == SEEK_DATA ? off : st.st_size), void();
+    }
   }
   off_t res = lseek(f.fd, off, whence);
   if (res < 0) return ReplyErr(req, errno);

@@ -9,6 +9,12 @@ namespace migratefs::fs {
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   File& f = FileOf(req, fi);
+  // A read is not a modification, but the same scope keeps the hook alive while it is
+  // asked, at the same cost: a target in postcopy waits here for remote blocks.
+  ModifyScope scope(f.inode.hook);
+  if (ImageHook* hook = scope.hook()) {
+    if (int err = hook->BeforeRead(uint64_t(off), size)) return ReplyErr(req, err);
+  }
   if (f.direct()) {
     const char* data = nullptr;
     ssize_t n = DirectPread(f, size, off, &data);

@@ -16,6 +16,7 @@ int Truncate(Inode& in, File* f, off_t size) {
   ImageHook* hook = scope.hook();
   if (hook != nullptr) {
     if (int err = hook->BeforeModify()) return err;
+    if (int err = hook->BeforeChange(uint64_t(size), 0)) return err;
   }
   int rc = f != nullptr ? ftruncate(f->fd, size) : truncate(in.ProcPath().c_str(), size);
   if (rc < 0) return errno;

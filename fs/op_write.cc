@@ -34,6 +34,7 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
   ImageHook* hook = scope.hook();
   if (hook != nullptr) {
     if (int err = hook->BeforeModify()) return ReplyErr(req, err);  // libfuse drains the pipe
+    if (int err = hook->BeforeChange(uint64_t(off), len)) return ReplyErr(req, err);
   }
   ssize_t n;
   const char* data = nullptr;

@@ -59,6 +59,18 @@ std::string Pad(std::string text, size_t width) {
   return text;
 }
 
+bool Hybrid(const json& progress) { return Text(progress, "mode") == "hybrid"; }
+
+std::string Count(const json& object, const char* key) {
+  return std::to_string(static_cast<uint64_t>(std::max(0.0, Number(object, key))));
+}
+
+// "p50/p99 1.2/8.5 ms" of a "fetch_latency_ms" object.
+std::string Latency(const json& object) {
+  const json& ms = Member(object, "fetch_latency_ms");
+  return "p50/p99 " + Printf("%.1f", Number(ms, "p50")) + "/" + Printf("%.1f", Number(ms, "p99")) + " ms";
+}
+
 }  // namespace
 
 std::string FormatRate(double kbps) {
@@ -98,6 +110,10 @@ bool IsTerminalPhase(const std::string& phase) {
 
 double PercentDone(const json& migration) {
   const json& progress = Member(migration, "progress");
+  if (Hybrid(progress) && Text(progress, "phase") != phase::kFinished) {
+    double blocks = Number(progress, "data_blocks");
+    if (blocks > 0) return 100 * (blocks - std::clamp(Number(progress, "blocks_remote"), 0.0, blocks)) / blocks;
+  }
   if (CompletedPhase(Text(progress, "phase"))) return 100;
   double total = Number(progress, "bytes_total");
   if (total <= 0) return 0;
@@ -140,6 +156,13 @@ std::string BarLine(const json& migration, int bar_width) {
   return line;
 }
 
+std::string ModeText(const json& p) {
+  if (!Hybrid(p)) return Text(p, "mode").empty() ? "precopy" : Text(p, "mode");
+  return "hybrid: " + Count(p, "precopy_pct") + "% pre-copy, " + Count(p, "blocks_remote") + " blocks remote, " +
+         FormatBytes(static_cast<uint64_t>(Number(p, "bytes_fetched_on_demand"))) + " fetched on demand (" +
+         Latency(p) + "), " + FormatBytes(static_cast<uint64_t>(Number(p, "bytes_pulled"))) + " pulled";
+}
+
 std::string ProgressBlock(const json& p) {
   std::string out;
   auto row = [&out](const char* key, const std::string& value) {
@@ -147,6 +170,7 @@ std::string ProgressBlock(const json& p) {
   };
   row("phase", Text(p, "phase"));
   if (!Text(p, "pause_reason").empty()) row("reason", Text(p, "pause_reason"));
+  row("mode", ModeText(p));
   if (p.contains("kbps")) row("rate", FormatRate(Number(p, "kbps")));
   row("network rate", FormatRate(Number(p, "network_kbps")));
   row("disk rate", FormatRate(Number(p, "disk_kbps")));
@@ -189,6 +213,24 @@ std::string MigrationTable(const json& migrations) {
            Pad(FormatRate(Number(progress, "network_kbps")), 11) +
            Pad(FormatEta(Number(progress, "eta_s", -1)), 12) + Pad(Text(m, "target"), 22) +
            images + "\n";
+    if (Hybrid(progress)) out += "      " + ModeText(progress) + "\n";
+  }
+  return out;
+}
+
+std::string IncomingTable(const json& incoming) {
+  if (!incoming.is_array() || incoming.empty()) return "no incoming copies\n";
+  std::string out = Pad("IMAGE", 24) + Pad("STATE", 11) + Pad("REMOTE", 18) + Pad("PULLED", 10) +
+                    Pad("ON DEMAND", 20) + "FETCH LATENCY\n";
+  for (const json& copy : incoming) {
+    std::string remote = Count(copy, "blocks_remote") + " of " + Count(copy, "blocks_total");
+    std::string fetched = FormatBytes(static_cast<uint64_t>(Number(copy, "bytes_fetched_on_demand"))) + " in " +
+                          Count(copy, "fetches");
+    std::string line = Pad(Text(copy, "image"), 24) + Pad(Text(copy, "state"), 11) + Pad(remote, 18) +
+                       Pad(FormatBytes(static_cast<uint64_t>(Number(copy, "bytes_pulled"))), 10) +
+                       Pad(fetched, 20) + Latency(copy);
+    if (!Text(copy, "reason").empty()) line += "  (" + Text(copy, "reason") + ")";
+    out += line + "\n";
   }
   return out;
 }

@@ -15,7 +15,9 @@ std::string FormatBytes(uint64_t bytes);    // "512 B", "1.5 MB" (1 KB = 1000 by
 std::string FormatEta(double seconds);      // "12s", "3m05s", "1h02m", or "-" when < 0
 
 // Share of the data on the target, 0..100: 100 once the migration is completed or later;
-// else (bytes_total - bytes_left) / bytes_total.
+// else (bytes_total - bytes_left) / bytes_total. Hybrid until finished: the share of
+// data blocks there, (data_blocks - blocks_remote) / data_blocks, since completion (and
+// postcopy) come before all of them are.
 double PercentDone(const nlohmann::json& migration);
 // True for the phases a migration never leaves: finished, failed, cancelled.
 bool IsTerminalPhase(const std::string& phase);
@@ -30,10 +32,16 @@ std::string BarLine(const nlohmann::json& migration, int bar_width);
 // A migration's "id" and its progress' "phase"; "" when absent.
 std::string IdOf(const nlohmann::json& migration);
 std::string PhaseOf(const nlohmann::json& migration);
+// "precopy", or for a hybrid copy "hybrid: 40% pre-copy, 120 blocks remote, 1.50 MB
+// fetched on demand (p50/p99 1.2/8.5 ms), 3.00 MB pulled" (a progress object).
+std::string ModeText(const nlohmann::json& progress);
 // Key: value lines of a progress answer (query_progress or status's "progress").
 std::string ProgressBlock(const nlohmann::json& progress);
-// The `list` table with a header, or "no migrations".
+// The `list` table with a header, or "no migrations". A hybrid migration's row is
+// followed by an indented line with its ModeText.
 std::string MigrationTable(const nlohmann::json& migrations);
+// The `incoming` table (its "incoming" array) with a header, or "no incoming copies".
+std::string IncomingTable(const nlohmann::json& incoming);
 // One event line: "2026-11-22 01:02:03 m1 phase -> dirty: detail".
 std::string EventText(const nlohmann::json& event);
 

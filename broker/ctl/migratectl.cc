@@ -100,6 +100,9 @@ struct Arguments {
   uint64_t backlog_max_mb = 0;   // 0 = the daemon's default
   std::string dscp;              // "" = the daemon's -o dscp=
   int64_t so_priority = -1;      // -1 = the daemon's -o so_priority=
+  std::string mode;              // "" = the daemon's default (precopy)
+  int64_t precopy_pct = -1;      // -1 = not given (required with --mode hybrid)
+  int64_t postcopy_timeout_s = -1;  // -1 = the daemon's default (600)
   std::string id;
   uint64_t kbps = 0;
   std::string what = "network";
@@ -113,9 +116,29 @@ void AddMirrorFields(const Arguments& args, json* r) {
   if (args.backlog_max_mb) (*r)["backlog_max_bytes"] = args.backlog_max_mb << 20;
 }
 
+// --mode and its hybrid options, checked as the daemon does (net/control/request.h):
+// --precopy-pct is required with hybrid, and both hybrid options need it. Returns the
+// usage error, or "" after adding the fields to `r`.
+std::string AddCopyFields(const Arguments& args, json* r) {
+  bool hybrid = args.mode == "hybrid";
+  if (!hybrid) {
+    if (args.precopy_pct >= 0) return "--precopy-pct needs --mode hybrid";
+    if (args.postcopy_timeout_s >= 0) return "--postcopy-timeout needs --mode hybrid";
+  } else if (args.precopy_pct < 0) {
+    return "--mode hybrid needs --precopy-pct (0..100: the share of data blocks on the target before completion)";
+  }
+  if (!args.mode.empty()) (*r)["mode"] = args.mode;
+  if (args.precopy_pct >= 0) (*r)["precopy_pct"] = args.precopy_pct;
+  if (args.postcopy_timeout_s >= 0) (*r)["postcopy_timeout_s"] = args.postcopy_timeout_s;
+  return "";
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"migratectl: control a migratefs daemon (live migration of VM disk images)"};
   app.require_subcommand(1);
+  // The global options may follow the subcommand too (`migratectl incoming --json`);
+  // subcommands inherit this setting when they are added below.
+  app.fallthrough();
   app.footer(
       "Exit codes: 0 ok; 1 the daemon answered an error (code and message on stderr);\n"
       "2 usage error; 3 cannot connect to the socket; 4 connection lost or no answer in\n"
@@ -162,6 +185,16 @@ int Main(int argc, char** argv) {
   start->add_option("--dscp", args.dscp, "DSCP of the peer connection: a name (AF41, EF, CS6) or 0..63");
   start->add_option("--so-priority", args.so_priority, "socket priority of the peer connection")
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
+  start->add_option("--mode", args.mode,
+                    "precopy (default: switch over once every block is on the target) or hybrid "
+                    "(switch over at --precopy-pct, the target fetches the rest)")
+      ->check(CLI::IsMember({"precopy", "hybrid"}));
+  start->add_option("--precopy-pct", args.precopy_pct,
+                    "hybrid: share of the data blocks on the target before completion, 0..100 (required)")
+      ->check(CLI::Range(int64_t(0), int64_t(100)));
+  start->add_option("--postcopy-timeout", args.postcopy_timeout_s,
+                    "hybrid: seconds the target's reads wait for a lost source before they fail (default 600)")
+      ->check(CLI::Range(int64_t(1), int64_t(86400)));
 
   CLI::App* set_mirror = app.add_subcommand("set-mirror-mode", "switch phase 3 between sync and async mirroring");
   id_arg(set_mirror);
@@ -216,6 +249,7 @@ int Main(int argc, char** argv) {
   submit->add_option("--path", args.submit.path, "the path's sections, source to target (repeat)");
   CLI::App* watch = app.add_subcommand("watch", "progress bars until the migrations end");
   watch->add_option("ID", args.ids, "migration ids (default: all)");
+  CLI::App* incoming = app.add_subcommand("incoming", "the copies this daemon receives (target side, postcopy)");
 
   try {
     app.parse(argc, argv);
@@ -237,6 +271,10 @@ int Main(int argc, char** argv) {
     AddMirrorFields(args, &r);
     if (!args.dscp.empty()) r["dscp"] = args.dscp;
     if (args.so_priority >= 0) r["so_priority"] = args.so_priority;
+    if (std::string usage = AddCopyFields(args, &r); !usage.empty()) {
+      std::cerr << "migratectl: start: " << usage << "\n";
+      return kExitUsage;
+    }
     return RunRequest(global, r, false, [](const json& answer) {
       std::cout << IdOf(answer) << "\n";
       return kExitOk;
@@ -266,6 +304,7 @@ int Main(int argc, char** argv) {
   if (completion->parsed()) {
     return RunRequest(global, request(op::kQueryCompletion), false, [&](const json& answer) {
       std::cout << id << ": " << (answer.value("completed", false) ? "completed" : "not completed")
+                << (answer.value("hybrid", false) ? " (hybrid)" : "")
                 << "\n";
       return kExitOk;
     });
@@ -312,6 +351,12 @@ int Main(int argc, char** argv) {
                 << (answer.value("queued", false) ? std::string("queued")
                                                   : "started as " + answer.value("id", std::string("?")))
                 << "\n";
+      return kExitOk;
+    });
+  }
+  if (incoming->parsed()) {
+    return RunRequest(global, {{"op", op::kIncoming}}, false, [](const json& answer) {
+      std::cout << IncomingTable(answer.value("incoming", json::array()));
       return kExitOk;
     });
   }

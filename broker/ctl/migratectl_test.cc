@@ -131,6 +131,88 @@ TEST_F(MigratectlTest, MirrorAndMarkingFlagsReachTheService) {
                                   "SetMirrorMode m1 sync"}));
 }
 
+TEST_F(MigratectlTest, HybridFlagsReachTheService) {
+  Outcome o = Run({"start", "vm1.img", "--target", "10.0.0.2:7000", "--mode", "hybrid", "--precopy-pct", "40",
+                   "--postcopy-timeout", "120"});
+  EXPECT_EQ(o.exit_code, kExitOk) << o.err;
+  Outcome d = Run({"start", "vm2.img", "--target", "10.0.0.2:7000", "--mode", "hybrid", "--precopy-pct", "0"});
+  EXPECT_EQ(d.exit_code, kExitOk) << d.err;
+  Outcome p = Run({"start", "vm3.img", "--target", "10.0.0.2:7000", "--mode", "precopy"});
+  EXPECT_EQ(p.exit_code, kExitOk) << p.err;
+  EXPECT_EQ(service_.calls(), (std::vector<std::string>{
+                                  "Start vm1.img -> 10.0.0.2:7000 net=0 disk=0 hybrid=40%:120s",
+                                  "Start vm2.img -> 10.0.0.2:7000 net=0 disk=0 hybrid=0%:600s",
+                                  "Start vm3.img -> 10.0.0.2:7000 net=0 disk=0"}));
+  Outcome c = Run({"completion", "m1"});
+  EXPECT_EQ(c.exit_code, kExitOk) << c.err;
+  EXPECT_EQ(c.out, "m1: not completed (hybrid)\n");
+  EXPECT_EQ(Run({"completion", "m3"}).out, "m3: not completed\n");
+  Outcome progress = Run({"progress", "m1"});
+  EXPECT_NE(progress.out.find("hybrid: 40% pre-copy"), std::string::npos) << progress.out;
+  EXPECT_NE(Run({"progress", "m3"}).out.find("mode:           precopy\n"), std::string::npos);
+}
+
+TEST_F(MigratectlTest, HybridUsageErrorsAreExit2AndSendNothing) {
+  const std::vector<std::string> head = {"start", "vm1.img", "--target", "10.0.0.2:7000"};
+  for (std::vector<std::string> tail : std::vector<std::vector<std::string>>{
+           {"--mode", "hybrid"},  // --precopy-pct is required
+           {"--mode", "postcopy", "--precopy-pct", "50"},
+           {"--precopy-pct", "50"},
+           {"--mode", "precopy", "--precopy-pct", "50"},
+           {"--postcopy-timeout", "60"},
+           {"--mode", "hybrid", "--precopy-pct", "101"},
+           {"--mode", "hybrid", "--precopy-pct", "-1"},
+           {"--mode", "hybrid", "--precopy-pct", "half"},
+           {"--mode", "hybrid", "--precopy-pct", "50", "--postcopy-timeout", "0"},
+           {"--mode", "hybrid", "--precopy-pct", "50", "--postcopy-timeout", "86401"}}) {
+    std::vector<std::string> args = head;
+    args.insert(args.end(), tail.begin(), tail.end());
+    Outcome o = Run(args);
+    EXPECT_EQ(o.exit_code, kExitUsage) << tail[0] << " " << tail[1] << ": " << o.err;
+    EXPECT_FALSE(o.err.empty());
+  }
+  EXPECT_NE(Run({"start", "vm1.img", "--target", "h:1", "--mode", "hybrid"}).err.find("--precopy-pct"),
+            std::string::npos);
+  EXPECT_TRUE(service_.calls().empty());
+}
+
+TEST_F(MigratectlTest, IncomingListsTheCopiesBeingReceived) {
+  EXPECT_EQ(Run({"incoming"}).out, "no incoming copies\n");
+  IncomingInfo copy;
+  copy.image = "vm1.img";
+  copy.state = "postcopy";
+  copy.blocks_total = 2048;
+  copy.blocks_remote = 100;
+  copy.bytes_pulled = 3000000;
+  copy.bytes_fetched_on_demand = 1500000;
+  copy.fetches = 3;
+  copy.fetch_latency_p50_ms = 1.25;
+  copy.fetch_latency_p99_ms = 8.5;
+  IncomingInfo failed;
+  failed.image = "vm2.img";
+  failed.state = "failed";
+  failed.reason = "source lost";
+  service_.SetIncoming({copy, failed});
+  Outcome o = Run({"incoming"});
+  EXPECT_EQ(o.exit_code, kExitOk) << o.err;
+  EXPECT_NE(o.out.find("IMAGE"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("vm1.img"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("100 of 2048"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("1.50 MB in 3"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("p50/p99 1.2/8.5 ms"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("(source lost)"), std::string::npos) << o.out;
+  // --json after the subcommand, as well as before it.
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"incoming", "--json"},
+                                                                            {"--json", "incoming"}}) {
+    Outcome j = Run(args);
+    ASSERT_EQ(j.exit_code, kExitOk) << j.err;
+    json answer = json::parse(j.out);
+    EXPECT_EQ(answer["incoming"].size(), 2u);
+    EXPECT_EQ(answer["incoming"][0]["fetch_latency_ms"]["p99"], 8.5);
+    EXPECT_EQ(answer["incoming"][1]["reason"], "source lost");
+  }
+}
+
 TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
   std::string id = StartOne();
   ASSERT_EQ(id, "m1");
@@ -145,7 +227,8 @@ TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
            {"cancel", id, "--keep-partial"},
            {"list"},
            {"status", id},
-           {"status"}}) {
+           {"status"},
+           {"incoming"}}) {
     Outcome o = Run(args);
     EXPECT_EQ(o.exit_code, kExitOk) << args[0] << ": " << o.err;
     EXPECT_FALSE(o.out.empty()) << args[0];
@@ -153,9 +236,9 @@ TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
   EXPECT_EQ(service_.calls(),
             (std::vector<std::string>{
                 "Start vm1.img -> 10.0.0.2:7000 net=0 disk=0", "SetNetworkLimit m1 20000",
-                "SetDiskLimit m1 0", "QueryProgress m1 disk", "QueryCompletion m1", "Verify m1",
-                "Finish m1", "Release m1", "Cancel m1 keep_partial", "List", "GetStatus m1",
-                "List"}));
+                "SetDiskLimit m1 0", "QueryProgress m1 disk", "QueryCompletion m1",
+                "QueryProgress m1 network", "Verify m1", "Finish m1", "Release m1",
+                "Cancel m1 keep_partial", "List", "GetStatus m1", "List", "Incoming"}));
 }
 
 TEST_F(MigratectlTest, JsonPrintsTheAnswerVerbatim) {
@@ -245,6 +328,34 @@ TEST_F(MigratectlTest, WatchPrintsPlainLinesWhenNotATerminal) {
   EXPECT_NE(lines[0].find("12.3 MB/s"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("1m20s"), std::string::npos) << lines[0];
   EXPECT_NE(lines[2].find("finished"), std::string::npos) << lines[2];
+}
+
+TEST_F(MigratectlTest, ListAndStatusShowTheHybridCounters) {
+  ASSERT_EQ(Run({"start", "vm1.img", "--target", "h:1", "--mode", "hybrid", "--precopy-pct", "40"}).exit_code, kExitOk);
+  Progress p = Step("postcopy", 0);
+  p.mode = "hybrid";
+  p.precopy_pct = 40;
+  p.data_blocks = 1000;
+  p.blocks_remote = 250;
+  p.bytes_fetched_on_demand = 2000000;
+  p.fetch_latency_p50_ms = 1.5;
+  p.fetch_latency_p99_ms = 9;
+  service_.ScriptProgress("m1", {p});
+  const std::string detail =
+      "hybrid: 40% pre-copy, 250 blocks remote, 2.00 MB fetched on demand (p50/p99 1.5/9.0 ms), 0 B pulled";
+  Outcome list = Run({"list"});
+  EXPECT_NE(list.out.find(" 75.0%"), std::string::npos) << list.out;  // blocks, not bytes
+  EXPECT_NE(list.out.find("\n      " + detail + "\n"), std::string::npos) << list.out;
+  Outcome status = Run({"status", "m1"});
+  EXPECT_NE(status.out.find("mode:           " + detail + "\n"), std::string::npos) << status.out;
+  json answer = json::parse(Run({"--json", "status", "m1"}).out);
+  EXPECT_EQ(answer["progress"]["mode"], "hybrid");
+  EXPECT_EQ(answer["progress"]["blocks_remote"], 250);
+  EXPECT_EQ(answer["progress"]["fetch_latency_ms"]["p50"], 1.5);
+  // Finish handed the VM over: cancel is refused, exit 1.
+  Outcome cancel = Run({"cancel", "m1"});
+  EXPECT_EQ(cancel.exit_code, kExitDaemonError);
+  EXPECT_NE(cancel.err.find("wrong_state"), std::string::npos) << cancel.err;
 }
 
 TEST_F(MigratectlTest, WatchOfAFailedMigrationIsExit5) {

@@ -29,6 +29,7 @@ inline constexpr const char* kRelease = "release";
 inline constexpr const char* kList = "list";
 inline constexpr const char* kStatus = "status";
 inline constexpr const char* kEvents = "events";
+inline constexpr const char* kIncoming = "incoming";  // the copies this daemon receives
 }  // namespace op
 
 // The longest request line the server accepts, newline excluded. A longer line is

@@ -3,8 +3,9 @@
 //
 // The FUSE layer calls an ImageHook for every modification of a backing file that
 // has a hook attached: every byte written, every truncate, punch-hole, zero-range
-// and allocating fallocate, and every fsync/fdatasync/flush. Files with no hook pay
-// no more than one atomic load per operation.
+// and allocating fallocate, and every fsync/fdatasync/flush; and before every read
+// of it (a target in postcopy must fetch blocks it still lacks). Files with no hook
+// pay no more than one atomic load per operation, reads included.
 #pragma once
 
 #include <sys/types.h>
@@ -51,6 +52,20 @@ class ImageHook {
   // Before any modification (write, truncate, fallocate, punch) through an already
   // open fd. Returns 0 to proceed or an errno (EROFS once fenced). Never blocks.
   virtual int BeforeModify() = 0;
+
+  // Before the FUSE layer reads [off, off+len) of the backing file (a read, or the
+  // kernel filling its page cache). 0 to go on, or the errno the reader gets. May
+  // block: a target in postcopy waits here until every block of the range is local.
+  virtual int BeforeRead(uint64_t off, uint64_t len) { return 0; }
+  // After BeforeModify, before a write, punch-hole or zero-range of [off, off+len)
+  // (len 0: a truncate to off). May block like BeforeRead: a block the change covers
+  // only in part is fetched first, because the rest of its bytes must survive; a block
+  // it covers whole (or cuts off, for a truncate) never is. 0 or an errno.
+  virtual int BeforeChange(uint64_t off, uint64_t len) { return 0; }
+  // True while some of the file's data is not in the backing file yet (postcopy):
+  // SEEK_DATA/SEEK_HOLE then answer as if the whole file were data, never a hole
+  // where the source has data.
+  virtual bool HidesData() const { return false; }
 
   // unlink/rename of the file through the mount: 0 or an errno (EBUSY while migrating).
   virtual int CheckNamespaceChange() = 0;

@@ -24,6 +24,8 @@ inline constexpr const char* kBulk = "bulk";        // phase 1
 inline constexpr const char* kDirty = "dirty";      // phase 2
 inline constexpr const char* kMirror = "mirror";    // phase 3 (completed = true)
 inline constexpr const char* kPaused = "paused";    // peer lost / target disk full; retrying
+inline constexpr const char* kPostcopy = "postcopy";  // hybrid: finish done, the target runs the VM and
+                                                     // fetches what it still lacks from the source
 inline constexpr const char* kFinished = "finished";  // finish done; source fenced
 inline constexpr const char* kCancelled = "cancelled";
 inline constexpr const char* kFailed = "failed";
@@ -38,6 +40,19 @@ struct MirrorMode {
   uint64_t backlog_max_bytes = 64ull << 20;
   unsigned backlog_low_pct = 5;    // back to asynchronous below this share of max
   unsigned backlog_high_pct = 70;  // synchronous from this share of max
+};
+
+// How the image reaches the target (issue 10; seed 002's fractional hybrid copy).
+// Pre-copy: the hypervisor may switch over once every block is on the target.
+// Hybrid: once at most (100 - precopy_pct) % of the image's data blocks are missing
+// there and writes are mirrored; finish then hands the VM's copy to the target, which
+// serves the missing blocks on demand while the source pushes the rest (postcopy).
+struct CopyMode {
+  bool hybrid = false;
+  unsigned precopy_pct = 100;  // 0..100, hybrid only
+  // Target side: how long reads of blocks still on the source wait for a lost source
+  // before they fail with EIO and the copy counts as failed.
+  uint64_t postcopy_timeout_s = 600;
 };
 
 struct StartRequest {
@@ -57,6 +72,7 @@ struct StartRequest {
   std::optional<uint8_t> dscp = std::nullopt;          // 0..63
   std::optional<uint32_t> so_priority = std::nullopt;  // SO_PRIORITY
   MirrorMode mirror;
+  CopyMode copy;
 };
 
 enum class RateKind { kNetwork, kDisk };
@@ -90,6 +106,17 @@ struct Progress {
   // Times a new worker took this migration over after the old one died or was
   // upgraded (fs/supervisor.h); it then went on from the target's copy, not from zero.
   uint32_t resumed = 0;
+  // Hybrid copy (CopyMode). "precopy" or "hybrid"; the rest is filled in hybrid mode.
+  std::string mode = "precopy";
+  unsigned precopy_pct = 100;
+  uint64_t data_blocks = 0;       // blocks of the images that held data at the start
+  uint64_t blocks_remote = 0;     // blocks the target still lacks (dirty or in flight)
+  uint64_t bytes_pulled = 0;      // postcopy: blocks pushed in the background
+  uint64_t bytes_fetched_on_demand = 0;  // postcopy: blocks the target's reads asked for
+  // Postcopy: from a fetch request's arrival at the source to the target's ack of the
+  // block, over the last 10 s (ms; 0 when there were none).
+  double fetch_latency_p50_ms = 0;
+  double fetch_latency_p99_ms = 0;
 };
 
 struct MigrationInfo {
@@ -98,6 +125,21 @@ struct MigrationInfo {
   std::string target;
   Progress progress;
   bool completed = false;
+};
+
+// A copy this daemon receives (the target's side of a migration), for the "incoming"
+// request: while it is being received, and in hybrid mode while it is in postcopy.
+struct IncomingInfo {
+  std::string image;             // relative to SRC
+  std::string state;             // "receiving", "postcopy", "failed"
+  std::string reason;            // why it failed
+  uint64_t blocks_total = 0;     // postcopy: blocks of the image
+  uint64_t blocks_remote = 0;    // postcopy: blocks still only on the source
+  uint64_t bytes_pulled = 0;     // postcopy: blocks that arrived in the background
+  uint64_t bytes_fetched_on_demand = 0;  // postcopy: blocks that local reads or writes waited for
+  uint64_t fetches = 0;          // postcopy: on-demand fetches (reads/writes that waited)
+  double fetch_latency_p50_ms = 0;  // postcopy: how long they waited, over the last 10 s
+  double fetch_latency_p99_ms = 0;
 };
 
 struct VerifyReport {
@@ -139,6 +181,8 @@ class MigrationService {
   virtual Status Release(const std::string& id) = 0;
   virtual std::vector<MigrationInfo> List() = 0;
   virtual Result<MigrationInfo> GetStatus(const std::string& id) = 0;
+  // The copies this daemon receives now (target side).
+  virtual std::vector<IncomingInfo> Incoming() { return {}; }
 
   // Calls `sink` for every later event, in order, from one thread at a time, until the
   // returned handle is destroyed.

@@ -56,7 +56,8 @@ inline constexpr uint16_t kMinVersion = 2;
 // resize, sync, hash, finish, abort) needs no bit; bits name optional extras.
 inline constexpr uint64_t kFeatureZeroRange = 1ull << 0;   // Zero punches holes (stays sparse)
 inline constexpr uint64_t kFeatureHashXxh3 = 1ull << 1;    // HashRequest answers XXH3-64 per block
-inline constexpr uint64_t kFeaturesSupported = kFeatureZeroRange | kFeatureHashXxh3;
+inline constexpr uint64_t kFeaturePostcopy = 1ull << 2;    // Postcopy and Fetch (hybrid copy, issue 10)
+inline constexpr uint64_t kFeaturesSupported = kFeatureZeroRange | kFeatureHashXxh3 | kFeaturePostcopy;
 
 enum class FrameType : uint16_t {
   // Handshake.
@@ -75,22 +76,29 @@ enum class FrameType : uint16_t {
                      // equal to the same content read on the source; net::HashBlock)
   kFinishImage = 22, // fsync, clear the receiving mark, tell the daemon the copy is complete
   kAbortImage = 23,  // flags kFlagKeepPartial: keep marked incomplete; else unlink
+  kPostcopy = 24,    // hybrid switch-over: offset = postcopy timeout (s), length = image size,
+                     // payload = PostcopyPayload. Ack once the target's copy is the VM's
+                     // (local writers allowed) and its reads of the listed blocks fetch them.
   // Replies (server -> client).
   kAck = 32,         // request_id of the request; type-specific payload
   kError = 33,       // request_id (0 = connection-level); payload ErrorPayload
+  // Server -> client, unsolicited, never answered (postcopy only): a local reader on the
+  // target waits for blocks [offset, offset+length) of handle; send them first.
+  kFetch = 34,
 };
 
 // Returns true for the values of FrameType above.
 constexpr bool IsKnownFrameType(uint16_t t) {
-  return (t >= 1 && t <= 3) || (t >= 16 && t <= 23) || t == 32 || t == 33;
+  return (t >= 1 && t <= 3) || (t >= 16 && t <= 24) || (t >= 32 && t <= 34);
 }
 
 // Flags.
 inline constexpr uint16_t kFlagResume = 1u << 0;       // OpenImage: keep an existing partial copy
 inline constexpr uint16_t kFlagOverwrite = 1u << 1;    // OpenImage: an existing file of another identity may be replaced
 inline constexpr uint16_t kFlagVerify = 1u << 2;       // OpenImage: open an existing copy read-only, for HashRequest only
+inline constexpr uint16_t kFlagPostcopy = 1u << 3;     // OpenImage: reattach to the copy's postcopy (after a lost link)
 inline constexpr uint16_t kFlagKeepPartial = 1u << 0;  // AbortImage: keep the copy, marked incomplete
-inline constexpr uint16_t kFlagsKnownMask = 0x0007;    // any other bit set -> protocol error
+inline constexpr uint16_t kFlagsKnownMask = 0x000f;    // any other bit set -> protocol error
 
 // Sizes and limits.
 inline constexpr size_t kHeaderSize = 48;
@@ -135,6 +143,11 @@ inline constexpr size_t kOpenImageMaxSize = kOpenImageFixedSize + 4096 + 1 + kMa
 //   u8 existed | u8[7] zero | u64 target_size (size before this open changed it)
 //   | u64 free_bytes (available to the daemon on the target's file system).
 inline constexpr size_t kOpenReplySize = 24;
+//
+// PostcopyPayload: the blocks the target lacks, one bit per block of the OpenImage's
+//   block size, block i = bit (i % 8) of byte i / 8; ceil(blocks / 8) bytes for
+//   blocks = ceil(length / block_size). Every other block is on the target already.
+inline constexpr uint64_t kMaxPostcopyTimeoutS = 86400;
 //
 // ErrorPayload: u16 code_len | code bytes (an errc:: string) | message bytes (rest).
 

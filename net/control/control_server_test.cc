@@ -99,6 +99,26 @@ TEST_F(ControlServerTest, RoundTrip) {
   EXPECT_EQ(unknown["error"]["code"], "unknown_id");
 }
 
+TEST_F(ControlServerTest, HybridStartAndIncomingOverTheSocket) {
+  StartServer();
+  auto client = Connect();
+  json started = Ask(*client, json::parse(R"({"op":"start","images":["vm1.img"],"target":"10.0.0.2:7000",)"
+                                          R"("mode":"hybrid","precopy_pct":60})"));
+  EXPECT_EQ(started["id"], "m1");
+  EXPECT_EQ(Ask(*client, {{"op", "query_completion"}, {"id", "m1"}}),
+            json::parse(R"({"ok":true,"completed":false,"hybrid":true})"));
+  json refused = Ask(*client, json::parse(R"({"op":"start","images":["vm2.img"],"target":"h:1","precopy_pct":60})"));
+  EXPECT_EQ(refused["error"]["code"], "bad_request");
+  IncomingInfo receiving;
+  receiving.image = "vm9.img";
+  receiving.state = "receiving";
+  service_.SetIncoming({receiving});
+  json incoming = Ask(*client, {{"op", op::kIncoming}});
+  EXPECT_EQ(incoming["ok"], true);
+  ASSERT_EQ(incoming["incoming"].size(), 1u);
+  EXPECT_EQ(incoming["incoming"][0]["state"], "receiving");
+}
+
 TEST_F(ControlServerTest, SocketIsMode0600AndRemovedOnStop) {
   mode_t old_umask = umask(0);  // the mode must not depend on the daemon's umask
   StartServer();

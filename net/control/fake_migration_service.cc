@@ -12,7 +12,7 @@ Error UnknownId(const std::string& id) {
 }
 
 bool IsCompletedPhase(const std::string& phase) {
-  return phase == phase::kMirror || phase == phase::kFinished;
+  return phase == phase::kMirror || phase == phase::kPostcopy || phase == phase::kFinished;
 }
 
 std::string Join(const std::vector<std::string>& parts) {
@@ -60,7 +60,10 @@ Result<std::string> FakeMigrationService::Start(const StartRequest& req) {
          " disk=" + std::to_string(req.disk_kbps) +
          (req.mirror.async ? " mirror=async:" + std::to_string(req.mirror.backlog_max_bytes) : "") +
          (req.dscp ? " dscp=" + std::to_string(*req.dscp) : "") +
-         (req.so_priority ? " so_priority=" + std::to_string(*req.so_priority) : ""));
+         (req.so_priority ? " so_priority=" + std::to_string(*req.so_priority) : "") +
+         (req.copy.hybrid ? " hybrid=" + std::to_string(req.copy.precopy_pct) + "%:" +
+                                std::to_string(req.copy.postcopy_timeout_s) + "s"
+                          : ""));
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& image : req.images) {
     if (image.find("..") != std::string::npos || image.front() == '/') {
@@ -77,6 +80,10 @@ Result<std::string> FakeMigrationService::Start(const StartRequest& req) {
   m.info.progress.disk_limit_kbps = req.disk_kbps;
   m.info.progress.dscp = req.dscp;
   m.info.progress.so_priority = req.so_priority;
+  if (req.copy.hybrid) {
+    m.info.progress.mode = "hybrid";
+    m.info.progress.precopy_pct = req.copy.precopy_pct;
+  }
   return id;
 }
 
@@ -133,7 +140,9 @@ Status FakeMigrationService::Finish(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   Migration* m = Find(id);
   if (!m) return UnknownId(id);
-  m->info.progress.phase = phase::kFinished;
+  // Hybrid: the target now runs the VM and fetches the rest (like the engine).
+  bool hybrid = m->info.progress.mode == "hybrid";
+  m->info.progress.phase = hybrid ? phase::kPostcopy : phase::kFinished;
   return OkStatus();
 }
 
@@ -142,6 +151,10 @@ Status FakeMigrationService::Cancel(const std::string& id, bool keep_partial) {
   std::lock_guard<std::mutex> lock(mu_);
   Migration* m = Find(id);
   if (!m) return UnknownId(id);
+  const Progress& p = m->info.progress;
+  if (p.mode == "hybrid" && (p.phase == phase::kPostcopy || p.phase == phase::kFinished)) {
+    return MakeError(errc::kWrongState, "cancel after finish in hybrid mode: the target runs the VM and holds the only current copy");
+  }
   m->info.progress.phase = phase::kCancelled;
   return OkStatus();
 }
@@ -175,6 +188,12 @@ Result<MigrationInfo> FakeMigrationService::GetStatus(const std::string& id) {
   Migration* m = Find(id);
   if (!m) return UnknownId(id);
   return Advance(*m);
+}
+
+std::vector<IncomingInfo> FakeMigrationService::Incoming() {
+  Record("Incoming");
+  std::lock_guard<std::mutex> lock(mu_);
+  return incoming_;
 }
 
 std::unique_ptr<MigrationService::Subscription> FakeMigrationService::Subscribe(
@@ -225,6 +244,11 @@ void FakeMigrationService::Emit(const Event& event) {
 size_t FakeMigrationService::subscriber_count() const {
   std::lock_guard<std::mutex> lock(sinks_mu_);
   return sinks_.size();
+}
+
+void FakeMigrationService::SetIncoming(std::vector<IncomingInfo> incoming) {
+  std::lock_guard<std::mutex> lock(mu_);
+  incoming_ = std::move(incoming);
 }
 
 void FakeMigrationService::SetVerifyReport(VerifyReport report) {

@@ -28,6 +28,7 @@ class FakeMigrationService : public MigrationService {
   Status Release(const std::string& id) override;
   std::vector<MigrationInfo> List() override;
   Result<MigrationInfo> GetStatus(const std::string& id) override;
+  std::vector<IncomingInfo> Incoming() override;
   std::unique_ptr<Subscription> Subscribe(EventSink sink) override;
 
   // --- test controls ---
@@ -35,8 +36,11 @@ class FakeMigrationService : public MigrationService {
   std::vector<std::string> calls() const;
   // Progress steps of a migration: each query of it (QueryProgress, GetStatus, List)
   // shows the next step, then stays on the last. A step's phase "mirror" or later also
-  // sets completed.
+  // sets completed. Start in hybrid mode sets mode and precopy_pct of the initial
+  // progress; scripted steps say theirs (Progress::mode, the hybrid counters).
   void ScriptProgress(const std::string& id, std::vector<Progress> steps);
+  // Incoming()'s answer (empty until set).
+  void SetIncoming(std::vector<IncomingInfo> incoming);
   // Finish and Verify block until Unblock() (or the Stop of the test).
   void BlockSlowCalls();
   void Unblock();
@@ -66,6 +70,7 @@ class FakeMigrationService : public MigrationService {
   std::map<std::string, Migration> migrations_;
   int next_id_ = 1;
   VerifyReport verify_report_{true, 0, {}};
+  std::vector<IncomingInfo> incoming_;
 
   mutable std::mutex sinks_mu_;  // held while a sink runs: events are delivered one at a time
   std::map<int, EventSink> sinks_;

@@ -76,8 +76,8 @@ std::string RenderMetrics(const std::vector<MigrationInfo>& migrations) {
   }
 
   static const char* const kPhases[] = {phase::kConnecting, phase::kBulk,     phase::kDirty,
-                                        phase::kMirror,     phase::kPaused,   phase::kFinished,
-                                        phase::kCancelled,  phase::kFailed};
+                                        phase::kMirror,     phase::kPaused,   phase::kPostcopy,
+                                        phase::kFinished,   phase::kCancelled, phase::kFailed};
   out.Family("migratefs_phase", "gauge", "1 for the migration's current phase, 0 otherwise.");
   for (const auto& m : migrations) {
     for (const char* p : kPhases) {
@@ -119,8 +119,18 @@ std::string RenderMetrics(const std::vector<MigrationInfo>& migrations) {
       {"migratefs_mirror_synchronous_seconds", "counter",
        "Time an asynchronous mirror made writes wait (backlog over its high mark).",
        [](const MigrationInfo& m) { return m.progress.mirror_sync_s; }},
-      {"migratefs_completed", "gauge", "1 once every block is on the target (phase 3).",
+      {"migratefs_completed", "gauge",
+       "1 once every block is on the target (phase 3); hybrid: once precopy_pct of them are.",
        [](const MigrationInfo& m) { return m.completed ? 1.0 : 0.0; }},
+      {"migratefs_hybrid", "gauge", "1 for a hybrid copy (pre-copy share, then postcopy), 0 for pre-copy.",
+       [](const MigrationInfo& m) { return m.progress.mode == "hybrid" ? 1.0 : 0.0; }},
+      {"migratefs_blocks_remote", "gauge", "Hybrid: data blocks the target still lacks.",
+       [](const MigrationInfo& m) { return double(m.progress.blocks_remote); }},
+      {"migratefs_bytes_pulled_total", "counter", "Hybrid postcopy: bytes pushed to the target in the background.",
+       [](const MigrationInfo& m) { return double(m.progress.bytes_pulled); }},
+      {"migratefs_bytes_fetched_on_demand_total", "counter",
+       "Hybrid postcopy: bytes the target's reads and writes fetched on demand.",
+       [](const MigrationInfo& m) { return double(m.progress.bytes_fetched_on_demand); }},
   };
   for (const Gauge& gauge : gauges) {
     out.Family(gauge.name, gauge.type, gauge.help);

@@ -65,6 +65,29 @@ TEST(RenderMetricsTest, FamiliesAndSamples) {
   EXPECT_EQ(RenderMetrics({}).find("{"), std::string::npos);  // families, no samples
 }
 
+TEST(RenderMetricsTest, HybridCounters) {
+  MigrationInfo m = Example();
+  m.progress.phase = "postcopy";
+  m.progress.mode = "hybrid";
+  m.progress.blocks_remote = 42;
+  m.progress.bytes_pulled = 7340032;
+  m.progress.bytes_fetched_on_demand = 1048576;
+  std::string text = RenderMetrics({m, Example()});
+  for (const char* expected : {
+           "# TYPE migratefs_blocks_remote gauge\n",
+           "migratefs_blocks_remote{id=\"m1\"} 42\n",
+           "# TYPE migratefs_bytes_pulled_total counter\n",
+           "migratefs_bytes_pulled_total{id=\"m1\"} 7340032\n",
+           "# TYPE migratefs_bytes_fetched_on_demand_total counter\n",
+           "migratefs_bytes_fetched_on_demand_total{id=\"m1\"} 1048576\n",
+           "migratefs_hybrid{id=\"m1\"} 1\n",
+           "migratefs_hybrid{id=\"m1\"} 0\n",  // the pre-copy one
+           "migratefs_phase{id=\"m1\",phase=\"postcopy\"} 1\n",
+       }) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;
+  }
+}
+
 TEST(MetricsServerTest, ServesMetricsAndNothingElse) {
   FakeMigrationService service;
   ASSERT_TRUE(service.Start({{"vm1.img"}, "h:1", 20000, 0}).ok());

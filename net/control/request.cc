@@ -1,6 +1,7 @@
 #include "net/control/request.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <set>
 #include <utility>
 #include <vector>
@@ -62,13 +63,9 @@ class Fields {
   }
 
   Result<RateKind> OptionalRateKind(const char* key) {
-    const json* value = Find(key);
-    if (value == nullptr) return RateKind::kNetwork;
-    if (!value->is_string()) return Mistyped(key, "\"network\" or \"disk\"", *value);
-    const std::string& text = value->get_ref<const std::string&>();
-    if (text == "network") return RateKind::kNetwork;
-    if (text == "disk") return RateKind::kDisk;
-    return InvalidArgument("field " + Quoted(key) + " must be \"network\" or \"disk\"");
+    auto what = OptionalChoice(key, "network", "disk", false);
+    if (!what) return what.error();
+    return what.value() == "disk" ? RateKind::kDisk : RateKind::kNetwork;
   }
 
   // A DSCP: a name ("AF41") or a number 0..63, as a JSON string or integer
@@ -111,31 +108,51 @@ class Fields {
   Result<uint64_t> OptionalWhole(const char* key, uint64_t lo, uint64_t hi, uint64_t if_absent) {
     const json* value = Find(key);
     if (value == nullptr) return if_absent;
-    const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
-    if (value->is_number_unsigned()) {
-      uint64_t n = value->get<uint64_t>();
-      if (n < lo || n > hi) return InvalidArgument("field " + Quoted(key) + " must be " + range);
-      return n;
+    return AsWhole(key, *value, lo, hi);
+  }
+
+  // A whole number in [lo, hi]; absent: missing, `what` saying more after the range.
+  Result<uint64_t> RequiredWhole(const char* key, uint64_t lo, uint64_t hi, const char* what) {
+    const json* value = Find(key);
+    if (value == nullptr) {
+      return Missing(key, ("a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + what).c_str());
     }
-    if (value->is_number_integer()) return InvalidArgument("field " + Quoted(key) + " must be " + range);
-    return Mistyped(key, ("a whole number " + range).c_str(), *value);
+    return AsWhole(key, *value, lo, hi);
+  }
+
+  // One of two words, `first` or `second`; absent: nullopt, or missing when `required`.
+  Result<std::optional<std::string>> OptionalChoice(const char* key, const char* first, const char* second,
+                                                    bool required) {
+    const std::string expected = Quoted(first) + " or " + Quoted(second);
+    const json* value = Find(key);
+    if (value == nullptr) {
+      if (required) return Missing(key, expected.c_str());
+      return std::optional<std::string>();
+    }
+    if (!value->is_string()) return Mistyped(key, expected.c_str(), *value);
+    const std::string& text = value->get_ref<const std::string&>();
+    if (text != first && text != second) return InvalidArgument("field " + Quoted(key) + " must be " + expected);
+    return std::optional<std::string>(text);
+  }
+
+  // Fails on the first of `keys` present while the field they depend on does not have
+  // the value they need: `needs` says which, e.g. "\"mirror\": \"async\"".
+  Status RejectPresent(std::initializer_list<const char*> keys, const char* needs) const {
+    for (const char* key : keys) {
+      if (object_.contains(key)) return BadRequest("field " + Quoted(key) + " needs " + needs);
+    }
+    return OkStatus();
   }
 
   // "mirror" and its backlog fields (see request.h). `required`: set_mirror_mode.
   Result<MirrorMode> MirrorFields(bool required) {
     MirrorMode m;
-    const json* value = Find("mirror");
-    if (value == nullptr && required) return Missing("mirror", "\"sync\" or \"async\"");
-    if (value != nullptr) {
-      if (!value->is_string()) return Mistyped("mirror", "\"sync\" or \"async\"", *value);
-      const std::string& text = value->get_ref<const std::string&>();
-      if (text != "sync" && text != "async") return InvalidArgument("field \"mirror\" must be \"sync\" or \"async\"");
-      m.async = text == "async";
-    }
-    for (const char* key : {"backlog_max_bytes", "backlog_low_pct", "backlog_high_pct"}) {
-      if (!m.async && object_.contains(key)) {
-        return BadRequest("field " + Quoted(key) + " needs \"mirror\": \"async\"");
-      }
+    auto mirror = OptionalChoice("mirror", "sync", "async", required);
+    if (!mirror) return mirror.error();
+    m.async = mirror.value() == "async";
+    if (!m.async) {
+      Status alone = RejectPresent({"backlog_max_bytes", "backlog_low_pct", "backlog_high_pct"}, "\"mirror\": \"async\"");
+      if (!alone) return alone.error();
     }
     auto max = OptionalWhole("backlog_max_bytes", 1, 1ull << 40, m.backlog_max_bytes);
     if (!max) return max.error();
@@ -150,6 +167,28 @@ class Fields {
       return InvalidArgument("field \"backlog_low_pct\" must be below \"backlog_high_pct\"");
     }
     return m;
+  }
+
+  // start's "mode" and its hybrid fields (see request.h): "precopy_pct" is required with
+  // "hybrid" (there is no sensible default share), "postcopy_timeout_s" optional.
+  Result<CopyMode> CopyFields() {
+    CopyMode c;
+    auto mode = OptionalChoice("mode", "precopy", "hybrid", false);
+    if (!mode) return mode.error();
+    c.hybrid = mode.value() == "hybrid";
+    if (!c.hybrid) {
+      Status alone = RejectPresent({"precopy_pct", "postcopy_timeout_s"}, "\"mode\": \"hybrid\"");
+      if (!alone) return alone.error();
+      return c;
+    }
+    auto pct = RequiredWhole("precopy_pct", 0, 100,
+                             ": the share of data blocks on the target before completion; required with \"mode\": \"hybrid\"");
+    if (!pct) return pct.error();
+    auto timeout = OptionalWhole("postcopy_timeout_s", 1, 86400, c.postcopy_timeout_s);
+    if (!timeout) return timeout.error();
+    c.precopy_pct = unsigned(pct.value());
+    c.postcopy_timeout_s = timeout.value();
+    return c;
   }
 
   Result<std::vector<std::string>> RequiredNameList(const char* key) {
@@ -213,6 +252,17 @@ class Fields {
     return text;
   }
 
+  static Result<uint64_t> AsWhole(const char* key, const json& value, uint64_t lo, uint64_t hi) {
+    const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+    if (value.is_number_unsigned()) {
+      uint64_t n = value.get<uint64_t>();
+      if (n < lo || n > hi) return InvalidArgument("field " + Quoted(key) + " must be " + range);
+      return n;
+    }
+    if (value.is_number_integer()) return InvalidArgument("field " + Quoted(key) + " must be " + range);
+    return Mistyped(key, ("a whole number " + range).c_str(), value);
+  }
+
   static Result<uint64_t> AsKbps(const char* key, const json& value) {
     const std::string limit_text = "0.." + std::to_string(kMaxLimitKbps) + " KB/s";
     if (value.is_number_unsigned()) {
@@ -270,7 +320,10 @@ Result<Command> ParseStart(Fields& fields) {
   if (!so_priority) return so_priority.error();
   auto mirror = fields.MirrorFields(false);
   if (!mirror) return mirror.error();
+  auto copy = fields.CopyFields();
+  if (!copy) return copy.error();
   command.request.mirror = mirror.value();
+  command.request.copy = copy.value();
   command.request.dscp = dscp.value();
   command.request.so_priority = so_priority.value();
   command.request.force = force.value();
@@ -342,6 +395,7 @@ Result<Command> ParseCommand(const std::string& op, Fields& fields) {
   if (op == op::kList) return Command(ListCommand{});
   if (op == op::kStatus) return ParseStatus(fields);
   if (op == op::kEvents) return Command(EventsCommand{});
+  if (op == op::kIncoming) return Command(IncomingCommand{});
   std::string shown = op.size() > 64 ? op.substr(0, 64) + "..." : op;
   return MakeError(errc::kUnknownOp, "unknown op \"" + shown +
                                          "\"; see net/control/README.md for the list");

@@ -22,6 +22,10 @@
 // start's and set_mirror_mode's "mirror" is "sync" or "async"; "backlog_max_bytes" a
 // whole number 1..2^40, "backlog_low_pct" / "backlog_high_pct" whole numbers with
 // low < high <= 100 (defaults 64 MiB, 5, 70); the backlog fields only with "async".
+// start's "mode" is "precopy" (default) or "hybrid"; with "hybrid" only, "precopy_pct"
+// (required: a whole number 0..100) and "postcopy_timeout_s" (1..86400, default 600).
+// Either of them without "mode": "hybrid" is bad_request naming it, like the backlog
+// fields without "async".
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -73,11 +77,12 @@ struct StatusCommand {
   std::optional<std::string> id;  // absent: the daemon's status and every migration
 };
 struct EventsCommand {};
+struct IncomingCommand {};  // the copies this daemon receives (MigrationService::Incoming)
 
 using Command =
     std::variant<StartCommand, SetLimitCommand, SetMirrorModeCommand, QueryProgressCommand, QueryCompletionCommand,
                  FinishCommand, CancelCommand, VerifyCommand, ReleaseCommand, ListCommand,
-                 StatusCommand, EventsCommand>;
+                 StatusCommand, EventsCommand, IncomingCommand>;
 
 struct ParsedRequest {
   // The request's "req" value, to echo in the answer. Set whenever the line was a JSON

@@ -310,6 +310,69 @@ TEST(ParseRequestTest, MirrorMode) {
               errc::kBadRequest, "\"backlog_low_pct\"");
 }
 
+TEST(ParseRequestTest, CopyMode) {
+  const std::string head = R"({"op":"start","images":["a"],"target":"h:1",)";
+  auto plain = ParseAs<StartCommand>(R"({"op":"start","images":["a"],"target":"h:1"})");
+  EXPECT_FALSE(plain.request.copy.hybrid);
+  EXPECT_EQ(plain.request.copy.precopy_pct, 100u);
+  EXPECT_FALSE(ParseAs<StartCommand>(head + R"("mode":"precopy"})").request.copy.hybrid);
+  auto h = ParseAs<StartCommand>(head + R"("mode":"hybrid","precopy_pct":40})");
+  EXPECT_TRUE(h.request.copy.hybrid);
+  EXPECT_EQ(h.request.copy.precopy_pct, 40u);
+  EXPECT_EQ(h.request.copy.postcopy_timeout_s, 600u);
+  auto t = ParseAs<StartCommand>(head + R"("mode":"hybrid","precopy_pct":0,"postcopy_timeout_s":86400,"mirror":"async"})");
+  EXPECT_EQ(t.request.copy.precopy_pct, 0u);
+  EXPECT_EQ(t.request.copy.postcopy_timeout_s, 86400u);
+  EXPECT_TRUE(t.request.mirror.async);
+  EXPECT_EQ(ParseAs<StartCommand>(head + R"("mode":"hybrid","precopy_pct":100,"postcopy_timeout_s":1})")
+                .request.copy.postcopy_timeout_s,
+            1u);
+}
+
+TEST(ParseRequestTest, BadCopyMode) {
+  const std::string head = R"({"op":"start","images":["a"],"target":"h:1",)";
+  ExpectError(head + R"("mode":"postcopy"})", errc::kInvalidArgument, "\"mode\"");
+  ExpectError(head + R"("mode":"Hybrid","precopy_pct":5})", errc::kInvalidArgument, "\"mode\"");
+  ExpectError(head + R"("mode":true})", errc::kBadRequest, "\"mode\"");
+  ExpectError(head + R"("mode":null})", errc::kBadRequest, "\"mode\"");
+  // precopy_pct is required in hybrid mode: a default would be a guess.
+  Error missing = ParseError(head + R"("mode":"hybrid"})");
+  EXPECT_EQ(missing.code, errc::kBadRequest);
+  EXPECT_EQ(missing.message,  // as net/control/README.md quotes it
+            "missing field \"precopy_pct\" (a whole number 0..100: the share of data blocks on the target "
+            "before completion; required with \"mode\": \"hybrid\")");
+  ExpectError(head + R"("mode":"hybrid","postcopy_timeout_s":60})", errc::kBadRequest, "\"precopy_pct\"");
+  // The hybrid fields need "mode": "hybrid", whether mode is absent or precopy.
+  for (const char* alone : {R"("precopy_pct":50})", R"("postcopy_timeout_s":60})",
+                            R"("mode":"precopy","precopy_pct":100})", R"("mode":"precopy","postcopy_timeout_s":600})"}) {
+    Error error = ParseError(head + alone);
+    EXPECT_EQ(error.code, errc::kBadRequest) << alone;
+    EXPECT_NE(error.message.find("needs \"mode\": \"hybrid\""), std::string::npos) << alone << " -> " << error.message;
+  }
+  // Out of range: invalid_argument; wrong type or fraction: bad_request.
+  for (const char* bad : {R"("precopy_pct":101)", R"("precopy_pct":-1)", R"("precopy_pct":18446744073709551615)"}) {
+    ExpectError(head + R"("mode":"hybrid",)" + bad + "}", errc::kInvalidArgument, "\"precopy_pct\"");
+  }
+  for (const char* bad : {R"("precopy_pct":"50")", R"("precopy_pct":50.5)", R"("precopy_pct":null)"}) {
+    ExpectError(head + R"("mode":"hybrid",)" + bad + "}", errc::kBadRequest, "\"precopy_pct\"");
+  }
+  for (const char* bad : {R"("postcopy_timeout_s":0)", R"("postcopy_timeout_s":86401)", R"("postcopy_timeout_s":-5)"}) {
+    ExpectError(head + R"("mode":"hybrid","precopy_pct":50,)" + bad + "}", errc::kInvalidArgument,
+                "\"postcopy_timeout_s\"");
+  }
+  ExpectError(head + R"("mode":"hybrid","precopy_pct":50,"postcopy_timeout_s":"600"})", errc::kBadRequest,
+              "\"postcopy_timeout_s\"");
+  // Not a field of other ops.
+  ExpectError(R"({"op":"set_mirror_mode","id":"m1","mirror":"sync","mode":"hybrid"})", errc::kBadRequest,
+              "\"mode\"");
+}
+
+TEST(ParseRequestTest, Incoming) {
+  ParseAs<IncomingCommand>(R"({"op":"incoming"})");
+  ParseAs<IncomingCommand>(R"({"op":"incoming","req":"i"})");
+  ExpectError(R"({"op":"incoming","id":"m1"})", errc::kBadRequest, "\"id\"");
+}
+
 TEST(ParseRequestTest, LineLimit) {
   // Exactly at the limit: parsed (and found wrong for other reasons).
   std::string padded = R"({"op":"list","req":")";

@@ -15,6 +15,8 @@ json WithTag(json answer, const Tag& tag) {
   return answer;
 }
 
+json LatencyFields(double p50_ms, double p99_ms) { return {{"p50", p50_ms}, {"p99", p99_ms}}; }
+
 }  // namespace
 
 json OkAnswer(json fields, const Tag& tag) {
@@ -29,7 +31,7 @@ json ErrorAnswer(const Error& error, const Tag& tag) {
 }
 
 json ProgressFields(const Progress& p) {
-  return {
+  json fields = {
       {"phase", p.phase},
       {"pause_reason", p.pause_reason},
       {"kbps", p.kbps},
@@ -55,7 +57,20 @@ json ProgressFields(const Progress& p) {
       {"backlog_max_bytes", p.backlog_max_bytes},
       {"mirror_sync_s", p.mirror_sync_s},
       {"resumed", p.resumed},
+      // How the image reaches the target (CopyMode): "precopy" or "hybrid".
+      {"mode", p.mode},
   };
+  if (p.mode == "hybrid") {
+    fields.update({
+        {"precopy_pct", p.precopy_pct},
+        {"data_blocks", p.data_blocks},
+        {"blocks_remote", p.blocks_remote},
+        {"bytes_pulled", p.bytes_pulled},
+        {"bytes_fetched_on_demand", p.bytes_fetched_on_demand},
+        {"fetch_latency_ms", LatencyFields(p.fetch_latency_p50_ms, p.fetch_latency_p99_ms)},
+    });
+  }
+  return fields;
 }
 
 json MigrationFields(const MigrationInfo& info) {
@@ -85,6 +100,25 @@ json ListFields(const std::vector<MigrationInfo>& migrations) {
   json list = json::array();
   for (const MigrationInfo& info : migrations) list.push_back(MigrationFields(info));
   return {{"migrations", std::move(list)}};
+}
+
+json IncomingFields(const std::vector<IncomingInfo>& incoming) {
+  json list = json::array();
+  for (const IncomingInfo& copy : incoming) {
+    json entry = {
+        {"image", copy.image},
+        {"state", copy.state},
+        {"blocks_total", copy.blocks_total},
+        {"blocks_remote", copy.blocks_remote},
+        {"bytes_pulled", copy.bytes_pulled},
+        {"bytes_fetched_on_demand", copy.bytes_fetched_on_demand},
+        {"fetches", copy.fetches},
+        {"fetch_latency_ms", LatencyFields(copy.fetch_latency_p50_ms, copy.fetch_latency_p99_ms)},
+    };
+    if (!copy.reason.empty()) entry["reason"] = copy.reason;
+    list.push_back(std::move(entry));
+  }
+  return {{"incoming", std::move(list)}};
 }
 
 json EventLine(const Event& event) {

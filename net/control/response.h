@@ -24,7 +24,9 @@ nlohmann::json OkAnswer(nlohmann::json fields, const Tag& tag);
 nlohmann::json ErrorAnswer(const Error& error, const Tag& tag);
 
 // Field sets of the individual answers, to pass to OkAnswer.
-// Every Progress member, flat.
+// Every Progress member, flat; the hybrid-copy members (precopy_pct, data_blocks,
+// blocks_remote, bytes_pulled, bytes_fetched_on_demand, fetch_latency_ms{p50,p99}) only
+// when mode is "hybrid".
 nlohmann::json ProgressFields(const Progress& progress);
 // id, images, target, completed, progress{}.
 nlohmann::json MigrationFields(const MigrationInfo& info);
@@ -32,6 +34,9 @@ nlohmann::json MigrationFields(const MigrationInfo& info);
 nlohmann::json VerifyFields(const VerifyReport& report);
 // migrations[].
 nlohmann::json ListFields(const std::vector<MigrationInfo>& migrations);
+// incoming[{image, state, reason (only when set), blocks_total, blocks_remote,
+// bytes_pulled, bytes_fetched_on_demand, fetches, fetch_latency_ms{p50,p99}}].
+nlohmann::json IncomingFields(const std::vector<IncomingInfo>& incoming);
 
 nlohmann::json EventLine(const Event& event);
 

@@ -98,6 +98,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
 
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);
+    services->engine->SetIncoming([guard = services->guard.get()] { return guard->Incoming(); });
     if (size_t n = migration::GuardPartialCopies(src_dirfd, *services->guard); n > 0) {
       spdlog::info("{} partial cop{} from before a restart refuse local writers until their sources return", n,
                    n == 1 ? "y" : "ies");

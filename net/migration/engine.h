@@ -51,6 +51,9 @@ class Engine : public MigrationService {
   Result<VerifyReport> Verify(const std::string& id) override;
   Status Release(const std::string& id) override;
   std::vector<MigrationInfo> List() override;
+  std::vector<IncomingInfo> Incoming() override { return incoming_ ? incoming_() : std::vector<IncomingInfo>{}; }
+  // Where Incoming() looks (the daemon's receive guard). Set before requests come.
+  void SetIncoming(std::function<std::vector<IncomingInfo>()> fn) { incoming_ = std::move(fn); }
   Result<MigrationInfo> GetStatus(const std::string& id) override;
   std::unique_ptr<Subscription> Subscribe(EventSink sink) override;
 
@@ -125,6 +128,7 @@ class Engine : public MigrationService {
   std::function<void(const std::string&)> journal_save_;  // guarded by mu_
   std::string journal_last_;                               // what it got last
   std::thread resumer_;
+  std::function<std::vector<IncomingInfo>()> incoming_;  // set once, before requests
   std::map<std::string, RestoredFence> restored_;  // guarded by mu_
   std::map<std::string, Ended> ended_;             // guarded by mu_
   std::deque<std::string> ended_order_;            // ids of ended_, oldest first

@@ -32,6 +32,21 @@ uint64_t ImageMigration::CurrentSize() const {
   return ::fstat(fd_, &st) == 0 ? uint64_t(st.st_size) : 0;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> ImageMigration::DataRuns() const {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  const uint64_t size = CurrentSize();
+  off_t pos = 0;
+  while (pos < off_t(size)) {
+    off_t data = ::lseek(fd_, pos, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: no data past pos
+    off_t hole = ::lseek(fd_, data, SEEK_HOLE);
+    if (hole < 0) hole = off_t(size);
+    runs.emplace_back(uint64_t(data) / block_size_, (uint64_t(hole) - 1) / block_size_);
+    pos = hole;
+  }
+  return runs;
+}
+
 int ImageMigration::CheckWriteOpen() { return fenced_.load() ? EROFS : 0; }
 int ImageMigration::BeforeModify() { return fenced_.load() ? EROFS : 0; }
 // Renaming or removing an image under a running migration would leave the target

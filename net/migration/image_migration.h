@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "migratefs/image_hook.h"
 #include "net/migration/dirty_bitmap.h"
@@ -71,6 +73,9 @@ class ImageMigration : public ImageHook {
   uint64_t block_size() const { return block_size_; }
   DirtyBitmap& bitmap() { return bitmap_; }
   uint64_t CurrentSize() const;  // fstat of the backing file
+  // The runs of blocks [first, last] that hold data (SEEK_DATA/SEEK_HOLE: extents are
+  // walked, not read); a block with any data byte counts whole.
+  std::vector<std::pair<uint64_t, uint64_t>> DataRuns() const;
   uint64_t BlocksFor(uint64_t size) const { return (size + block_size_ - 1) / block_size_; }
 
   // Handle of this image on the migration's current peer connection.

@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "migratefs/wire.h"
 #include "net/image_identity.h"
 #include "net/image_name.h"
 #include "net/migration/convergence.h"
@@ -59,6 +60,7 @@ Migration::Migration(std::string id, const StartRequest& req, MigrationContext* 
       overwrite_(req.overwrite),
       force_(req.force),
       marking_(ctx->marking.OverriddenBy(net::SocketMarking{req.dscp, req.so_priority})),
+      copy_(req.copy),
       ctx_(ctx),
       phase_(phase::kConnecting),
       net_bucket_(req.network_kbps * 1000),
@@ -70,6 +72,9 @@ Result<std::unique_ptr<Migration>> Migration::Create(std::string id, const Start
                                                      MigrationContext* ctx) {
   if (req.images.empty()) return MakeError(errc::kBadRequest, "start: \"images\" is empty");
   if (Status st = ValidateMirrorMode(req.mirror); !st.ok()) return st.error();
+  if (req.copy.precopy_pct > 100) return MakeError(errc::kInvalidArgument, "start: precopy_pct must be 0..100");
+  if (req.copy.postcopy_timeout_s == 0 || req.copy.postcopy_timeout_s > wire::kMaxPostcopyTimeoutS)
+    return MakeError(errc::kInvalidArgument, "start: postcopy_timeout_s must be 1..86400");
   std::unique_ptr<Migration> m(new Migration(std::move(id), req, ctx));
   std::set<std::pair<dev_t, ino_t>> seen;
   for (const std::string& name : req.images) {
@@ -119,6 +124,7 @@ void Migration::Begin() {
     img->bitmap().Resize(img->BlocksFor(img->CurrentSize()));
     ctx_->hooks->Attach(img->dev(), img->ino(), HookOf(img.get()));
   }
+  if (copy_.hybrid) CountDataBlocks();
   SetPhase(phase::kConnecting, "phase");
   control_ = std::thread([this] { RunGuarded(); });
 }
@@ -175,7 +181,10 @@ void Migration::SetPhase(const char* phase, const char* event_type, const std::s
   {
     std::lock_guard<std::mutex> lock(mu_);
     phase_ = phase;
-    if (std::strcmp(phase, phase::kPaused) == 0 || std::strcmp(phase, phase::kFailed) == 0) reason_ = detail;
+    // A postcopy that lost its link stays "postcopy" (the target runs the VM), with why.
+    if (std::strcmp(phase, phase::kPaused) == 0 || std::strcmp(phase, phase::kFailed) == 0 ||
+        std::strcmp(event_type, "paused") == 0)
+      reason_ = detail;
     else reason_.clear();
   }
   spdlog::info("migration {}: {}{}{}", id_, phase, detail.empty() ? "" : ": ", detail);
@@ -255,13 +264,16 @@ void Migration::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       why = reason_;
     }
-    if (IsPermanent(why)) {
-      DetachHooks();
+    if (IsPermanent(why) || (postcopy_ && why.find(std::string(errc::kWrongState) + ":") != std::string::npos)) {
+      // After the hand-over the source copy stays fenced whatever happens: the VM's
+      // writes since are on the target only (release lifts the fence).
+      if (!postcopy_) DetachHooks();
       SetPhase(phase::kFailed, "failed", why);
       return;
     }
-    // Paused: wait and retry, doubling up to max_backoff; give up after fail_after.
-    if (Clock::now() - paused_since_ >= ctx_->fail_after) {
+    // Paused: wait and retry, doubling up to max_backoff; give up after fail_after
+    // (never in postcopy: the target needs this copy until its last block).
+    if (!postcopy_ && Clock::now() - paused_since_ >= ctx_->fail_after) {
       std::string why;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -283,7 +295,7 @@ void Migration::Pause(const std::string& reason) {
     std::lock_guard<std::mutex> lock(mu_);
     if (phase_ != phase::kPaused) paused_since_ = Clock::now();
   }
-  SetPhase(phase::kPaused, "paused", reason);
+  SetPhase(postcopy_ ? phase::kPostcopy : phase::kPaused, "paused", reason);
 }
 
 bool Migration::ConnectAndOpen(bool first) {
@@ -299,10 +311,15 @@ bool Migration::ConnectAndOpen(bool first) {
     return false;
   }
   std::shared_ptr<net::PeerClient> peer(std::move(client.value()));
+  peer->SetFetchHandler([this](uint32_t handle, uint64_t first, uint64_t count) { OnFetch(handle, first, count); });
   for (auto& img : images_) {
+    if (postcopy_done_.count(img.get())) continue;  // complete on the target already
     // resume = true always: after a pause or a source restart the target's partial copy
-    // is compared, never thrown away.
-    auto opened = peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true, OriginOf(*img));
+    // is compared, never thrown away. After the hand-over it reattaches to the
+    // target's postcopy instead.
+    net::ImageOrigin origin = OriginOf(*img);
+    origin.postcopy = postcopy_;
+    auto opened = peer->OpenImage(img->name(), img->CurrentSize(), uint32_t(ctx_->block_size), true, origin);
     if (!opened.ok()) {
       Pause("opening \"" + img->name() + "\" on the target: " + opened.error().code + ": " +
             opened.error().message);
@@ -345,18 +362,7 @@ void Migration::InitialCompare(ImageMigration& img, net::PeerClient& peer, bool 
   uint64_t blocks = img.BlocksFor(size);
   if (!target_has_copy) {
     // Fresh target: it is all hole, so only blocks holding data need to travel.
-    // SEEK_DATA/SEEK_HOLE walk the extents without reading them.
-    off_t pos = 0;
-    while (pos < off_t(size)) {
-      off_t data = ::lseek(img.fd(), pos, SEEK_DATA);
-      if (data < 0) break;  // ENXIO: no data past pos
-      off_t hole = ::lseek(img.fd(), data, SEEK_HOLE);
-      if (hole < 0) hole = off_t(size);
-      uint64_t first = uint64_t(data) / bs;
-      uint64_t last = (uint64_t(hole) - 1) / bs;
-      img.bitmap().SetRange(first, last - first + 1);
-      pos = hole;
-    }
+    for (const auto& [first, last] : img.DataRuns()) img.bitmap().SetRange(first, last - first + 1);
     return;
   }
   // The target holds a copy from an earlier attempt (or a restarted source): compare
@@ -383,7 +389,8 @@ void Migration::InitialCompare(ImageMigration& img, net::PeerClient& peer, bool 
 void Migration::RunConnected() {
   bool resumed = passes_.load() > 0;
   passes_.store(0);
-  SetPhase(resumed ? phase::kDirty : phase::kBulk, resumed ? "resumed" : "phase");
+  if (postcopy_) SetPhase(phase::kPostcopy, "resumed");
+  else SetPhase(resumed ? phase::kDirty : phase::kBulk, resumed ? "resumed" : "phase");
   StartSenders();
   ConvergenceWatch watch(ctx_->block_size, ctx_->converge_stall, Clock::now());
   for (;;) {
@@ -416,7 +423,11 @@ void Migration::RunConnected() {
       std::lock_guard<std::mutex> lock(mu_);
       phase = phase_;
     }
-    if (phase == phase::kBulk && passes_.load() >= 1) {
+    if (copy_.hybrid && (phase == phase::kBulk || phase == phase::kDirty) && HybridReady()) {
+      spdlog::info("migration {}: {} of {} data blocks missing on the target: mirroring, ready to hand over", id_,
+                   MissingBlocks(), data_blocks_);
+      EnterMirror();
+    } else if (phase == phase::kBulk && passes_.load() >= 1) {
       SetPhase(phase::kDirty, "phase");
       watch = ConvergenceWatch(ctx_->block_size, ctx_->converge_stall, Clock::now());
     } else if (phase == phase::kDirty && passes_.load() >= 1) {
@@ -429,6 +440,10 @@ void Migration::RunConnected() {
     } else if (phase == phase::kMirror) {
       AnnounceMirrorSwitch();
       AnnounceIfCompleted();
+    } else if (phase == phase::kPostcopy) {
+      if (MissingBlocks() == 0) {
+        if (auto peer = this->peer()) FinishPostcopy(*peer);
+      }
     } else if (phase == phase::kFinished) {
       StopSenders();
       return;
@@ -458,10 +473,12 @@ void Migration::EnterMirror() {
 }
 
 bool Migration::DrainedLocked() {
+  if (postcopy_ || phase_ == phase::kPostcopy) return true;  // handed over: completed long ago
   if (phase_ != phase::kMirror && phase_ != phase::kFinished) return false;
   // An asynchronous mirror counts as completed only while its backlog is bounded:
   // not while writes wait for it to drain below the low mark.
   if (phase_ == phase::kMirror && backlog_.Snap(Clock::now()).mode == "async-throttled") return false;
+  if (copy_.hybrid && phase_ == phase::kMirror) return HybridReady();
   return DirtyBlocks() == 0 && data_inflight_.load() == 0;
 }
 

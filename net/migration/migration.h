@@ -5,6 +5,12 @@
 //   connecting -> bulk (phase 1) -> dirty (phase 2) -> mirror (phase 3) -> finished
 //                  \______________ paused (peer lost / target full) ___/
 //
+// Hybrid copy (CopyMode, migration_postcopy.cc) switches to mirroring as soon as at
+// most (100 - precopy_pct) % of the data blocks are missing on the target, and its
+// finish hands the VM's copy over instead of waiting for the last block:
+//
+//   ... -> mirror (completed) -> postcopy (target runs the VM, pulls the rest) -> finished
+//
 // Phase 1 is the first pass of the phase-2 loop over a bitmap that starts with every
 // data block set (holes are skipped; a target that already holds a partial copy is
 // compared block by block with hashes instead, so a restarted source never starts
@@ -22,15 +28,19 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "migratefs/image_hook.h"
 #include "migratefs/migration_service.h"
+#include "net/latency_window.h"
 #include "net/migration/delayed_completer.h"
 #include "net/migration/event_bus.h"
 #include "net/migration/image_migration.h"
@@ -118,6 +128,7 @@ class Migration {
     NoteAck();
   }
   void NoteAck() { last_ack_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count()); }
+  bool hybrid() const { return copy_.hybrid; }
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -154,12 +165,31 @@ class Migration {
   bool DrainedLocked();
   bool AnnounceIfCompleted();  // true if completed; publishes the event once
 
+  // Hybrid copy and postcopy (migration_postcopy.cc).
+  uint64_t MissingBlocks() const;  // dirty or in flight: not (yet) on the target
+  // Hybrid: few enough blocks are missing for the hand-over (precopy_pct).
+  bool HybridReady() const;
+  // Counts the data blocks of the images (SEEK_DATA), the base of precopy_pct.
+  void CountDataBlocks();
+  // Finish in hybrid mode: fence, ship the map of missing blocks, hand over.
+  Status HandOver(std::shared_ptr<net::PeerClient> peer, const std::function<Status(const Error&)>& unfence);
+  // Postcopy's end: every block acknowledged; the target finishes its copies.
+  void FinishPostcopy(net::PeerClient& peer);
+  // A Fetch frame (the peer's I/O thread): its blocks go first.
+  void OnFetch(uint32_t handle, uint64_t first, uint64_t count);
+  // The next block a target's reader waits for, if any (ClaimNext).
+  bool ClaimFetched(ImageMigration** img, uint64_t* block);
+  // A block of postcopy was acknowledged: on demand or background, and how long the
+  // target's reader waited for it (from its fetch request's arrival here).
+  void NotePostcopyAck(ImageMigration* img, uint64_t block, uint64_t bytes);
+  void FillPostcopyProgress(Progress& p);
   const std::string id_;
   const std::vector<std::string> names_;
   const std::string target_;
   const bool overwrite_;
   const bool force_;
   const net::SocketMarking marking_;
+  const CopyMode copy_;
   MigrationContext* ctx_;
   std::vector<std::unique_ptr<ImageMigration>> images_;
 
@@ -192,6 +222,17 @@ class Migration {
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_mirrored_{0};
   std::atomic<uint64_t> limit_generation_{0};
+
+  // Hybrid copy and postcopy.
+  uint64_t data_blocks_ = 0;               // the base of precopy_pct (CountDataBlocks)
+  std::atomic<bool> postcopy_{false};      // handed over: the target runs the VM
+  std::atomic<bool> handing_over_{false};  // senders idle while the map is built
+  std::mutex fetch_mu_;
+  std::deque<std::pair<ImageMigration*, uint64_t>> fetch_queue_;
+  std::map<std::pair<ImageMigration*, uint64_t>, std::chrono::steady_clock::time_point> fetch_asked_;
+  net::LatencyWindow fetch_latency_;
+  std::set<ImageMigration*> postcopy_done_;  // finished on the target (control thread)
+  uint64_t bytes_pulled_ = 0, bytes_fetched_ = 0;  // under fetch_mu_
 
   TokenBucket net_bucket_;
   TokenBucket disk_bucket_;

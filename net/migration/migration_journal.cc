@@ -39,7 +39,10 @@ json EncodeRequest(const StartRequest& r) {
             {"mirror_async", r.mirror.async},
             {"backlog_max_bytes", r.mirror.backlog_max_bytes},
             {"backlog_low_pct", r.mirror.backlog_low_pct},
-            {"backlog_high_pct", r.mirror.backlog_high_pct}};
+            {"backlog_high_pct", r.mirror.backlog_high_pct},
+            {"hybrid", r.copy.hybrid},
+            {"precopy_pct", r.copy.precopy_pct},
+            {"postcopy_timeout_s", r.copy.postcopy_timeout_s}};
   if (r.dscp) j["dscp"] = *r.dscp;
   if (r.so_priority) j["so_priority"] = *r.so_priority;
   return j;
@@ -57,6 +60,10 @@ StartRequest DecodeRequest(const json& j) {
   r.mirror.backlog_max_bytes = j.at("backlog_max_bytes").get<uint64_t>();
   r.mirror.backlog_low_pct = j.at("backlog_low_pct").get<unsigned>();
   r.mirror.backlog_high_pct = j.at("backlog_high_pct").get<unsigned>();
+  // Absent in the journal of a worker from before hybrid copy: pre-copy.
+  r.copy.hybrid = j.value("hybrid", false);
+  r.copy.precopy_pct = j.value("precopy_pct", 100u);
+  r.copy.postcopy_timeout_s = j.value("postcopy_timeout_s", uint64_t(600));
   if (j.contains("dscp")) r.dscp = j.at("dscp").get<uint8_t>();
   if (j.contains("so_priority")) r.so_priority = j.at("so_priority").get<uint32_t>();
   return r;

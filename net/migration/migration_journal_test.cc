@@ -22,6 +22,9 @@ TEST(MigrationJournal, RoundTripsEveryField) {
   r.mirror.backlog_max_bytes = 1 << 20;
   r.mirror.backlog_low_pct = 10;
   r.mirror.backlog_high_pct = 80;
+  r.copy.hybrid = true;
+  r.copy.precopy_pct = 35;
+  r.copy.postcopy_timeout_s = 90;
   doc.running.push_back({"m41", r, 3});
   doc.running.push_back({"m7", StartRequest{{"x"}, "h:1"}});
 
@@ -46,7 +49,11 @@ TEST(MigrationJournal, RoundTripsEveryField) {
   EXPECT_EQ(b.mirror.backlog_max_bytes, 1u << 20);
   EXPECT_EQ(b.mirror.backlog_low_pct, 10u);
   EXPECT_EQ(b.mirror.backlog_high_pct, 80u);
+  EXPECT_TRUE(b.copy.hybrid);
+  EXPECT_EQ(b.copy.precopy_pct, 35u);
+  EXPECT_EQ(b.copy.postcopy_timeout_s, 90u);
   EXPECT_FALSE(d.running[1].request.dscp.has_value());
+  EXPECT_FALSE(d.running[1].request.copy.hybrid);
 }
 
 TEST(MigrationJournal, EmptyIsNothingAndGarbageIsAnError) {

@@ -67,6 +67,7 @@ Progress Migration::GetProgress(RateKind what) {
   if (p.bytes_left == 0) p.eta_s = 0;
   else if (gain > 0) p.eta_s = double(p.bytes_left) / gain;
   else p.eta_s = -1;
+  if (copy_.hybrid) FillPostcopyProgress(p);
   return p;
 }
 
@@ -75,7 +76,7 @@ Status Migration::Finish() {
   std::shared_ptr<net::PeerClient> peer;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (phase_ == phase::kFinished) return OkStatus();  // idempotent
+    if (phase_ == phase::kFinished || postcopy_) return OkStatus();  // idempotent (handed over: too)
     if (!DrainedLocked())
       return MakeError(errc::kWrongState, "not completed yet (phase " + phase_ + ", " +
                                               std::to_string(DirtyBlocks()) +
@@ -96,6 +97,7 @@ Status Migration::Finish() {
     img->SetFenced(true);
     ctx_->hooks->Attach(img->dev(), img->ino(), HookOf(img.get()));
   }
+  if (copy_.hybrid) return HandOver(peer, unfence);
   auto deadline = Clock::now() + std::chrono::seconds(60);
   // Also the asynchronous mirror's backlog: finish returns only once every write the
   // VM was told is done is on the target (I1), then fsyncs it there.
@@ -136,6 +138,10 @@ Status Migration::Cancel(bool keep_partial) {
     if (phase_ == phase::kCancelled) return OkStatus();
     if (phase_ == phase::kFinished)
       return MakeError(errc::kWrongState, "already finished; the target copy is complete (use release)");
+    if (postcopy_)
+      return MakeError(errc::kWrongState,
+                       "handed over (hybrid finish): the VM runs on the target, which still needs blocks of this copy; "
+                       "cancel is refused, wait for phase finished");
     stop_ = true;
   }
   cv_.notify_all();
@@ -246,7 +252,10 @@ Status Migration::Release() {
   std::lock_guard<std::mutex> serial(finish_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (phase_ != phase::kFinished) return MakeError(errc::kWrongState, "only a finished migration can be released");
+    // A postcopy that failed leaves the source copy the only whole one: it may be
+    // released too (the VM's writes on the target since the hand-over are not in it).
+    if (phase_ != phase::kFinished && !(phase_ == phase::kFailed && postcopy_))
+      return MakeError(errc::kWrongState, "only a finished migration can be released");
   }
   for (auto& img : images_) {
     if (const int err = ClearFence(img->fd()); err != 0 && err != ENOTSUP) {

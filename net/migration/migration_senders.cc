@@ -17,6 +17,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// Background blocks in flight at once in postcopy (see SenderLoop).
+constexpr int64_t kPostcopyBlocksAhead = 4;
+
 bool AllZero(const char* p, size_t n) {
   if (n == 0) return true;
   return p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0;
@@ -45,6 +48,9 @@ void Migration::StopSenders() {
 }
 
 bool Migration::ClaimNext(ImageMigration** img, uint64_t* block) {
+  if (handing_over_.load()) return false;
+  // Postcopy: a block a reader on the target waits for goes before the background.
+  if (postcopy_.load() && ClaimFetched(img, block)) return true;
   std::lock_guard<std::mutex> lock(scan_mu_);
   for (size_t visited = 0; visited <= images_.size(); visited++) {
     if (scan_image_ >= images_.size()) {
@@ -78,7 +84,10 @@ void Migration::SenderLoop() {
     }
     // While mirroring, the VM's writes wait for their acks: keep at most two drain
     // blocks ahead of them on the wire, so a write never queues behind a backlog.
-    while (img->mirroring() && data_inflight_.load() >= 2 && senders_run_.load())
+    // Postcopy likewise keeps the background push short, so a block a reader on the
+    // target fetches waits behind a few blocks at most, not behind the whole window.
+    const int64_t ahead = img->mirroring() ? 2 : postcopy_.load() ? kPostcopyBlocksAhead : INT64_MAX;
+    while (data_inflight_.load() >= ahead && senders_run_.load())
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (!peer->WaitForWindow(ctx_->block_size, milliseconds(200))) {
       if (!peer->alive()) return;
@@ -118,10 +127,12 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   uint64_t payload = zero ? 0 : uint64_t(n);
   // The block's bit is re-set if any of its frames fails; it stops counting as in
   // flight when the last frame's ack arrives.
-  auto ack = [this, &img, block](const Status& s) {
+  auto ack = [this, &img, block, n](const Status& s) {
     if (!s.ok()) {
       img.bitmap().Set(block);
       OnPeerError(s);
+    } else if (postcopy_.load()) {
+      NotePostcopyAck(&img, block, uint64_t(n));
     }
     data_inflight_.fetch_sub(1);
   };
@@ -139,7 +150,8 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   // at 1 MB/s). While mirroring, the stripe lock must not be held across a wait.
   uint64_t rate = net_bucket_.rate();
   uint64_t slice = uint64_t(n);
-  if (!zero && rate != 0 && !img.mirroring()) slice = std::clamp<uint64_t>(rate / 50, 16 * 1024, uint64_t(n));
+  // In postcopy the target takes whole blocks only.
+  if (!zero && rate != 0 && !img.mirroring() && !postcopy_.load()) slice = std::clamp<uint64_t>(rate / 50, 16 * 1024, uint64_t(n));
   if (zero) {
     peer.RecycleBuffer(std::move(owned), uint32_t(bs));
     peer.SendZero(img.handle.load(), off, uint64_t(n), ack);

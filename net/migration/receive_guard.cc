@@ -17,21 +17,88 @@ void ReceiveGuard::OnReceiving(const std::string& name, dev_t dev, ino_t ino) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto& slot = guards_[{dev, ino}];
-    if (slot && hooks_.Find(dev, ino) == slot) return;  // already guarded (start-up scan)
-    slot = hook = std::make_shared<RefuseWritesHook>(EBUSY);
+    slot.name = name;
+    if (slot.hook && hooks_.Find(dev, ino) == slot.hook) return;  // already guarded (start-up scan)
+    slot.hook = hook = std::make_shared<RefuseWritesHook>(EBUSY);
+    slot.postcopy.reset();
   }
   hooks_.Attach(dev, ino, hook);
 }
 
+Status ReceiveGuard::OnPostcopy(const std::string& name, dev_t dev, ino_t ino,
+                                std::shared_ptr<net::PostcopyImage> image) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = guards_.find({dev, ino});
+    if (it == guards_.end() || hooks_.Find(dev, ino) != it->second.hook)
+      return MakeError(errc::kWrongState, name + " is not a copy being received here");
+  }
+  // The size the source handed over, while local writers are still refused.
+  hooks_.RefreshKernelSize(dev, ino);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = guards_[{dev, ino}];
+    slot.hook = image;
+    slot.postcopy = image;
+  }
+  // Replaces the refusing hook; the mount drops what it cached of the file.
+  hooks_.Attach(dev, ino, image);
+  spdlog::info("postcopy of \"{}\": the VM's copy is here now; {} blocks still on the source", name,
+               image->Info().blocks_remote);
+  return OkStatus();
+}
+
+void ReceiveGuard::OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) {
+  spdlog::error("\"{}\" was in postcopy when this daemon stopped: the map of the blocks still on its source is lost; "
+                "reads and writes fail with EIO until it is migrated again or its mark is removed",
+                name);
+  auto hook = std::make_shared<RefuseWritesHook>(EIO, EIO);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    guards_[{dev, ino}] = Guarded{name, hook, nullptr};
+  }
+  hooks_.Attach(dev, ino, hook);
+}
+
+std::shared_ptr<net::PostcopyImage> ReceiveGuard::FindPostcopy(dev_t dev, ino_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = guards_.find({dev, ino});
+  return it == guards_.end() ? nullptr : it->second.postcopy;
+}
+
+std::vector<IncomingInfo> ReceiveGuard::Incoming() {
+  std::vector<IncomingInfo> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, g] : guards_) {
+    if (g.postcopy) {
+      out.push_back(g.postcopy->Info());
+      continue;
+    }
+    IncomingInfo info;
+    info.image = g.name;
+    info.state = "receiving";
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
 void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) {
   spdlog::info("receiving \"{}\" ended: {}", name, complete ? "complete, writable" : "cancelled");
-  hooks_.RefreshKernelSize(dev, ino);  // while writers are still refused
+  bool postcopy = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = guards_.find({dev, ino});
+    postcopy = it != guards_.end() && it->second.postcopy;
+  }
+  // While writers are still refused; in postcopy the VM writes here, and the mount's
+  // size is its own.
+  if (!postcopy) hooks_.RefreshKernelSize(dev, ino);
   std::shared_ptr<ImageHook> hook;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = guards_.find({dev, ino});
     if (it == guards_.end()) return;
-    hook = std::move(it->second);
+    hook = std::move(it->second.hook);
     guards_.erase(it);
   }
   hooks_.Detach(dev, ino, hook.get());
@@ -44,7 +111,13 @@ Status ReceiveGuard::CheckReceivable(const std::string& name, dev_t dev, ino_t i
   if (!attached) return OkStatus();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = guards_.find({dev, ino});
-  if (it != guards_.end() && it->second == attached) return OkStatus();  // a partial copy we guard
+  if (it != guards_.end() && it->second.hook == attached) {
+    if (it->second.postcopy) {
+      return MakeError(errc::kTargetBusy, name + " is in postcopy here: the VM writes it; only its own source "
+                                                 "reattaches (nothing was changed)");
+    }
+    return OkStatus();  // a partial copy we guard
+  }
   return MakeError(errc::kTargetBusy, name + " is being migrated away from this host or is a fenced source "
                                              "copy here (release it first); nothing was changed");
 }
@@ -53,6 +126,11 @@ size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard) {
   size_t guarded = 0;
   ForEachMarkedFile(src_dirfd, net::kStateXattr,
                     [&](const std::string& name, const std::string& state, dev_t dev, ino_t ino, int) {
+                      if (state == "postcopy") {
+                        guard.OnLostPostcopy(name, dev, ino);
+                        ++guarded;
+                        return;
+                      }
                       if (state != "receiving") return;  // "incomplete": cancelled, nobody comes back
                       guard.OnReceiving(name, dev, ino);
                       ++guarded;

@@ -8,6 +8,10 @@
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
+
+#include "migratefs/migration_service.h"
+#include "net/peer/postcopy_image.h"
 
 #include "migratefs/image_hook.h"
 #include "net/peer/peer_server.h"
@@ -23,6 +27,12 @@ class ReceiveGuard : public net::ReceiveObserver {
   // fenced copy of this daemon (the target of a start to itself, or a copy that was
   // migrated away and not released).
   Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) override;
+  // Hybrid copy: the postcopy image replaces the refusing hook (I6 flips to the target).
+  Status OnPostcopy(const std::string& name, dev_t dev, ino_t ino, std::shared_ptr<net::PostcopyImage> image) override;
+  std::shared_ptr<net::PostcopyImage> FindPostcopy(dev_t dev, ino_t ino) override;
+  void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) override;
+  // Every copy guarded now: being received, or in postcopy (the "incoming" request).
+  std::vector<IncomingInfo> Incoming();
 
  private:
   HookRegistry& hooks_;
@@ -30,13 +40,22 @@ class ReceiveGuard : public net::ReceiveObserver {
   // The hook each guarded copy got, so the end of a receive removes that one only; a
   // copy guarded at start-up (GuardPartialCopies) keeps its hook when its source
   // reconnects.
-  std::map<std::pair<dev_t, ino_t>, std::shared_ptr<ImageHook>> guards_;
+  struct Guarded {
+    std::string name;
+    std::shared_ptr<ImageHook> hook;
+    std::shared_ptr<net::PostcopyImage> postcopy;  // set from the switch-over on
+  };
+  std::map<std::pair<dev_t, ino_t>, Guarded> guards_;
 };
 
 // At daemon start, before any peer is accepted: every regular file under SRC still
 // marked "receiving" (net::kStateXattr) is a partial copy whose source may come back
 // to resume it, so it is guarded right away instead of when that source reconnects.
-// Returns how many were found. The guard ends as for any receive: the source's finish
+// Returns how many were found. A file marked "postcopy" was the VM's copy in a hybrid
+// copy when this daemon stopped, and the map of the blocks it lacked is gone: it is
+// guarded with reads and writes failing with EIO (never holes shown as data) until an
+// operator decides (the source still holds every block: migrate again, or remove the
+// mark if the copy is known to be whole). The guard ends as for any receive: the source's finish
 // or cancel; an operator who gives up on a source removes the mark (setfattr -x
 // user.migratefs.state FILE in SRC) and restarts the daemon. Symlinks are not followed;
 // the walk stops 16 directories deep.

@@ -43,6 +43,8 @@ const char* FrameTypeName(FrameType t) {
     case FrameType::kHashRequest: return "hash_request";
     case FrameType::kFinishImage: return "finish_image";
     case FrameType::kAbortImage: return "abort_image";
+    case FrameType::kPostcopy: return "postcopy";
+    case FrameType::kFetch: return "fetch";
     case FrameType::kAck: return "ack";
     case FrameType::kError: return "error";
   }
@@ -64,6 +66,9 @@ uint32_t MaxPayloadFor(FrameType type) {
       return wire::kMaxFramePayload;  // hash replies
     case FrameType::kError:
       return wire::kMaxErrorPayload;
+    case FrameType::kPostcopy:
+      return wire::kMaxFramePayload;  // the bitmap: 1 bit per block
+    case FrameType::kFetch:
     case FrameType::kZero:
     case FrameType::kResize:
     case FrameType::kSync:

@@ -148,7 +148,8 @@ class PeerClientImpl final : public PeerClient {
   Result<OpenedImage> OpenImage(const std::string& name, uint64_t size, uint32_t block_size, bool resume,
                                 const ImageOrigin& origin) override {
     return Open(name, size, block_size,
-                static_cast<uint16_t>((resume ? wire::kFlagResume : 0) | (origin.overwrite ? wire::kFlagOverwrite : 0)),
+                static_cast<uint16_t>((resume ? wire::kFlagResume : 0) | (origin.overwrite ? wire::kFlagOverwrite : 0) |
+                                      (origin.postcopy ? wire::kFlagPostcopy : 0)),
                 origin);
   }
 
@@ -291,6 +292,27 @@ class PeerClientImpl final : public PeerClient {
     return st.ok() ? out : st;
   }
 
+  Status StartPostcopy(uint32_t handle, uint64_t size, uint64_t timeout_s, std::string remote) override {
+    if (remote.size() > wire::kMaxFramePayload) {
+      return MakeError(errc::kTooLarge, "postcopy: the block map does not fit one frame");
+    }
+    FrameHeader h;
+    h.type = FrameType::kPostcopy;
+    h.handle = handle;
+    h.offset = timeout_s;
+    h.length = size;
+    OutFrame f;
+    f.small = std::move(remote);
+    Status out = OkStatus();
+    Status st = Blocking(h, std::move(f), [&](const Status& s, const Frame*) { out = s; });
+    return st.ok() ? out : st;
+  }
+
+  void SetFetchHandler(FetchFn fn) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    fetch_ = std::move(fn);
+  }
+
   bool alive() const override {
     std::lock_guard<std::mutex> lk(mu_);
     return !dead_;
@@ -412,6 +434,19 @@ class PeerClientImpl final : public PeerClient {
   // Returns false when the connection died.
   bool Dispatch(const Frame& f) {
     const FrameHeader& h = f.header;
+    if (h.type == FrameType::kFetch) {
+      FetchFn fetch;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        fetch = fetch_;
+      }
+      if (!fetch) {
+        Die("protocol: fetch frame on a connection that handed nothing over");
+        return false;
+      }
+      fetch(h.handle, h.offset, h.length);
+      return true;
+    }
     if (h.type != FrameType::kAck && h.type != FrameType::kError) {
       Die(std::string("protocol: unexpected ") + FrameTypeName(h.type) + " frame from peer");
       return false;
@@ -506,6 +541,7 @@ class PeerClientImpl final : public PeerClient {
   bool dead_ = false;
   std::string death_reason_;
   uint64_t next_id_ = 1;
+  FetchFn fetch_;
   std::map<uint64_t, Pending> pending_;
   uint64_t inflight_ = 0;
   Clock::time_point last_progress_;

@@ -49,7 +49,14 @@ struct ImageOrigin {
   std::string identity;  // the image's user.migratefs.id; "" = none
   std::string instance;  // the sending daemon's instance id; "" = none
   bool overwrite = false;
+  // Reattach to the target's copy in postcopy (hybrid copy after finish, when the link
+  // was lost): the target keeps the copy as the VM has it, neither resized nor marked.
+  bool postcopy = false;
 };
+
+// A Fetch frame from the target (postcopy): a local reader there waits for blocks
+// [first_block, first_block + count) of `handle`.
+using FetchFn = std::function<void(uint32_t handle, uint64_t first_block, uint64_t count)>;
 
 class PeerClient {
  public:
@@ -112,6 +119,17 @@ class PeerClient {
   virtual Status FinishImage(uint32_t handle) = 0;  // blocking
   // Cancel: the target removes its copy, or keeps it marked incomplete. Blocking.
   virtual Status AbortImage(uint32_t handle, bool keep_partial) = 0;
+
+  // Hybrid switch-over (wire kPostcopy): the target's copy becomes the VM's; `remote`
+  // is the PostcopyPayload bitmap of the blocks it still lacks, `size` the image's final
+  // size, `timeout_s` how long its reads of remote blocks wait for a lost source before
+  // they fail with EIO. Blocking round trip.
+  virtual Status StartPostcopy(uint32_t handle, uint64_t size, uint64_t timeout_s, std::string remote) {
+    return MakeError(errc::kInternal, "this peer client cannot hand a copy over (postcopy)");
+  }
+  // Called on the I/O thread for every Fetch frame. Set it before the first
+  // StartPostcopy on the connection; it must not block.
+  virtual void SetFetchHandler(FetchFn fn) {}
 
   virtual bool alive() const = 0;
   virtual uint64_t inflight_bytes() const = 0;

@@ -46,6 +46,8 @@ struct PeerServerOptions {
 
 // The daemon's reaction to images being received: it attaches a hook that refuses
 // write opens through the mount (I6) while a copy is incomplete.
+class PostcopyImage;  // net/peer/postcopy_image.h
+
 class ReceiveObserver {
  public:
   virtual ~ReceiveObserver() = default;
@@ -56,6 +58,17 @@ class ReceiveObserver {
   // Asked before an existing file is received into: OK, or why not (target_busy when
   // the file is a migration source or a fenced copy on this host).
   virtual Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) { return OkStatus(); }
+  // Hybrid switch-over (wire kPostcopy), on the session thread: the copy becomes the
+  // VM's, with `image` as its hook from now on (local writers allowed, reads of remote
+  // blocks fetch). An error changes nothing (the source is told and may retry).
+  virtual Status OnPostcopy(const std::string& name, dev_t dev, ino_t ino, std::shared_ptr<PostcopyImage> image) {
+    return MakeError(errc::kWrongState, "this daemon cannot take a copy over in postcopy");
+  }
+  // The postcopy of (dev, ino) under way here (a reconnecting source reattaches), or null.
+  virtual std::shared_ptr<PostcopyImage> FindPostcopy(dev_t dev, ino_t ino) { return nullptr; }
+  // At start-up (GuardPartialCopies): a file still marked "postcopy", whose map of the
+  // blocks it lacks died with the daemon that held it.
+  virtual void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) {}
 };
 
 // Admission: why strangers cannot keep a real peer out, nor pin the daemon's memory.

@@ -174,6 +174,8 @@ void ReceiveSession::Impl::RunInline(Op* op) {
       return HashOp(op);
     case Op::Kind::kAbort:
       return AbortOp(op);
+    case Op::Kind::kPostcopy:
+      return PostcopyOp(op);
     default:
       return Done(op, EINVAL);
   }
@@ -215,6 +217,27 @@ void ReceiveSession::Impl::AbortOp(Op* op) {
   Done(op, 0);
 }
 
+// The hybrid switch-over, after every earlier frame of the image is applied: the size
+// the source handed over, the "postcopy" mark (a daemon that restarts now guards the
+// copy instead of showing its holes as data), then the hook that makes it the VM's.
+void ReceiveSession::Impl::PostcopyOp(Op* op) {
+  Image* img = op->img;
+  if (::ftruncate(img->fd, static_cast<off_t>(op->length)) != 0) return Done(op, errno);
+  if (::fsetxattr(img->fd, kStateXattr, "postcopy", 8, 0) != 0 && errno != ENOTSUP) return Done(op, errno);
+  auto postcopy = std::make_shared<PostcopyImage>(img->name, op->length, img->block_size, op->blob,
+                                                  std::chrono::seconds(op->offset));
+  Status st = cfg_.observer ? cfg_.observer->OnPostcopy(img->name, img->dev, img->ino, postcopy)
+                            : MakeError(errc::kWrongState, "no daemon behind this session takes copies over");
+  if (!st.ok()) {
+    ::fsetxattr(img->fd, kStateXattr, "receiving", 9, 0);
+    op->error = st.error();
+    return Done(op, EINVAL);
+  }
+  img->postcopy = std::move(postcopy);
+  BindFetch(img);
+  Done(op, 0);
+}
+
 Error ReceiveSession::Impl::DiskError(const Op* op, int err) const {
   const Image* img = op->img;
   std::string what;
@@ -240,6 +263,9 @@ Error ReceiveSession::Impl::DiskError(const Op* op, int err) const {
     case Op::Kind::kAbort:
       what = "abort";
       break;
+    case Op::Kind::kPostcopy:
+      what = "postcopy switch-over";
+      break;
   }
   if (err == ENOSPC || err == EDQUOT) {
     // The root cause, named as such: the source backs off instead of resending.
@@ -261,12 +287,13 @@ void ReceiveSession::Impl::Done(Op* op, int err) {
     buffered_bytes_ -= op->length;
     pool_.Put(std::move(op->buf), op->length);
   }
+  if (op->arrival) img->postcopy->EndArrival(op->offset / img->block_size, err == 0);
   live_.erase(op);
   std::unique_ptr<Op> owned(op);
   const uint32_t handle = img->handle;
   if (err != 0) {
     if (op->kind == Op::Kind::kFinish || op->kind == Op::Kind::kAbort) img->closing = false;  // may retry
-    SendError(op->request_id, DiskError(op, err));
+    SendError(op->request_id, op->error ? *op->error : DiskError(op, err));
   } else if (op->kind == Op::Kind::kHash) {
     SendAck(op->request_id, handle, hash_reply_);
     hash_reply_.clear();
@@ -292,6 +319,7 @@ void ReceiveSession::Impl::Done(Op* op, int err) {
 }
 
 void ReceiveSession::Impl::CloseImage(Image* img) {
+  if (img->postcopy) img->postcopy->Unbind();
   CloseFds(img);  // before the release, as in Cleanup
   if (cfg_.receiving && !img->verify_only) cfg_.receiving->Release(img->dev, img->ino, this);
   images_.erase(img->handle);

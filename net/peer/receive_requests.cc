@@ -34,6 +34,7 @@ void ReceiveSession::Impl::HandleFrame(const FrameHeader& h, PayloadBuffer paylo
     case FrameType::kHashRequest:
     case FrameType::kFinishImage:
     case FrameType::kAbortImage:
+    case FrameType::kPostcopy:
       HandleImageOp(h, std::move(payload));
       return;
     default:
@@ -78,6 +79,7 @@ void ReceiveSession::Impl::HandleImageOp(const FrameHeader& h, PayloadBuffer pay
     case FrameType::kData:
       if (h.length == 0 || h.length != h.payload_len) return bad("payload length does not match length");
       if (h.offset > wire::kMaxImageSize - h.length) return bad("range beyond the image size limit");
+      if (img->postcopy && !AdmitArrival(h, img, op.get(), payload)) return;
       op->kind = Op::Kind::kWrite;
       op->buf = std::move(payload);
       buffered_bytes_ += h.length;
@@ -91,11 +93,16 @@ void ReceiveSession::Impl::HandleImageOp(const FrameHeader& h, PayloadBuffer pay
         SendAck(h.request_id, h.handle);
         return;
       }
+      if (img->postcopy && !AdmitArrival(h, img, op.get(), payload)) return;
       op->kind = Op::Kind::kZero;
       ready = img->order.AddRange(op.get(), h.offset, h.offset + h.length);
       break;
     case FrameType::kResize:
       if (h.length > wire::kMaxImageSize) return bad("size beyond the image size limit");
+      if (img->postcopy) {
+        SendError(h.request_id, MakeError(errc::kWrongState, img->name + " is in postcopy: its size is the VM's now"));
+        return;
+      }
       op->kind = Op::Kind::kResize;
       ready = img->order.AddRange(op.get(), 0, UINT64_MAX);
       break;
@@ -113,15 +120,37 @@ void ReceiveSession::Impl::HandleImageOp(const FrameHeader& h, PayloadBuffer pay
       break;
     }
     case FrameType::kFinishImage:
+      if (img->postcopy && !img->postcopy->AllLocal()) {
+        SendError(h.request_id, MakeError(errc::kWrongState, img->name + " still lacks " +
+                                                                 std::to_string(img->postcopy->Info().blocks_remote) +
+                                                                 " blocks of the source"));
+        return;
+      }
       op->kind = Op::Kind::kFinish;
       img->closing = true;
       ready = img->order.AddBarrier(op.get());
       break;
     case FrameType::kAbortImage:
+      if (img->postcopy) {
+        SendError(h.request_id, MakeError(errc::kWrongState, img->name + " is the VM's copy now (postcopy): not removed"));
+        return;
+      }
       op->kind = Op::Kind::kAbort;
       img->closing = true;
       ready = img->order.AddBarrier(op.get());
       break;
+    case FrameType::kPostcopy: {
+      if (img->postcopy) return bad("already in postcopy");
+      if (h.length > wire::kMaxImageSize) return bad("size beyond the image size limit");
+      if (h.offset == 0 || h.offset > wire::kMaxPostcopyTimeoutS) return bad("timeout out of range");
+      const uint64_t blocks = (h.length + img->block_size - 1) / img->block_size;
+      if (h.payload_len != (blocks + 7) / 8) return bad("block map size does not match the image size");
+      op->kind = Op::Kind::kPostcopy;
+      op->blob.assign(reinterpret_cast<const char*>(payload.get()), h.payload_len);
+      pool_.Put(std::move(payload), h.payload_len);
+      ready = img->order.AddBarrier(op.get());
+      break;
+    }
     default:
       return;
   }
@@ -137,9 +166,10 @@ void ReceiveSession::Impl::HandleOpen(const FrameHeader& h, const uint8_t* paylo
     return;
   }
   const OpenImagePayload& o = op.value();
-  auto r = (h.flags & wire::kFlagVerify) != 0
-               ? OpenForVerify(o)
-               : OpenImage(o, (h.flags & wire::kFlagResume) != 0, (h.flags & wire::kFlagOverwrite) != 0);
+  auto r = (h.flags & wire::kFlagVerify) != 0     ? OpenForVerify(o)
+           : (h.flags & wire::kFlagPostcopy) != 0 ? ReattachPostcopy(o)
+                                                  : OpenImage(o, (h.flags & wire::kFlagResume) != 0,
+                                                              (h.flags & wire::kFlagOverwrite) != 0);
   if (!r.ok()) {
     spdlog::warn("peer server: open_image refused: {}: {}", r.error().code, r.error().message);
     SendError(h.request_id, r.error());
@@ -219,6 +249,75 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenForVerif
   }
   const OpenReplyPayload reply{true, f.size_before, FreeBytes(f.fd)};
   return std::make_pair(AddImage(f, o, /*verify_only=*/true), reply);
+}
+
+Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::ReattachPostcopy(const OpenImagePayload& o) {
+  if (Status st = CheckOpenRequest(o); !st.ok()) return st.error();
+  auto opened = OpenReceiveFile(cfg_.src_dirfd, o.name, /*may_create=*/false);
+  if (!opened.ok()) return opened.error();
+  ReceiveFile f = opened.value();
+  std::shared_ptr<PostcopyImage> postcopy = cfg_.observer ? cfg_.observer->FindPostcopy(f.dev, f.ino) : nullptr;
+  if (!postcopy || ReadImageIdentity(f.fd) != o.identity) {
+    CloseReceiveFile(f, false);
+    return MakeError(errc::kWrongState, o.name + " is not in postcopy here (was this daemon restarted?)");
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (source_instance_.empty()) source_instance_ = o.instance;
+  }
+  // The old session (a dead link) lets go of it first, fetches included.
+  if (cfg_.receiving && cfg_.receiving->Acquire(f.dev, f.ino, this, o.instance, cfg_.idle_takeover,
+                                                cfg_.takeover_wait) != ReceivingSet::Claim::kOk) {
+    CloseReceiveFile(f, false);
+    return MakeError(errc::kBusy, o.name + " is already being received by another (active) connection");
+  }
+  if (Status st = MakeReceiveFileWritable(f, o.name); !st.ok()) {
+    if (cfg_.receiving) cfg_.receiving->Release(f.dev, f.ino, this);
+    CloseReceiveFile(f, false);
+    return st.error();
+  }
+  const OpenReplyPayload reply{true, f.size_before, FreeBytes(f.fd)};
+  const uint32_t handle = AddImage(f, o, /*verify_only=*/false);
+  Image* img = images_.at(handle).get();
+  img->postcopy = std::move(postcopy);
+  BindFetch(img);
+  return std::make_pair(handle, reply);
+}
+
+bool ReceiveSession::Impl::AdmitArrival(const FrameHeader& h, Image* img, Op* op, PayloadBuffer& payload) {
+  // In postcopy the source sends whole blocks only, one per frame.
+  if (h.offset % img->block_size != 0 || h.length > img->block_size) {
+    SendError(h.request_id, MakeError(errc::kInvalidArgument, std::string(FrameTypeName(h.type)) + " on " + img->name +
+                                                                  " in postcopy: not one whole block"));
+    return false;
+  }
+  if (img->postcopy->BeginArrival(h.offset / img->block_size)) {
+    op->arrival = true;
+    return true;
+  }
+  // Local already (the VM overwrote or cut it off, or a resend): the VM's bytes stay.
+  if (payload) pool_.Put(std::move(payload), h.payload_len);
+  SendAck(h.request_id, h.handle);
+  return false;
+}
+
+void ReceiveSession::Impl::BindFetch(Image* img) {
+  const uint32_t handle = img->handle;
+  // Called under the postcopy's lock from a FUSE thread: hand over to the session's
+  // thread. Unbind (CloseImage, Cleanup) runs before this session can go away.
+  img->postcopy->Bind([this, handle](uint64_t first, uint64_t count) {
+    asio::post(io_, [this, handle, first, count] { SendFetch(handle, first, count); });
+  });
+}
+
+void ReceiveSession::Impl::SendFetch(uint32_t handle, uint64_t first, uint64_t count) {
+  if (shut_ || closing_) return;
+  FrameHeader h;
+  h.type = FrameType::kFetch;
+  h.handle = handle;
+  h.offset = first;
+  h.length = count;
+  Send(EncodeFrame(h, {}));
 }
 
 uint32_t ReceiveSession::Impl::AddImage(const ReceiveFile& f, const OpenImagePayload& o, bool verify_only) {

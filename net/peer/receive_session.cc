@@ -107,12 +107,18 @@ void ReceiveSession::Impl::Cleanup() {
     io_uring_queue_exit(&ring_);
     ring_ok_ = false;
   }
-  for (Op* op : live_) delete op;
+  for (Op* op : live_) {
+    // Never written: the block is remote again (the source resends what was not acked).
+    if (op->arrival) op->img->postcopy->EndArrival(op->offset / op->img->block_size, false);
+    delete op;
+  }
   live_.clear();
   for (auto& [h, img] : images_) {
     // Partial copy stays marked "receiving" for a resume; no OnReceiveEnded.
     // Descriptors first: whoever takes the image over next checks that no one else
-    // has it open for writing (receive_admission.h).
+    // has it open for writing (receive_admission.h). A postcopy stops fetching on
+    // this connection before a new one may take it over.
+    if (img->postcopy) img->postcopy->Unbind();
     CloseFds(img.get());
     if (cfg_.receiving && !img->verify_only) cfg_.receiving->Release(img->dev, img->ino, this);
   }

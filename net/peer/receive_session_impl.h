@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -20,6 +21,7 @@
 
 #include "net/buffer_pool.h"
 #include "net/peer/frame.h"
+#include "net/peer/postcopy_image.h"
 #include "net/peer/range_order.h"
 #include "net/peer/receive_file.h"
 #include "net/peer/receive_session.h"
@@ -41,11 +43,13 @@ struct Image {
   uint32_t block_size = 0;
   bool closing = false;  // finish/abort accepted: no further requests
   bool verify_only = false;  // opened with kFlagVerify: read-only, HashRequest only, never claimed
+  // Hybrid copy after the switch-over: the VM's copy, fed block by block (postcopy_image.h).
+  std::shared_ptr<PostcopyImage> postcopy;
   RangeOrder order;
 };
 
 struct Op : OrderEntry {
-  enum class Kind { kWrite, kZero, kResize, kSync, kHash, kFinish, kAbort };
+  enum class Kind { kWrite, kZero, kResize, kSync, kHash, kFinish, kAbort, kPostcopy };
   Kind kind = Kind::kWrite;
   Image* img = nullptr;
   uint64_t request_id = 0;
@@ -57,6 +61,9 @@ struct Op : OrderEntry {
   bool zero_fallback = false;      // fs cannot punch holes: write zeros instead
   bool direct_issued = false;      // the last submission went through direct_fd
   bool direct_refused = false;     // direct_fd said EINVAL: use the buffered fd
+  bool arrival = false;            // postcopy: a block of the source (PostcopyImage::BeginArrival said yes)
+  std::string blob;                // kPostcopy: the map of remote blocks
+  std::optional<Error> error;      // the reply when it fails for another reason than an errno
 };
 
 class ReceiveSession::Impl final : public ImageHolder {
@@ -98,6 +105,11 @@ class ReceiveSession::Impl final : public ImageHolder {
   uint32_t AddImage(const ReceiveFile& f, const OpenImagePayload& o, bool verify_only);
   Result<std::pair<uint32_t, OpenReplyPayload>> OpenForVerify(const OpenImagePayload& o);
   Result<std::pair<uint32_t, OpenReplyPayload>> OpenImage(const OpenImagePayload& o, bool resume, bool overwrite);
+  // kFlagPostcopy: a source whose link was lost comes back to its copy in postcopy.
+  Result<std::pair<uint32_t, OpenReplyPayload>> ReattachPostcopy(const OpenImagePayload& o);
+  // Checks a block frame of an image in postcopy; false if it was answered already
+  // (refused, or dropped because the block is local).
+  bool AdmitArrival(const FrameHeader& h, Image* img, Op* op, PayloadBuffer& payload);
 
   // disk side (receive_disk.cc)
   static bool UsesRing(const Op* op);
@@ -108,6 +120,10 @@ class ReceiveSession::Impl final : public ImageHolder {
   void RunInline(Op* op);
   void HashOp(Op* op);
   void AbortOp(Op* op);
+  void PostcopyOp(Op* op);
+  // Fetch requests of img's postcopy go out on this session from now on.
+  void BindFetch(Image* img);
+  void SendFetch(uint32_t handle, uint64_t first, uint64_t count);
   Error DiskError(const Op* op, int err) const;
   void Done(Op* op, int err);
   void CloseImage(Image* img);

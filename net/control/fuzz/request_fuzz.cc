@@ -26,6 +26,12 @@ struct ContractCheck {
     Check(!c.request.target.empty());
     Check(c.request.network_kbps <= kMaxLimitKbps && c.request.disk_kbps <= kMaxLimitKbps);
     Check(c.request.mirror.backlog_low_pct < c.request.mirror.backlog_high_pct);
+    const CopyMode& copy = c.request.copy;
+    if (copy.hybrid) {
+      Check(copy.precopy_pct <= 100 && copy.postcopy_timeout_s >= 1 && copy.postcopy_timeout_s <= 86400);
+    } else {  // the hybrid fields are refused without "mode": "hybrid"
+      Check(copy.precopy_pct == CopyMode{}.precopy_pct && copy.postcopy_timeout_s == CopyMode{}.postcopy_timeout_s);
+    }
   }
   void operator()(const SetLimitCommand& c) { Check(!c.id.empty() && c.kbps <= kMaxLimitKbps); }
   void operator()(const SetMirrorModeCommand& c) {
@@ -42,6 +48,7 @@ struct ContractCheck {
   void operator()(const StatusCommand& c) { Check(!c.id || !c.id->empty()); }
   void operator()(const ListCommand&) {}
   void operator()(const EventsCommand&) {}
+  void operator()(const IncomingCommand&) {}
 };
 
 }  // namespace

@@ -1,0 +1,172 @@
+// Migration's hybrid copy (issue 10; seed 002): when it counts as completed, the
+// hand-over at finish, the target's fetch requests, and postcopy's end. See
+// migration.h, and net/README.md "Hybrid copy" for the protocol.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+
+#include "net/migration/migration.h"
+#include "net/migration/restored_fence.h"
+
+namespace migratefs::migration {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A target asks for the blocks one read touches; more than this in one frame is not
+// a reader (and is not worth a queue entry each).
+constexpr uint64_t kMaxFetchRun = 4096;
+}  // namespace
+
+uint64_t Migration::MissingBlocks() const {
+  return DirtyBlocks() + uint64_t(std::max<int64_t>(0, data_inflight_.load()));
+}
+
+bool Migration::HybridReady() const {
+  return MissingBlocks() * 100 <= data_blocks_ * uint64_t(100 - copy_.precopy_pct);
+}
+
+void Migration::CountDataBlocks() {
+  data_blocks_ = 0;
+  for (auto& img : images_)
+    for (const auto& [first, last] : img->DataRuns()) data_blocks_ += last - first + 1;
+}
+
+// Called by Finish with the source fenced (no write can start; those in flight are
+// done), so the bitmap can only shrink from here: what it holds once nothing is in
+// flight is exactly what the target lacks.
+Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
+                           const std::function<Status(const Error&)>& unfence) {
+  handing_over_.store(true);  // senders claim no more blocks
+  auto fail = [&](const Error& e) {
+    handing_over_.store(false);
+    return unfence(e);
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (data_inflight_.load() != 0 || mirror_outstanding_.load() != 0) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!peer_error_.empty() || peer_ != peer)
+        return fail(MakeError(errc::kPeerUnreachable, "peer lost while handing over: " + peer_error_));
+    }
+    if (Clock::now() > deadline) return fail(MakeError(errc::kInternal, "finish: in-flight blocks not acknowledged in 60 s"));
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  uint64_t remote = 0;
+  for (auto& img : images_) {
+    DirtyBitmap& bits = img->bitmap();
+    std::string map((bits.size() + 7) / 8, '\0');
+    for (uint64_t b = bits.FindNextSet(0); b < bits.size(); b = bits.FindNextSet(b + 1)) {
+      map[b / 8] = char(uint8_t(map[b / 8]) | (1u << (b % 8)));
+      remote++;
+    }
+    std::promise<Status> resized;
+    auto got = resized.get_future();
+    peer->SendResize(img->handle.load(), img->CurrentSize(), [&resized](const Status& s) { resized.set_value(s); });
+    Status st = got.get();
+    // A multi-image VM whose link dies between two images is left half handed over:
+    // finish fails, the source is unfenced, and the copies already handed over wait
+    // on the target for a source that does not come (net/README.md says what to do).
+    if (st.ok()) st = peer->StartPostcopy(img->handle.load(), img->CurrentSize(), copy_.postcopy_timeout_s, std::move(map));
+    if (!st.ok()) return fail(Error{st.error().code, "handing \"" + img->name() + "\" over: " + st.error().message});
+  }
+  postcopy_.store(true);
+  handing_over_.store(false);
+  for (auto& img : images_) img->SetMirroring(false);
+  for (auto& img : images_) {
+    if (const int err = PersistFence(img->fd(), target_); err != 0) {
+      spdlog::warn("migration {}: \"{}\": cannot mark the fence ({}); it is lost if this daemon restarts", id_,
+                   img->name(), std::strerror(err));
+    }
+  }
+  SetPhase(phase::kPostcopy, "handed_over",
+           "the target runs the VM; " + std::to_string(remote) + " blocks still to push, source copies fenced");
+  cv_.notify_all();
+  return OkStatus();
+}
+
+void Migration::FinishPostcopy(net::PeerClient& peer) {
+  for (auto& img : images_) {
+    if (postcopy_done_.count(img.get())) continue;
+    Status st = peer.FinishImage(img->handle.load());  // fsync; the copy is complete there
+    if (!st.ok()) {
+      spdlog::warn("migration {}: finishing \"{}\" after postcopy: {}: {}", id_, img->name(), st.error().code,
+                   st.error().message);
+      return;  // the next round tries again
+    }
+    postcopy_done_.insert(img.get());
+  }
+  SetPhase(phase::kFinished, "finished", "postcopy done: every block on the target; source copies fenced until release");
+  cv_.notify_all();
+}
+
+void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count) {
+  ImageMigration* img = nullptr;
+  size_t index = 0;
+  for (; index < images_.size(); index++) {
+    if (images_[index]->handle.load() == handle) {
+      img = images_[index].get();
+      break;
+    }
+  }
+  if (img == nullptr || !postcopy_.load()) return;
+  count = std::min(count, kMaxFetchRun);
+  const auto now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    for (uint64_t b = first; b < first + count && b < img->bitmap().size(); b++) {
+      // In flight already: its ack still counts as the answer to this reader.
+      fetch_asked_.emplace(std::make_pair(img, b), now);
+      if (img->bitmap().Test(b)) fetch_queue_.emplace_back(img, b);
+    }
+  }
+  // The background push goes on right after the miss: a reader that missed there
+  // is likely to read on (seed 002's locality; xNBD does the same).
+  std::lock_guard<std::mutex> lock(scan_mu_);
+  scan_image_ = index;
+  scan_block_ = first + count;
+}
+
+bool Migration::ClaimFetched(ImageMigration** img, uint64_t* block) {
+  std::lock_guard<std::mutex> lock(fetch_mu_);
+  while (!fetch_queue_.empty()) {
+    auto [im, b] = fetch_queue_.front();
+    fetch_queue_.pop_front();
+    if (!im->bitmap().Test(b)) continue;  // sent meanwhile
+    *img = im;
+    *block = b;
+    return true;
+  }
+  return false;
+}
+
+void Migration::NotePostcopyAck(ImageMigration* img, uint64_t block, uint64_t bytes) {
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(fetch_mu_);
+  auto it = fetch_asked_.find({img, block});
+  if (it == fetch_asked_.end()) {
+    bytes_pulled_ += bytes;
+    return;
+  }
+  bytes_fetched_ += bytes;
+  fetch_latency_.Add(now, now - it->second);
+  fetch_asked_.erase(it);
+}
+
+void Migration::FillPostcopyProgress(Progress& p) {
+  p.mode = "hybrid";
+  p.precopy_pct = copy_.precopy_pct;
+  p.data_blocks = data_blocks_;
+  p.blocks_remote = MissingBlocks();
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(fetch_mu_);
+  p.bytes_pulled = bytes_pulled_;
+  p.bytes_fetched_on_demand = bytes_fetched_;
+  p.fetch_latency_p50_ms = fetch_latency_.Quantile(now, 0.5);
+  p.fetch_latency_p99_ms = fetch_latency_.Quantile(now, 0.99);
+}
+
+}  // namespace migratefs::migration

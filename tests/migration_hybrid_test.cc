@@ -1,0 +1,206 @@
+// Hybrid copy end to end (issue 10; seed 002): the source hands the VM's disk over
+// with only part of it on the target, the target serves the rest on demand and pulls
+// it in the background, and at the end the target holds the source's bytes plus the
+// VM's writes since the hand-over. A slow or stalled link must make the target's
+// readers wait, never read zeros; a source gone for good makes them fail with EIO
+// after postcopy_timeout_s.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/harness/throttled_proxy.h"
+#include "tests/migration_fixture.h"
+
+namespace migratefs::testing {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uint64_t kBlock = 512 * 1024;
+
+std::vector<char> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+}
+
+// Reads `len` bytes at `off` of `path` with pread: the bytes, or the errno.
+struct ReadResult {
+  int err = 0;
+  std::vector<char> data;
+};
+ReadResult Pread(const std::string& path, uint64_t off, size_t len) {
+  ReadResult r;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return {errno, {}};
+  r.data.resize(len);
+  ssize_t n = ::pread(fd, r.data.data(), len, off_t(off));
+  if (n < 0) r.err = errno;
+  else r.data.resize(size_t(n));
+  ::close(fd);
+  return r;
+}
+
+void Pwrite(const std::string& path, uint64_t off, const std::vector<char>& data) {
+  int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), off_t(off)), ssize_t(data.size())) << std::strerror(errno);
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+}
+
+class MigrationHybridTest : public MigrationTest {
+ protected:
+  // Starts a hybrid migration to `target` and waits until it may be handed over.
+  std::string StartHybrid(const std::string& image, unsigned pct, uint64_t kbps, const std::string& target,
+                          uint64_t timeout_s = 600) {
+    nlohmann::json req = {{"op", "start"},        {"images", {image}},  {"target", target},
+                          {"mode", "hybrid"},     {"precopy_pct", pct}, {"network_kbps", kbps},
+                          {"postcopy_timeout_s", timeout_s}};
+    auto r = a_->Request(req);
+    EXPECT_TRUE(r.value("ok", false)) << r.dump();
+    return r.value("id", "");
+  }
+  void HandOver(const std::string& id) {
+    ::sync();
+    ASSERT_TRUE(WaitForCompletion(*a_, id, 120s));
+    auto c = a_->Request({{"op", "query_completion"}, {"id", id}});
+    EXPECT_EQ(c.value("hybrid", false), true) << c.dump();
+    auto fin = a_->Request({{"op", "finish"}, {"id", id}});
+    ASSERT_TRUE(fin.value("ok", false)) << fin.dump();
+    EXPECT_EQ(Progress(id).value("phase", ""), "postcopy");
+  }
+  uint64_t Remote(const std::string& id) { return Progress(id).value("blocks_remote", uint64_t(0)); }
+  nlohmann::json IncomingOnTarget() {
+    auto r = b_->Request({{"op", "incoming"}});
+    return r.value("incoming", nlohmann::json::array());
+  }
+};
+
+TEST_F(MigrationHybridTest, HandsOverEarlyAndTheTargetReadsEveryByteOnDemand) {
+  StartDaemons();
+  const uint64_t size = 48ull << 20;
+  WritePatternFile(a_->Src("vm.img"), size, 21);
+  // 8 MB/s: the bulk copy takes 6 s, the hand-over comes after about 30 %.
+  const std::string id = StartHybrid("vm.img", 30, 8000, target_addr_);
+  HandOver(id);
+  const uint64_t remote_at_handover = Remote(id);
+  EXPECT_GT(remote_at_handover, 0u) << "nothing was left for postcopy";
+  EXPECT_LE(remote_at_handover * 100, (size / kBlock) * 70 + 100);
+  // The target is the VM's copy now: it opens for writing (I6 flipped).
+  int wfd = ::open(b_->Mnt("vm.img").c_str(), O_RDWR);
+  EXPECT_GE(wfd, 0) << std::strerror(errno);
+  if (wfd >= 0) ::close(wfd);
+  // The whole image through the target's mount, while most of it is still remote.
+  const auto source = ReadAll(a_->Src("vm.img"));  // fenced: it cannot change
+  const auto seen = ReadAll(b_->Mnt("vm.img"));
+  ASSERT_EQ(seen.size(), source.size());
+  EXPECT_TRUE(seen == source) << "the target's mount showed other bytes than the source holds";
+  auto p = Progress(id);
+  EXPECT_GT(p.value("bytes_fetched_on_demand", uint64_t(0)), 0u) << p.dump();
+  auto in = IncomingOnTarget();
+  ASSERT_EQ(in.size(), 1u) << in.dump();
+  EXPECT_GT(in[0].value("fetches", uint64_t(0)), 0u) << in.dump();
+  // The background push finishes the copy.
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  EXPECT_TRUE(IncomingOnTarget().empty());
+}
+
+TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlocks) {
+  StartDaemons();
+  const uint64_t size = 32ull << 20;
+  WritePatternFile(a_->Src("vm.img"), size, 5);
+  const std::string id = StartHybrid("vm.img", 0, 2000, target_addr_);  // hand over at once
+  HandOver(id);
+  std::vector<char> expected = ReadAll(a_->Src("vm.img"));
+  // A whole block (no fetch: the VM's bytes replace it), part of a block (fetched
+  // first: the rest of it must survive), and a write across a block boundary.
+  const std::vector<std::pair<uint64_t, size_t>> writes = {
+      {40 * kBlock, kBlock}, {50 * kBlock + 4096, 4096}, {60 * kBlock - 1000, 3000}};
+  char fill = 'a';
+  for (const auto& [off, len] : writes) {
+    std::vector<char> data(len, fill++);
+    Pwrite(b_->Mnt("vm.img"), off, data);
+    std::memcpy(expected.data() + off, data.data(), len);
+  }
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  const auto got = ReadAll(b_->Src("vm.img"));
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); i++) {
+    if (got[i] != expected[i]) {
+      ADD_FAILURE() << "target differs from source + the VM's writes at offset " << i;
+      break;
+    }
+  }
+  // The source copy stays fenced until release.
+  EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0);
+}
+
+TEST_F(MigrationHybridTest, FioVerifyOnTheTargetDuringPostcopy) {
+  if (!HaveTool("fio")) GTEST_SKIP() << "needs fio";
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 64ull << 20, 9);
+  const std::string id = StartHybrid("vm.img", 20, 4000, target_addr_);
+  HandOver(id);
+  const std::string log = *tmp_ / "fio.log";
+  pid_t fio = StartFio(b_->Mnt("vm.img"), 64, 8, "8m", log);
+  EXPECT_EQ(WaitPid(fio, 120s), 0) << "fio on the target in postcopy failed or read bad data; see " << log;
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+}
+
+TEST_F(MigrationHybridTest, StalledLinkMakesReadersWaitNotReadZeros) {
+  StartDaemons();
+  ThrottledProxy proxy(std::stoi(target_addr_.substr(target_addr_.rfind(':') + 1)));
+  WritePatternFile(a_->Src("vm.img"), 16ull << 20, 3);
+  // 1 MB/s: the background push reaches block 30 only after some 15 s.
+  const std::string id = StartHybrid("vm.img", 0, 1000, proxy.address());
+  HandOver(id);
+  proxy.SetRate(1);  // the link stalls
+  const uint64_t off = 30 * kBlock + 12345;
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 8192); });
+  EXPECT_EQ(reader.wait_for(2s), std::future_status::timeout) << "a read of a remote block did not wait";
+  proxy.SetRate(0);
+  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
+  ReadResult r = reader.get();
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
+  const auto source = ReadAll(a_->Src("vm.img"));
+  ASSERT_EQ(r.data.size(), 8192u);
+  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 8192), 0);
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+}
+
+TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 32ull << 20, 4);
+  const std::string id = StartHybrid("vm.img", 0, 500, target_addr_, /*timeout_s=*/3);
+  HandOver(id);
+  EXPECT_EQ(a_->Request({{"op", "cancel"}, {"id", id}}).value("ok", true), false)
+      << "cancel after a hybrid finish must be refused";
+  a_->Kill9();
+  const auto started = std::chrono::steady_clock::now();
+  ReadResult r = Pread(b_->Mnt("vm.img"), 60 * kBlock, 4096);  // the last blocks go last
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.err, EIO) << "a read of a block only the dead source had must fail, not return data";
+  EXPECT_GE(waited, 1s);
+  auto in = IncomingOnTarget();
+  ASSERT_EQ(in.size(), 1u) << in.dump();
+  EXPECT_EQ(in[0].value("state", ""), "failed") << in.dump();
+}
+
+}  // namespace
+}  // namespace migratefs::testing
