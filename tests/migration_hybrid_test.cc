@@ -124,8 +124,24 @@ TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlock
   const std::string id = StartHybrid("vm.img", 0, 2000, target_addr_);  // hand over at once
   HandOver(id);
   std::vector<char> expected = ReadAll(a_->Src("vm.img"));
-  // A whole block (no fetch: the VM's bytes replace it), part of a block (fetched
-  // first: the rest of it must survive), and a write across a block boundary.
+  // A whole block, O_DIRECT so that it reaches the daemon as one write: no fetch, the
+  // VM's bytes replace the block.
+  {
+    void* buf = nullptr;
+    ASSERT_EQ(posix_memalign(&buf, 4096, kBlock), 0);
+    std::memset(buf, 'W', kBlock);
+    int fd = ::open(b_->Mnt("vm.img").c_str(), O_WRONLY | O_DIRECT);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(::pwrite(fd, buf, kBlock, off_t(30 * kBlock)), ssize_t(kBlock)) << std::strerror(errno);
+    ::close(fd);
+    std::memset(expected.data() + 30 * kBlock, 'W', kBlock);
+    free(buf);
+    auto in = IncomingOnTarget();
+    ASSERT_EQ(in.size(), 1u) << in.dump();
+    EXPECT_EQ(in[0].value("fetches", uint64_t(1)), 0u) << "a whole-block overwrite fetched: " << in.dump();
+  }
+  // A whole block written buffered, part of a block (fetched first: the rest of it
+  // must survive), and a write across a block boundary.
   const std::vector<std::pair<uint64_t, size_t>> writes = {
       {40 * kBlock, kBlock}, {50 * kBlock + 4096, 4096}, {60 * kBlock - 1000, 3000}};
   char fill = 'a';
@@ -134,6 +150,7 @@ TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlock
     Pwrite(b_->Mnt("vm.img"), off, data);
     std::memcpy(expected.data() + off, data.data(), len);
   }
+  EXPECT_GT(IncomingOnTarget()[0].value("fetches", uint64_t(0)), 0u) << "the partial writes fetched nothing";
   a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
   ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
   const auto got = ReadAll(b_->Src("vm.img"));
@@ -146,6 +163,33 @@ TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlock
   }
   // The source copy stays fenced until release.
   EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0);
+}
+
+// fio's write phase on the source while the migration runs, its verify phase (the same
+// job, --verify_only) on the target after the hand-over: the VM moved with its disk.
+std::vector<std::string> FioJob(const std::string& file, bool verify_only) {
+  std::vector<std::string> argv = {"fio", "--name=vm", "--filename=" + file, "--size=48M", "--io_size=16M",
+                                   "--rw=randwrite", "--bs=64k", "--direct=1", "--ioengine=libaio", "--iodepth=4",
+                                   "--rate=4m", "--randrepeat=1", "--randseed=4242", "--verify=crc32c",
+                                   "--verify_state_save=0"};
+  argv.push_back(verify_only ? "--verify_only=1" : "--do_verify=0");
+  return argv;
+}
+
+TEST_F(MigrationHybridTest, FioWriterMovesToTheTargetAtTheSwitchAndItsVerifyPasses) {
+  if (!HaveTool("fio")) GTEST_SKIP() << "needs fio";
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 48ull << 20, 12);
+  const std::string log = *tmp_ / "fio.log";
+  pid_t writer = Spawn(FioJob(a_->Mnt("vm.img"), false), "", log);
+  const std::string id = StartHybrid("vm.img", 40, 16000, target_addr_);
+  ASSERT_EQ(WaitPid(writer, 120s), 0) << "fio's write phase on the source failed; see " << log;
+  HandOver(id);
+  pid_t verifier = Spawn(FioJob(b_->Mnt("vm.img"), true), "", log + ".target");
+  EXPECT_EQ(WaitPid(verifier, 120s), 0) << "fio's verify phase on the target found bad data; see " << log << ".target";
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
 }
 
 TEST_F(MigrationHybridTest, FioVerifyOnTheTargetDuringPostcopy) {
@@ -179,6 +223,56 @@ TEST_F(MigrationHybridTest, StalledLinkMakesReadersWaitNotReadZeros) {
   const auto source = ReadAll(a_->Src("vm.img"));
   ASSERT_EQ(r.data.size(), 8192u);
   EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 8192), 0);
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+}
+
+TEST_F(MigrationHybridTest, LinkCutDuringPostcopyReconnectsAndFinishes) {
+  StartDaemons();
+  ThrottledProxy proxy(std::stoi(target_addr_.substr(target_addr_.rfind(':') + 1)));
+  WritePatternFile(a_->Src("vm.img"), 24ull << 20, 8);
+  const std::string id = StartHybrid("vm.img", 25, 2000, proxy.address());
+  HandOver(id);
+  // A reader waits for a late block while the link is cut under it, twice.
+  const uint64_t off = 44 * kBlock + 777;
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 4096); });
+  for (int cut = 0; cut < 2; cut++) {
+    std::this_thread::sleep_for(300ms);
+    proxy.CutAll();
+  }
+  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
+  ReadResult r = reader.get();
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
+  const auto source = ReadAll(a_->Src("vm.img"));
+  ASSERT_EQ(r.data.size(), 4096u);
+  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 4096), 0);
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+}
+
+TEST_F(MigrationHybridTest, SourceWorkerKilledDuringPostcopyStallsReadersAndResumes) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 24ull << 20, 6);
+  // A short postcopy timeout: a resume that does not come fails the reader soon.
+  const std::string id = StartHybrid("vm.img", 0, 1000, target_addr_, /*timeout_s=*/30);
+  HandOver(id);
+  const uint64_t off = 45 * kBlock + 99;  // pushed last: still remote for a while
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 4096); });
+  ASSERT_TRUE(a_->KillWorker9());
+  // The new worker finds the migration handed over in its journal, keeps the source
+  // fenced, reattaches, learns from the target what is missing and pushes it.
+  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
+  ReadResult r = reader.get();
+  ASSERT_EQ(r.err, 0) << "a read during the source's restart must stall, not fail: " << std::strerror(r.err);
+  const auto source = ReadAll(a_->Src("vm.img"));
+  ASSERT_EQ(r.data.size(), 4096u);
+  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 4096), 0);
+  auto p = Progress(id);
+  EXPECT_EQ(p.value("phase", ""), "postcopy") << p.dump();
+  EXPECT_GE(p.value("resumed", 0), 1) << p.dump();
+  EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0) << "the source copy must stay fenced";
   a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
   ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
   EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));

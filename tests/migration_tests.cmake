@@ -7,7 +7,7 @@ if(TARGET migratefs_engine)
   target_compile_definitions(migratefs_test_harness PRIVATE MIGRATEFS_BINARY="$<TARGET_FILE:migratefs>")
 
   foreach(t migration_test migration_safety_test migration_vm_ops_test migration_netns_test control_api_test migration_async_mirror_test
-          migration_mirror_write_test migration_hybrid_test)
+          migration_mirror_write_test migration_hybrid_test migration_profile_test)
     if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${t}.cc)
       add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cc)
       target_link_libraries(${t} migratefs_test_harness GTest::gtest_main)

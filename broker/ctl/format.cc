@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <utility>
+#include <vector>
 
+#include "broker/policy/predict_format.h"
 #include "migratefs/migration_service.h"
 
 namespace migratefs::ctl {
@@ -247,6 +250,72 @@ std::string EventText(const json& event) {
   std::string detail = Text(event, "detail");
   if (!detail.empty()) line += ": " + detail;
   return line;
+}
+
+std::string ProfileText(const json& profile, size_t hottest) {
+  std::string out;
+  const json& images = Member(profile, "images");
+  if (!images.is_array() || images.empty()) return "no images profiled\n";
+  char line[512];
+  for (const json& im : images) {
+    const double block = Number(im, "block_bytes", 524288);
+    const double size = Number(im, "image_bytes");
+    const double window = Number(im, "window_s");
+    const uint64_t blocks = block > 0 ? uint64_t((size + block - 1) / block) : 0;
+    std::vector<std::pair<uint64_t, double>> written;  // (block, writes)
+    const json& writes = Member(im, "writes");
+    if (writes.is_array()) {
+      for (size_t k = 0; k < writes.size(); ++k) {
+        const json& w = writes[k];
+        if (w.is_array() && w.size() == 2 && w[0].is_number() && w[1].is_number()) {
+          if (w[1].get<double>() > 0) written.push_back({w[0].get<uint64_t>(), w[1].get<double>()});
+        } else if (w.is_number() && w.get<double>() > 0) {
+          written.push_back({k, w.get<double>()});
+        }
+      }
+    }
+    double total = 0;
+    for (auto& [b, n] : written) total += n;
+    std::string data;
+    const json& ranges = Member(im, "data");
+    if (ranges.is_array()) {
+      double n = 0;
+      for (const json& r : ranges)
+        if (r.is_array() && r.size() == 2 && r[1].is_number()) n += r[1].get<double>();
+      std::snprintf(line, sizeof(line), "%.0f data blocks", n);
+      data = line;
+    } else {
+      data = "data blocks unknown";
+    }
+    std::snprintf(line, sizeof(line), "%s: %zu of %llu blocks written (%s of %.0f KiB), %.1f writes/s over %.1f s, %s per write\n",
+                  Text(im, "name").empty() ? "?" : Text(im, "name").c_str(), written.size(),
+                  (unsigned long long)blocks, data.c_str(), block / 1024, window > 0 ? total / window : 0.0, window,
+                  FormatBytes(uint64_t(Number(im, "write_bytes", 4096))).c_str());
+    out += line;
+    if (written.empty() || hottest == 0) continue;
+    std::stable_sort(written.begin(), written.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    out += "  hottest:";
+    for (size_t k = 0; k < written.size() && k < hottest; ++k) {
+      std::snprintf(line, sizeof(line), "%s block %llu (%.0f writes, %.1f/s)", k == 0 ? "" : ",",
+                    (unsigned long long)written[k].first, written[k].second,
+                    window > 0 ? written[k].second / window : 0.0);
+      out += line;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string PredictText(const json& answer) {
+  auto prediction = policy::PredictionFromJson(answer);
+  if (!prediction.ok()) return answer.dump() + "\n";
+  policy::PredictInput in;  // only what the header shows
+  const json& images = Member(answer, "images");
+  in.images.resize(images.is_array() ? images.size() : 0);
+  in.net_bps = Number(answer, "net_kbps") * 1000;
+  in.rtt_s = Number(answer, "rtt_ms") / 1000;
+  in.deadline_s = Number(answer, "deadline_s");
+  return policy::PredictionText(in, prediction.value());
 }
 
 }  // namespace migratefs::ctl

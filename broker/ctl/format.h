@@ -42,6 +42,14 @@ std::string ProgressBlock(const nlohmann::json& progress);
 std::string MigrationTable(const nlohmann::json& migrations);
 // The `incoming` table (its "incoming" array) with a header, or "no incoming copies".
 std::string IncomingTable(const nlohmann::json& incoming);
+// A `profile` answer's "profile" object ({"images":[...]}), one paragraph per image:
+// "vm1.img: 12 of 2048 blocks written (1500 data blocks of 512 KiB), 45.5 writes/s over
+// 2.0 s, 4.10 KB per write" and its hottest blocks, at most `hottest` of them:
+// "  hottest: block 3 (20 writes, 10.0/s), block 7 (5 writes, 2.5/s)".
+std::string ProfileText(const nlohmann::json& profile, size_t hottest = 5);
+// A `predict` answer as `migratefs-scheduler predict` prints it (broker/policy/
+// predict_format.h PredictionText): header, one row per S, pre-copy, recommendation.
+std::string PredictText(const nlohmann::json& answer);
 // One event line: "2026-11-22 01:02:03 m1 phase -> dirty: detail".
 std::string EventText(const nlohmann::json& event);
 

@@ -14,6 +14,7 @@
 #include "broker/ctl/submit_request.h"
 #include "broker/ctl/watch.h"
 #include "migratefs/control_protocol.h"
+#include "migratefs/migration_service.h"
 #include "migratefs/defaults.h"
 
 namespace migratefs::ctl {
@@ -109,7 +110,22 @@ struct Arguments {
   bool keep_partial = false;
   std::vector<std::string> ids;
   SubmitArgs submit;
+  uint64_t seconds = 0;           // profile
+  uint64_t net_kbps = 0;          // predict
+  std::string deadline_s, rtt_ms, step;  // predict; "" = the daemon's default
 };
+
+// A number >= 0 (predict's --deadline-s, --rtt-ms, --step); the daemon judges the range.
+CLI::Validator NonNegative() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        double value = std::strtod(text.c_str(), &end);
+        bool good = !text.empty() && *end == '\0' && value >= 0 && value < 1e12;
+        return good ? "" : "must be a number >= 0, got " + text;
+      },
+      "");
+}
 
 void AddMirrorFields(const Arguments& args, json* r) {
   if (!args.mirror.empty()) (*r)["mirror"] = args.mirror;
@@ -250,6 +266,22 @@ int Main(int argc, char** argv) {
   CLI::App* watch = app.add_subcommand("watch", "progress bars until the migrations end");
   watch->add_option("ID", args.ids, "migration ids (default: all)");
   CLI::App* incoming = app.add_subcommand("incoming", "the copies this daemon receives (target side, postcopy)");
+  CLI::App* profile = app.add_subcommand(
+      "profile", "count the VM's writes per block of its images for a while (source, before start; --json: the profile file of migratefs-scheduler predict)");
+  profile->add_option("IMAGE", args.images, "image names relative to the served directory")->required();
+  profile->add_option("--seconds", args.seconds, "how long to count, 1..3600")
+      ->required()
+      ->check(CLI::Range(uint64_t(1), uint64_t(kMaxProfileSeconds)));
+  CLI::App* predict = app.add_subcommand(
+      "predict", "seed 002: predicted T, U, fetches and stall per hybrid S, from the images' last profile");
+  predict->add_option("IMAGE", args.images, "image names, in start order")->required();
+  predict->add_option("--net-kbps", args.net_kbps, "link rate for the migration, KB/s (1 KB = 1000 bytes)")
+      ->required()
+      ->check(CLI::Range(uint64_t(1), uint64_t(kMaxLimitKbps)));
+  predict->add_option("--deadline-s", args.deadline_s, "deadline, seconds from the start (default none)")
+      ->check(NonNegative());
+  predict->add_option("--rtt-ms", args.rtt_ms, "round-trip time, ms (default 5)")->check(NonNegative());
+  predict->add_option("--step", args.step, "step of S in percent (default 5: 0, 5, ..., 100)")->check(NonNegative());
 
   try {
     app.parse(argc, argv);
@@ -358,6 +390,26 @@ int Main(int argc, char** argv) {
     return RunRequest(global, {{"op", op::kIncoming}}, false, [](const json& answer) {
       std::cout << IncomingTable(answer.value("incoming", json::array()));
       return kExitOk;
+    });
+  }
+  if (profile->parsed()) {
+    json r = {{"op", op::kProfile}, {"images", args.images}, {"seconds", args.seconds}};
+    // Blocks for --seconds: no 10 s default timeout (an explicit --timeout still applies).
+    return RunRequest(global, r, true, [](const json& answer) {
+      std::cout << ProfileText(answer.value("profile", json::object()));
+      return kExitOk;
+    });
+  }
+  if (predict->parsed()) {
+    json r = {{"op", op::kPredict}, {"images", args.images}, {"net_kbps", args.net_kbps}};
+    auto number = [](const std::string& text) { return std::strtod(text.c_str(), nullptr); };
+    if (!args.deadline_s.empty()) r["deadline_s"] = number(args.deadline_s);
+    if (!args.rtt_ms.empty()) r["rtt_ms"] = number(args.rtt_ms);
+    if (!args.step.empty()) r["step"] = number(args.step);
+    return RunRequest(global, r, false, [](const json& answer) {
+      std::cout << PredictText(answer);
+      // As `migratefs-scheduler predict` (exit 1 there): no S meets the deadline.
+      return answer.value("deadline_met", true) ? kExitOk : kExitBadOutcome;
     });
   }
   if (events->parsed()) return RunEvents(global);

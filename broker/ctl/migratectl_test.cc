@@ -213,6 +213,66 @@ TEST_F(MigratectlTest, IncomingListsTheCopiesBeingReceived) {
   }
 }
 
+TEST_F(MigratectlTest, ProfileShowsTheHottestBlocksAndJsonIsTheProfileFile) {
+  policy::ImageProfile im;
+  im.image_bytes = 2048ull * 524288;
+  im.window_s = 2;
+  im.writes = {{3, 20}, {7, 5}, {9, 40}};
+  im.data_known = true;
+  im.data = {{0, 1500}};
+  im.write_bytes = 4100;
+  service_.SetProfile("vm1.img", im);
+  Outcome o = Run({"profile", "vm1.img", "--seconds", "2"});
+  ASSERT_EQ(o.exit_code, kExitOk) << o.err;
+  EXPECT_NE(o.out.find("vm1.img: 3 of 2048 blocks written (1500 data blocks of 512 KiB), 32.5 writes/s over 2.0 s, "
+                       "4.10 KB per write"),
+            std::string::npos)
+      << o.out;
+  EXPECT_NE(o.out.find("hottest: block 9 (40 writes, 20.0/s), block 3 (20 writes, 10.0/s), block 7"),
+            std::string::npos)
+      << o.out;
+  EXPECT_EQ(service_.calls().back(), "Profile vm1.img 2s");
+  Outcome j = Run({"profile", "vm1.img", "--seconds", "2", "--json"});
+  ASSERT_EQ(j.exit_code, kExitOk) << j.err;
+  json profile = json::parse(j.out)["profile"];
+  EXPECT_EQ(profile["images"][0]["writes"][2], json::parse("[9,40.0]"));
+  // Usage errors send nothing.
+  size_t calls = service_.calls().size();
+  EXPECT_EQ(Run({"profile", "vm1.img"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"profile", "vm1.img", "--seconds", "0"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"profile", "vm1.img", "--seconds", "3601"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"profile", "--seconds", "5"}).exit_code, kExitUsage);
+  EXPECT_EQ(service_.calls().size(), calls);
+}
+
+TEST_F(MigratectlTest, PredictPrintsTheSchedulersTable) {
+  Outcome early = Run({"predict", "vm1.img", "--net-kbps", "5000"});
+  EXPECT_EQ(early.exit_code, kExitDaemonError);
+  EXPECT_NE(early.err.find("wrong_state: no profile of vm1.img: run profile first"), std::string::npos) << early.err;
+  ASSERT_EQ(Run({"profile", "vm1.img", "--seconds", "2"}).exit_code, kExitOk);
+  Outcome o = Run({"predict", "vm1.img", "--net-kbps", "5000", "--rtt-ms", "2", "--step", "25"});
+  ASSERT_EQ(o.exit_code, kExitOk) << o.err << o.out;
+  EXPECT_NE(o.out.find("1 image(s)"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("link 5000 KB/s, RTT 2.0 ms, deadline none"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("converges"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("\n75 "), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("\npre-copy "), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("recommended S = "), std::string::npos) << o.out;
+  EXPECT_EQ(service_.calls().back(), "Predict vm1.img net=5000 step=25");
+  Outcome j = Run({"--json", "predict", "vm1.img", "--net-kbps", "5000", "--deadline-s", "100"});
+  ASSERT_EQ(j.exit_code, kExitOk) << j.err;
+  json answer = json::parse(j.out);
+  EXPECT_EQ(answer["rows"].size(), 21u);
+  EXPECT_EQ(answer["deadline_s"], 100.0);
+  // A deadline nothing can meet (32 data blocks of 512 KiB at 1 KB/s): exit 5.
+  Outcome late = Run({"predict", "vm1.img", "--net-kbps", "1", "--deadline-s", "1"});
+  EXPECT_EQ(late.exit_code, kExitBadOutcome) << late.out;
+  EXPECT_NE(late.out.find("recommended S"), std::string::npos);
+  EXPECT_EQ(Run({"predict", "vm1.img"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"predict", "vm1.img", "--net-kbps", "0"}).exit_code, kExitUsage);
+  EXPECT_EQ(Run({"predict", "vm1.img", "--net-kbps", "10", "--deadline-s", "-1"}).exit_code, kExitUsage);
+}
+
 TEST_F(MigratectlTest, EverySubcommandReachesTheService) {
   std::string id = StartOne();
   ASSERT_EQ(id, "m1");

@@ -162,8 +162,7 @@ int RunPredict(const PredictArgs& args) {
   }
   if (!ParseNumber(args.step, &v) || !(v > 0) || v > 100)
     return Fail("--step: must be a number in (0, 100] (got \"" + args.step + "\")");
-  for (int k = 0; k * v < 100 - 1e-9; ++k) in.s_percent.push_back(k * v);
-  in.s_percent.push_back(100);
+  in.s_percent = pol::SPercentSteps(v);
   auto predicted = pol::Predict(in);
   if (!predicted) return Fail("--profile: " + predicted.error().message);
   if (args.json) {

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/policy/hybrid_predictor.h"
+#include "broker/policy/predict_format.h"
 #include "migratefs/status.h"
 
 namespace migratefs::scheduler {
@@ -30,11 +31,9 @@ namespace migratefs::scheduler {
 Result<std::vector<policy::ImageProfile>> ParseProfiles(const nlohmann::json& doc, const std::string& origin);
 Result<std::vector<policy::ImageProfile>> LoadProfiles(const std::string& path);
 
-// The table printed by `predict` (S, T, U, fetches, stall, converges, ...) and the
-// recommendation line.
-std::string PredictionText(const policy::PredictInput& input, const policy::Prediction& prediction);
-// {"rows":[{"s":..,"t_s":..,"u_s":..,"fetches":..,"stall_s":..,"converges":..,...}],
-//  "precopy":{...}, "recommended_s":.., "deadline_met":.., "reason":".."}
-nlohmann::json PredictionJson(const policy::Prediction& prediction);
+// The table printed by `predict` and its --json form live in
+// broker/policy/predict_format.h (shared with the daemon's control socket and migratectl).
+using policy::PredictionJson;
+using policy::PredictionText;
 
 }  // namespace migratefs::scheduler

@@ -83,5 +83,41 @@ TEST(PredictProfile, RefusalsNameTheField) {
   }
 }
 
+// What the daemon's `profile` answers (broker/policy/predict_format.h ProfilesJson) is a
+// profile file the scheduler reads back unchanged.
+TEST(PredictProfile, DaemonProfileAnswerReadsBack) {
+  policy::ImageProfile im;
+  im.name = "vm1.img";
+  im.image_bytes = 64 * 524288 + 100;
+  im.block_bytes = 65536;
+  im.window_s = 2.25;
+  im.writes = {{3, 20}, {700, 5}};
+  im.data_known = true;
+  im.data = {{0, 10}, {700, 1}};
+  im.write_bytes = 6144;
+  policy::ImageProfile other = im;
+  other.name = "vm1-data.img";
+  other.data_known = false;
+  other.data.clear();
+  auto back = ParseProfiles(policy::ProfilesJson({im, other}), "answer");
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back.value().size(), 2u);
+  const auto& b = back.value()[0];
+  EXPECT_EQ(b.name, "vm1.img");
+  EXPECT_EQ(b.image_bytes, im.image_bytes);
+  EXPECT_EQ(b.block_bytes, 65536u);
+  EXPECT_EQ(b.window_s, 2.25);
+  ASSERT_EQ(b.writes.size(), 2u);
+  EXPECT_EQ(b.writes[1].block, 700u);
+  EXPECT_EQ(b.writes[1].count, 5);
+  EXPECT_TRUE(b.data_known);
+  ASSERT_EQ(b.data.size(), 2u);
+  EXPECT_EQ(b.data[1].first, 700u);
+  EXPECT_EQ(b.write_bytes, 6144);
+  EXPECT_FALSE(back.value()[1].data_known);
+  EXPECT_EQ(policy::SPercentSteps(5).size(), 21u);
+  EXPECT_EQ(policy::SPercentSteps(30), (std::vector<double>{0, 30, 60, 90, 100}));
+}
+
 }  // namespace
 }  // namespace migratefs::scheduler

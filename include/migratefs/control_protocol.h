@@ -30,6 +30,8 @@ inline constexpr const char* kList = "list";
 inline constexpr const char* kStatus = "status";
 inline constexpr const char* kEvents = "events";
 inline constexpr const char* kIncoming = "incoming";  // the copies this daemon receives
+inline constexpr const char* kProfile = "profile";    // count writes per block for a while (seed 002)
+inline constexpr const char* kPredict = "predict";    // hybrid-copy prediction from the last profile
 }  // namespace op
 
 // The longest request line the server accepts, newline excluded. A longer line is

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/policy/hybrid_predictor.h"
 #include "migratefs/status.h"
 
 namespace migratefs {
@@ -150,6 +151,24 @@ struct VerifyReport {
   std::vector<Range> mismatches;
 };
 
+// `profile` (issue 10, seed 002): count the VM's writes per block of each image for a
+// while, on the source, before a migration starts.
+inline constexpr uint64_t kMaxProfileSeconds = 3600;
+struct ProfileRequest {
+  std::vector<std::string> images;  // relative to SRC, distinct
+  uint64_t seconds = 0;             // 1..kMaxProfileSeconds
+};
+
+// `predict`: seed 002's prediction (broker/policy/hybrid_predictor.h) from the last
+// profile of each image taken on this daemon.
+struct PredictRequest {
+  std::vector<std::string> images;  // in start order
+  uint64_t net_kbps = 0;            // the link rate for the migration, > 0 (1 KB = 1000 bytes)
+  double deadline_s = 0;            // seconds from the start; 0 = none
+  double rtt_ms = 5;
+  double step = 5;                  // rows for S = 0, step, ..., 100; in (0, 100]
+};
+
 // Streamed to `events` subscribers, in order, as JSON lines.
 struct Event {
   std::string id;       // migration id
@@ -183,6 +202,21 @@ class MigrationService {
   virtual Result<MigrationInfo> GetStatus(const std::string& id) = 0;
   // The copies this daemon receives now (target side).
   virtual std::vector<IncomingInfo> Incoming() { return {}; }
+
+  // Counts the writes to each block (the daemon's block size) of `images` for
+  // `seconds`, while the VM runs, and returns one profile per image in the format of
+  // `migratefs-scheduler predict --profile` (policy::ImageProfile; which blocks hold
+  // data, mean bytes per write). Blocks for `seconds`: the control server runs it off
+  // its I/O thread. Refused for an image that is migrating, fenced or being received.
+  // The service keeps the last profile of each image for Predict.
+  virtual Result<std::vector<policy::ImageProfile>> Profile(const ProfileRequest& req) {
+    return MakeError(errc::kUnknownOp, "profile is not supported by this daemon");
+  }
+  // The prediction for `req.images` from their last profiles (wrong_state when an image
+  // has none). May take a second on a large profile: run off the I/O thread.
+  virtual Result<policy::Prediction> Predict(const PredictRequest& req) {
+    return MakeError(errc::kUnknownOp, "predict is not supported by this daemon");
+  }
 
   // Calls `sink` for every later event, in order, from one thread at a time, until the
   // returned handle is destroyed.

@@ -98,6 +98,8 @@ inline constexpr uint16_t kFlagOverwrite = 1u << 1;    // OpenImage: an existing
 inline constexpr uint16_t kFlagVerify = 1u << 2;       // OpenImage: open an existing copy read-only, for HashRequest only
 inline constexpr uint16_t kFlagPostcopy = 1u << 3;     // OpenImage: reattach to the copy's postcopy (after a lost link)
 inline constexpr uint16_t kFlagKeepPartial = 1u << 0;  // AbortImage: keep the copy, marked incomplete
+inline constexpr uint16_t kFlagFetchMap = 1u << 0;     // Fetch: the target lacks these; no reader waits
+                                                       // (sent on a postcopy reattach, before its ack)
 inline constexpr uint16_t kFlagsKnownMask = 0x000f;    // any other bit set -> protocol error
 
 // Sizes and limits.

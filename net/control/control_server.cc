@@ -24,8 +24,9 @@ class ControlServer::Impl {
       : path_(std::move(path)),
         options_(options),
         bound_(bound),
-        env_{io_, workers_, service, options_, registry_},
+        env_{io_, workers_, long_workers_, long_running_, service, options_, registry_},
         workers_(options_.worker_threads == 0 ? 1 : options_.worker_threads),
+        long_workers_(options_.long_threads == 0 ? 1 : options_.long_threads),
         acceptor_(io_),
         accept_retry_(io_) {}
 
@@ -63,7 +64,9 @@ class ControlServer::Impl {
     }
     // Queued finish/verify jobs are dropped; running ones finish (they hold the service).
     workers_.stop();
+    long_workers_.stop();
     workers_.join();
+    long_workers_.join();
     work_guard_.reset();
     io_.stop();
     if (io_thread_.joinable()) io_thread_.join();
@@ -136,11 +139,13 @@ class ControlServer::Impl {
   // Members are destroyed in reverse order: sessions still referenced by dropped
   // handlers die with workers_ / io_, and then still use env_ and registry_.
   SessionRegistry registry_;
-  SessionEnvironment env_;  // refers to io_ and workers_; used only once they exist
+  std::atomic<unsigned> long_running_{0};
+  SessionEnvironment env_;  // refers to io_ and the pools; used only once they exist
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_guard_ =
       asio::make_work_guard(io_);
   asio::thread_pool workers_;
+  asio::thread_pool long_workers_;
   Protocol::acceptor acceptor_;
   asio::steady_timer accept_retry_;
   std::thread io_thread_;

@@ -10,7 +10,8 @@
 //    A line not completed within `line_timeout` of its first byte, or an answer the
 //    client does not read within `write_timeout`, gets the connection dropped.
 //  - Over `max_connections`, a new connection gets one busy error line and is closed.
-//  - finish and verify run on a worker pool, so a slow peer never stalls the I/O thread.
+//  - finish and verify run on a worker pool, so a slow peer never stalls the I/O thread;
+//    profile (which blocks for as long as asked) on a second pool of its own.
 //  - `events` turns the connection into a stream: first {"ok":true,"events":true}, then
 //    one event line per MigrationService event, in order, until the client hangs up.
 //    A reader that falls `max_queued_events` behind gets a final too_large error line and
@@ -37,6 +38,10 @@ struct ControlServerOptions {
   size_t max_connections = 256;
   size_t max_queued_events = 1024;  // per events subscriber
   unsigned worker_threads = 2;      // for finish / verify
+  // For `profile`, which blocks for its "seconds" (up to an hour): a pool of its own, so
+  // finish and verify never wait behind it. One more profile than this at once is
+  // answered busy.
+  unsigned long_threads = 4;
 };
 
 class ControlServer {

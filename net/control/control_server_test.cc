@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <latch>
@@ -299,6 +300,41 @@ TEST_F(ControlServerTest, SlowFinishDoesNotBlockOtherClients) {
   auto verified = NextLine(*verifier);
   ASSERT_TRUE(verified);
   EXPECT_EQ(json::parse(*verified)["identical"], true);
+}
+
+TEST_F(ControlServerTest, ProfileRunsOffTheIoThreadAndHasItsOwnPool) {
+  ControlServerOptions options;
+  options.long_threads = 2;
+  StartServer(options);
+  auto first = Connect();
+  ASSERT_EQ(Ask(*first, {{"op", "start"}, {"images", {"a"}}, {"target", "h:1"}})["id"], "m1");
+  service_.BlockSlowCalls();
+  auto p1 = Connect(), p2 = Connect(), p3 = Connect();
+  ASSERT_TRUE(Sent(*p1, R"({"op":"profile","images":["x.img"],"seconds":60})" "\n"));
+  ASSERT_TRUE(Sent(*p2, R"({"op":"profile","images":["y.img"],"seconds":60})" "\n"));
+  ASSERT_TRUE(Eventually([&] {
+    auto calls = service_.calls();
+    return std::count_if(calls.begin(), calls.end(), [](const std::string& c) { return c.rfind("Profile", 0) == 0; }) == 2;
+  })) << ::testing::PrintToString(service_.calls());
+  // Both long slots are taken: a third profile is refused at once, not queued for an hour.
+  json third = Ask(*p3, json::parse(R"({"op":"profile","images":["z.img"],"seconds":60})"));
+  EXPECT_EQ(third["error"]["code"], "busy") << third.dump();
+  // The I/O thread and the finish/verify pool are free meanwhile.
+  EXPECT_EQ(Ask(*first, {{"op", "status"}, {"id", "m1"}})["ok"], true);
+  auto finisher = Connect();
+  ASSERT_TRUE(Sent(*finisher, R"({"op":"finish","id":"m1"})" "\n"));
+  EXPECT_FALSE(NextLine(*p1, 100ms));
+  service_.Unblock();
+  auto profiled = NextLine(*p1);
+  ASSERT_TRUE(profiled);
+  EXPECT_EQ(json::parse(*profiled)["profile"]["images"][0]["name"], "x.img");
+  ASSERT_TRUE(NextLine(*p2));
+  ASSERT_TRUE(NextLine(*finisher));
+  // The slots are free again; predict uses the last profile.
+  EXPECT_EQ(Ask(*p3, json::parse(R"({"op":"profile","images":["z.img"],"seconds":1})"))["ok"], true);
+  json predicted = Ask(*p3, json::parse(R"({"op":"predict","images":["x.img","z.img"],"net_kbps":20000,"step":50})"));
+  EXPECT_EQ(predicted["ok"], true) << predicted.dump();
+  EXPECT_EQ(predicted["rows"].size(), 3u);
 }
 
 TEST_F(ControlServerTest, ThousandClientsAtOnce) {

@@ -145,20 +145,32 @@ void Session::RunLine(std::string_view line) {
     StartEvents(parsed.tag);
     return;
   }
-  if (!IsSlow(command)) {
+  if (!IsSlow(command) && !IsLong(command)) {
     SendAnswer(Execute(command, env_.service, parsed.tag), /*close_after=*/false);
     return;
   }
-  // finish / verify: the service may wait on the peer. No deadline while it works; the
-  // client is waiting for us, not the other way round.
+  const bool long_job = IsLong(command);
+  const unsigned long_cap = std::max(1u, env_.options.long_threads);
+  if (long_job && env_.long_running.fetch_add(1) >= long_cap) {
+    env_.long_running.fetch_sub(1);
+    SendAnswer(ErrorAnswer(MakeError(errc::kBusy, std::to_string(long_cap) +
+                                                      " profiles are running already; try again when one ends"),
+                           parsed.tag),
+               /*close_after=*/false);
+    return;
+  }
+  // finish / verify: the service may wait on the peer; profile waits for as long as
+  // asked. No deadline while it works; the client is waiting for us, not the other way
+  // round.
   SetDeadline(Clock::time_point::max());
-  asio::post(env_.workers, [self = shared_from_this(), command = std::move(command),
-                            tag = std::move(parsed.tag)]() mutable {
-    json answer = Execute(command, self->env_.service, tag);
-    asio::post(self->env_.io, [self, answer = std::move(answer)] {
-      self->SendAnswer(answer, /*close_after=*/false);
-    });
-  });
+  asio::post(long_job ? env_.long_workers : env_.workers,
+             [self = shared_from_this(), command = std::move(command), tag = std::move(parsed.tag), long_job]() mutable {
+               json answer = Execute(command, self->env_.service, tag);
+               if (long_job) self->env_.long_running.fetch_sub(1);
+               asio::post(self->env_.io, [self, answer = std::move(answer)] {
+                 self->SendAnswer(answer, /*close_after=*/false);
+               });
+             });
 }
 
 void Session::SendAnswer(const json& answer, bool close_after) {

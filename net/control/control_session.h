@@ -8,6 +8,7 @@
 
 #include <boost/asio.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,8 @@ class SessionRegistry {
 struct SessionEnvironment {
   boost::asio::io_context& io;
   boost::asio::thread_pool& workers;
+  boost::asio::thread_pool& long_workers;  // profile: IsLong()
+  std::atomic<unsigned>& long_running;     // jobs on long_workers, queued or running
   MigrationService& service;
   const ControlServerOptions& options;
   SessionRegistry& registry;

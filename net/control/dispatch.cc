@@ -70,6 +70,11 @@ struct Executor {
     return FromResult(service.GetStatus(*c.id), tag, MigrationFields);
   }
   json operator()(const IncomingCommand&) { return OkAnswer(IncomingFields(service.Incoming()), tag); }
+  json operator()(const ProfileCommand& c) { return FromResult(service.Profile(c.request), tag, ProfileFields); }
+  json operator()(const PredictCommand& c) {
+    return FromResult(service.Predict(c.request), tag,
+                      [&](const policy::Prediction& p) { return PredictFields(c.request, p); });
+  }
   json operator()(const EventsCommand&) {
     return ErrorAnswer(MakeError(errc::kInternal, "events is handled by the server"), tag);
   }
@@ -80,11 +85,14 @@ struct Executor {
 bool IsSlow(const Command& command) {
   // Everything that opens files or may talk to the peer: start (opens the images,
   // stamps their identity), cancel (tells the target, maybe over a new connection),
-  // release (clears marks on disk), finish and verify.
+  // release (clears marks on disk), finish and verify; and predict (a large profile
+  // takes the model a second).
   return std::holds_alternative<FinishCommand>(command) || std::holds_alternative<VerifyCommand>(command) ||
          std::holds_alternative<StartCommand>(command) || std::holds_alternative<CancelCommand>(command) ||
-         std::holds_alternative<ReleaseCommand>(command);
+         std::holds_alternative<ReleaseCommand>(command) || std::holds_alternative<PredictCommand>(command);
 }
+
+bool IsLong(const Command& command) { return std::holds_alternative<ProfileCommand>(command); }
 
 json Execute(const Command& command, MigrationService& service, const Tag& tag) {
   try {

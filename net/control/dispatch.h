@@ -16,6 +16,11 @@ namespace migratefs::control {
 // every other client keep being answered meanwhile.
 bool IsSlow(const Command& command);
 
+// True for the commands that block for as long as the client asked (profile: its
+// "seconds"): the server runs them on a pool of their own, so they never hold up the
+// finish and verify of other clients.
+bool IsLong(const Command& command);
+
 // Calls the service for `command` and returns the answer object (ok or error, tag
 // echoed). An exception escaping the service becomes an `internal` error answer.
 // EventsCommand is not handled here (the server owns subscriptions): it answers

@@ -1,6 +1,9 @@
 #include "net/control/fake_migration_service.h"
 
+#include <cstdio>
 #include <cstring>
+
+#include "broker/policy/predict_format.h"
 #include <utility>
 
 namespace migratefs::control {
@@ -249,6 +252,61 @@ size_t FakeMigrationService::subscriber_count() const {
 void FakeMigrationService::SetIncoming(std::vector<IncomingInfo> incoming) {
   std::lock_guard<std::mutex> lock(mu_);
   incoming_ = std::move(incoming);
+}
+
+Result<std::vector<policy::ImageProfile>> FakeMigrationService::Profile(const ProfileRequest& req) {
+  Record("Profile " + Join(req.images) + " " + std::to_string(req.seconds) + "s");
+  WaitUntilUnblocked();
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<policy::ImageProfile> out;
+  for (const std::string& image : req.images) {
+    if (image.find("..") != std::string::npos || image.front() == '/') {
+      return MakeError(errc::kBadName, "image name escapes the served directory: " + image);
+    }
+    if (image.find("missing") != std::string::npos) {
+      return MakeError(errc::kNotFound, "image \"" + image + "\" does not exist");
+    }
+    policy::ImageProfile p;
+    if (auto it = scripted_profiles_.find(image); it != scripted_profiles_.end()) {
+      p = it->second;
+    } else {
+      p.image_bytes = 64 * policy::kDefaultBlockBytes;
+      p.window_s = double(req.seconds);
+      p.writes = {{3, 10.0 * double(req.seconds)}};
+      p.data_known = true;
+      p.data = {{0, 32}};
+      p.write_bytes = 4096;
+    }
+    p.name = image;
+    out.push_back(p);
+  }
+  for (const policy::ImageProfile& p : out) profiles_[p.name] = p;
+  return out;
+}
+
+Result<policy::Prediction> FakeMigrationService::Predict(const PredictRequest& req) {
+  char step[32];
+  std::snprintf(step, sizeof(step), "%g", req.step);
+  Record("Predict " + Join(req.images) + " net=" + std::to_string(req.net_kbps) + " step=" + step);
+  policy::PredictInput in;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& image : req.images) {
+      auto it = profiles_.find(image);
+      if (it == profiles_.end()) return MakeError(errc::kWrongState, "no profile of " + image + ": run profile first");
+      in.images.push_back(it->second);
+    }
+  }
+  in.net_bps = double(req.net_kbps) * 1000;
+  in.rtt_s = req.rtt_ms / 1000;
+  in.deadline_s = req.deadline_s;
+  in.s_percent = policy::SPercentSteps(req.step);
+  return policy::Predict(in);
+}
+
+void FakeMigrationService::SetProfile(const std::string& image, policy::ImageProfile profile) {
+  std::lock_guard<std::mutex> lock(mu_);
+  scripted_profiles_[image] = std::move(profile);
 }
 
 void FakeMigrationService::SetVerifyReport(VerifyReport report) {

@@ -30,6 +30,12 @@ class FakeMigrationService : public MigrationService {
   Result<MigrationInfo> GetStatus(const std::string& id) override;
   std::vector<IncomingInfo> Incoming() override;
   std::unique_ptr<Subscription> Subscribe(EventSink sink) override;
+  // A made-up profile per image (64 blocks of 512 KiB, block 3 written 10 times a
+  // second, data in blocks 0..31), or the one SetProfile gave; blocks like Finish while
+  // BlockSlowCalls is in force; never sleeps for the seconds asked. Kept for Predict,
+  // which runs the real predictor (broker/policy/hybrid_predictor.h) on it.
+  Result<std::vector<policy::ImageProfile>> Profile(const ProfileRequest& req) override;
+  Result<policy::Prediction> Predict(const PredictRequest& req) override;
 
   // --- test controls ---
   // Every call, one line each, e.g. "SetNetworkLimit m1 20000", in call order.
@@ -47,6 +53,8 @@ class FakeMigrationService : public MigrationService {
   // Calls every subscriber's sink with `event`, on this thread.
   void Emit(const Event& event);
   size_t subscriber_count() const;
+  // Profile's answer for `image` (its name is set to the image's).
+  void SetProfile(const std::string& image, policy::ImageProfile profile);
   // Verify's answer.
   void SetVerifyReport(VerifyReport report);
 
@@ -71,6 +79,8 @@ class FakeMigrationService : public MigrationService {
   int next_id_ = 1;
   VerifyReport verify_report_{true, 0, {}};
   std::vector<IncomingInfo> incoming_;
+  std::map<std::string, policy::ImageProfile> scripted_profiles_;
+  std::map<std::string, policy::ImageProfile> profiles_;  // the last Profile of each image
 
   mutable std::mutex sinks_mu_;  // held while a sink runs: events are delivered one at a time
   std::map<int, EventSink> sinks_;

@@ -1,6 +1,7 @@
 #include "net/control/request.h"
 
 #include <cmath>
+#include <cstdio>
 #include <initializer_list>
 #include <set>
 #include <utility>
@@ -118,6 +119,20 @@ class Fields {
       return Missing(key, ("a whole number " + std::to_string(lo) + ".." + std::to_string(hi) + what).c_str());
     }
     return AsWhole(key, *value, lo, hi);
+  }
+
+  // A finite JSON number in [lo, hi] (above lo when `lo_open`); absent: if_absent.
+  Result<double> OptionalNumber(const char* key, double lo, double hi, bool lo_open, double if_absent) {
+    const json* value = Find(key);
+    if (value == nullptr) return if_absent;
+    char range[96];
+    std::snprintf(range, sizeof(range), "%s %g and at most %g", lo_open ? "above" : "at least", lo, hi);
+    if (!value->is_number()) return Mistyped(key, (std::string("a number ") + range).c_str(), *value);
+    const double number = value->get<double>();
+    if (!std::isfinite(number) || number < lo || (lo_open && number == lo) || number > hi) {
+      return InvalidArgument("field " + Quoted(key) + " must be " + range);
+    }
+    return number;
   }
 
   // One of two words, `first` or `second`; absent: nullopt, or missing when `required`.
@@ -381,6 +396,40 @@ Result<Command> ParseStatus(Fields& fields) {
   return Command(StatusCommand{std::move(id.value())});
 }
 
+Result<Command> ParseProfile(Fields& fields) {
+  auto images = fields.RequiredNameList("images");
+  if (!images) return images.error();
+  auto seconds = fields.RequiredWhole("seconds", 1, kMaxProfileSeconds, ": how long to count the writes");
+  if (!seconds) return seconds.error();
+  ProfileCommand command;
+  command.request.images = std::move(images.value());
+  command.request.seconds = seconds.value();
+  return Command(std::move(command));
+}
+
+Result<Command> ParsePredict(Fields& fields) {
+  auto images = fields.RequiredNameList("images");
+  if (!images) return images.error();
+  auto net = fields.RequiredKbps("net_kbps");
+  if (!net) return net.error();
+  if (net.value() == 0) {
+    return InvalidArgument("field \"net_kbps\" must be above 0: the link rate the migration will get, KB/s");
+  }
+  auto deadline = fields.OptionalNumber("deadline_s", 0, 1e9, false, 0);
+  if (!deadline) return deadline.error();
+  auto rtt = fields.OptionalNumber("rtt_ms", 0, 60000, false, 5);
+  if (!rtt) return rtt.error();
+  auto step = fields.OptionalNumber("step", 0, 100, true, 5);
+  if (!step) return step.error();
+  PredictCommand command;
+  command.request.images = std::move(images.value());
+  command.request.net_kbps = net.value();
+  command.request.deadline_s = deadline.value();
+  command.request.rtt_ms = rtt.value();
+  command.request.step = step.value();
+  return Command(std::move(command));
+}
+
 Result<Command> ParseCommand(const std::string& op, Fields& fields) {
   if (op == op::kStart) return ParseStart(fields);
   if (op == op::kSetNetworkLimit) return ParseSetLimit(fields, RateKind::kNetwork);
@@ -396,6 +445,8 @@ Result<Command> ParseCommand(const std::string& op, Fields& fields) {
   if (op == op::kStatus) return ParseStatus(fields);
   if (op == op::kEvents) return Command(EventsCommand{});
   if (op == op::kIncoming) return Command(IncomingCommand{});
+  if (op == op::kProfile) return ParseProfile(fields);
+  if (op == op::kPredict) return ParsePredict(fields);
   std::string shown = op.size() > 64 ? op.substr(0, 64) + "..." : op;
   return MakeError(errc::kUnknownOp, "unknown op \"" + shown +
                                          "\"; see net/control/README.md for the list");

@@ -26,6 +26,9 @@
 // (required: a whole number 0..100) and "postcopy_timeout_s" (1..86400, default 600).
 // Either of them without "mode": "hybrid" is bad_request naming it, like the backlog
 // fields without "async".
+// profile: "images" and "seconds" (required, a whole number 1..3600). predict: "images",
+// "net_kbps" (required, a rate as above but above 0), optional "deadline_s" (a number
+// >= 0, 0 = none), "rtt_ms" (0..60000, default 5), "step" (in (0, 100], default 5).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -78,11 +81,17 @@ struct StatusCommand {
 };
 struct EventsCommand {};
 struct IncomingCommand {};  // the copies this daemon receives (MigrationService::Incoming)
+struct ProfileCommand {    // MigrationService::Profile; blocks for request.seconds
+  ProfileRequest request;
+};
+struct PredictCommand {    // MigrationService::Predict
+  PredictRequest request;
+};
 
 using Command =
     std::variant<StartCommand, SetLimitCommand, SetMirrorModeCommand, QueryProgressCommand, QueryCompletionCommand,
                  FinishCommand, CancelCommand, VerifyCommand, ReleaseCommand, ListCommand,
-                 StatusCommand, EventsCommand, IncomingCommand>;
+                 StatusCommand, EventsCommand, IncomingCommand, ProfileCommand, PredictCommand>;
 
 struct ParsedRequest {
   // The request's "req" value, to echo in the answer. Set whenever the line was a JSON

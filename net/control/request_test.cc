@@ -373,6 +373,49 @@ TEST(ParseRequestTest, Incoming) {
   ExpectError(R"({"op":"incoming","id":"m1"})", errc::kBadRequest, "\"id\"");
 }
 
+TEST(ParseRequestTest, Profile) {
+  auto c = ParseAs<ProfileCommand>(R"({"op":"profile","images":["vm1.img","vm1-data.img"],"seconds":60})");
+  EXPECT_EQ(c.request.images, (std::vector<std::string>{"vm1.img", "vm1-data.img"}));
+  EXPECT_EQ(c.request.seconds, 60u);
+  EXPECT_EQ(ParseAs<ProfileCommand>(R"({"op":"profile","images":["a"],"seconds":3600})").request.seconds, 3600u);
+  ExpectError(R"({"op":"profile","images":["a"]})", errc::kBadRequest, "\"seconds\"");
+  ExpectError(R"({"op":"profile","seconds":5})", errc::kBadRequest, "\"images\"");
+  ExpectError(R"({"op":"profile","images":["a"],"seconds":0})", errc::kInvalidArgument, "1..3600");
+  ExpectError(R"({"op":"profile","images":["a"],"seconds":3601})", errc::kInvalidArgument, "1..3600");
+  ExpectError(R"({"op":"profile","images":["a"],"seconds":-1})", errc::kInvalidArgument, "\"seconds\"");
+  ExpectError(R"({"op":"profile","images":["a"],"seconds":2.5})", errc::kBadRequest, "\"seconds\"");
+  ExpectError(R"({"op":"profile","images":["a","a"],"seconds":2})", errc::kInvalidArgument, "twice");
+  ExpectError(R"({"op":"profile","images":["a"],"seconds":2,"net_kbps":1})", errc::kBadRequest, "\"net_kbps\"");
+}
+
+TEST(ParseRequestTest, Predict) {
+  auto plain = ParseAs<PredictCommand>(R"({"op":"predict","images":["vm1.img"],"net_kbps":5000})");
+  EXPECT_EQ(plain.request.images, std::vector<std::string>{"vm1.img"});
+  EXPECT_EQ(plain.request.net_kbps, 5000u);
+  EXPECT_EQ(plain.request.deadline_s, 0);  // none
+  EXPECT_EQ(plain.request.rtt_ms, 5);
+  EXPECT_EQ(plain.request.step, 5);
+  auto full = ParseAs<PredictCommand>(
+      R"({"op":"predict","images":["a","b"],"net_kbps":5000.0,"deadline_s":300.5,"rtt_ms":0,"step":10})");
+  EXPECT_EQ(full.request.net_kbps, 5000u);
+  EXPECT_EQ(full.request.deadline_s, 300.5);
+  EXPECT_EQ(full.request.rtt_ms, 0);
+  EXPECT_EQ(full.request.step, 10);
+  ExpectError(R"({"op":"predict","images":["a"]})", errc::kBadRequest, "\"net_kbps\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":0})", errc::kInvalidArgument, "above 0");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":-3})", errc::kInvalidArgument, "\"net_kbps\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":"fast"})", errc::kBadRequest, "\"net_kbps\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"deadline_s":-1})", errc::kInvalidArgument,
+              "\"deadline_s\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"deadline_s":"5m"})", errc::kBadRequest,
+              "\"deadline_s\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"rtt_ms":60001})", errc::kInvalidArgument,
+              "\"rtt_ms\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"step":0})", errc::kInvalidArgument, "\"step\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"step":101})", errc::kInvalidArgument, "\"step\"");
+  ExpectError(R"({"op":"predict","images":["a"],"net_kbps":1,"seconds":2})", errc::kBadRequest, "\"seconds\"");
+}
+
 TEST(ParseRequestTest, LineLimit) {
   // Exactly at the limit: parsed (and found wrong for other reasons).
   std::string padded = R"({"op":"list","req":")";

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "broker/policy/predict_format.h"
 #include "net/socket_marking.h"
 
 namespace migratefs::control {
@@ -119,6 +120,22 @@ json IncomingFields(const std::vector<IncomingInfo>& incoming) {
     list.push_back(std::move(entry));
   }
   return {{"incoming", std::move(list)}};
+}
+
+json ProfileFields(const std::vector<policy::ImageProfile>& profiles) {
+  return {{"profile", policy::ProfilesJson(profiles)}};
+}
+
+json PredictFields(const PredictRequest& request, const policy::Prediction& prediction) {
+  json fields = policy::PredictionJson(prediction);
+  fields.update({
+      {"images", request.images},
+      {"net_kbps", request.net_kbps},
+      {"deadline_s", request.deadline_s},
+      {"rtt_ms", request.rtt_ms},
+      {"step", request.step},
+  });
+  return fields;
 }
 
 json EventLine(const Event& event) {

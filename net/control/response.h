@@ -38,6 +38,14 @@ nlohmann::json ListFields(const std::vector<MigrationInfo>& migrations);
 // bytes_pulled, bytes_fetched_on_demand, fetches, fetch_latency_ms{p50,p99}}].
 nlohmann::json IncomingFields(const std::vector<IncomingInfo>& incoming);
 
+// profile: {"profile":{"images":[...]}}, the profile file format that
+// `migratefs-scheduler predict --profile` reads (broker/policy/predict_format.h).
+nlohmann::json ProfileFields(const std::vector<policy::ImageProfile>& profiles);
+// predict: the fields of `migratefs-scheduler predict --json` (rows, precopy,
+// recommended_s, deadline_met, reason, data_bytes, writes_per_s) and what was asked:
+// images, net_kbps, deadline_s, rtt_ms, step.
+nlohmann::json PredictFields(const PredictRequest& request, const policy::Prediction& prediction);
+
 nlohmann::json EventLine(const Event& event);
 
 // One answer or event as a wire line, '\n' included. Never throws: text that is not

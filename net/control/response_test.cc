@@ -1,5 +1,7 @@
 #include "net/control/response.h"
 
+#include "broker/policy/predict_format.h"
+
 #include <gtest/gtest.h>
 
 #include "net/control/dispatch.h"
@@ -146,6 +148,87 @@ TEST(DispatchTest, RoutesEveryOpToTheService) {
                                       "QueryCompletion m1", "QueryProgress m1 network", "Verify m1",
                                       "Finish m1", "Release m1", "Cancel m1 keep_partial", "List",
                                       "GetStatus m1", "List", "Finish m9", "Incoming"}));
+}
+
+TEST(ResponseTest, ProfileIsTheSchedulersProfileFormat) {
+  policy::ImageProfile im;
+  im.name = "vm1.img";
+  im.image_bytes = 8 << 19;
+  im.window_s = 2;
+  im.writes = {{3, 5}, {7, 1}};
+  im.data_known = true;
+  im.data = {{0, 4}, {7, 1}};
+  im.write_bytes = 8192;
+  json fields = ProfileFields({im});
+  EXPECT_EQ(fields, json::parse(R"({"profile":{"images":[{"name":"vm1.img","image_bytes":4194304,)"
+                                R"("block_bytes":524288,"window_s":2.0,"writes":[[3,5.0],[7,1.0]],)"
+                                R"("data":[[0,4],[7,1]],"write_bytes":8192.0}]}})"));
+}
+
+TEST(ResponseTest, PredictCarriesTheTableAndWhatWasAsked) {
+  policy::ImageProfile im;
+  im.image_bytes = 64 << 19;
+  im.window_s = 10;
+  im.writes = {{3, 100}};
+  policy::PredictInput in;
+  in.images = {im};
+  in.net_bps = 5e6;
+  in.rtt_s = 0.005;
+  in.s_percent = policy::SPercentSteps(25);
+  auto p = policy::Predict(in);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  PredictRequest req;
+  req.images = {"vm1.img"};
+  req.net_kbps = 5000;
+  req.step = 25;
+  json fields = PredictFields(req, p.value());
+  ASSERT_EQ(fields["rows"].size(), 5u);  // 0, 25, 50, 75, 100
+  for (const char* key : {"s", "t_s", "u_s", "fetches", "fetch_stall_s", "stall_s", "converges", "meets_deadline",
+                          "cost", "p_converge", "mirror_stall_s"})
+    EXPECT_TRUE(fields["rows"][0].contains(key)) << key;
+  EXPECT_EQ(fields["rows"][1]["s"], 25.0);
+  EXPECT_EQ(fields["precopy"]["s"], 100.0);
+  EXPECT_EQ(fields["recommended_s"], p.value().recommended_s);
+  EXPECT_EQ(fields["reason"], p.value().reason);
+  EXPECT_EQ(fields["net_kbps"], 5000);
+  EXPECT_EQ(fields["images"], json::array({"vm1.img"}));
+  // What a client reads back is what was computed.
+  auto back = policy::PredictionFromJson(fields);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back.value().rows.size(), 5u);
+  EXPECT_DOUBLE_EQ(back.value().rows[2].total_s, p.value().rows[2].total_s);
+  EXPECT_EQ(back.value().precopy.converges, p.value().precopy.converges);
+  EXPECT_EQ(policy::PredictionText(in, back.value()), policy::PredictionText(in, p.value()));
+}
+
+TEST(DispatchTest, ProfileThenPredict) {
+  FakeMigrationService service;
+  auto run = [&](const std::string& line) {
+    ParsedRequest parsed = ParseRequest(line);
+    EXPECT_TRUE(parsed.command.ok()) << line;
+    return Execute(parsed.command.value(), service, parsed.tag);
+  };
+  json early = run(R"({"op":"predict","images":["vm1.img"],"net_kbps":5000})");
+  EXPECT_EQ(early["error"]["code"], "wrong_state");
+  EXPECT_NE(early["error"]["message"].get<std::string>().find("run profile first"), std::string::npos);
+  json profile = run(R"({"op":"profile","images":["vm1.img"],"seconds":2,"req":7})");
+  EXPECT_EQ(profile["ok"], true);
+  EXPECT_EQ(profile["req"], 7);
+  ASSERT_EQ(profile["profile"]["images"].size(), 1u);
+  EXPECT_EQ(profile["profile"]["images"][0]["name"], "vm1.img");
+  EXPECT_EQ(profile["profile"]["images"][0]["writes"], json::parse("[[3,20.0]]"));
+  json predicted = run(R"({"op":"predict","images":["vm1.img"],"net_kbps":5000,"deadline_s":60})");
+  EXPECT_EQ(predicted["ok"], true) << predicted.dump();
+  EXPECT_EQ(predicted["rows"].size(), 21u);
+  EXPECT_TRUE(predicted.contains("recommended_s"));
+  EXPECT_EQ(predicted["deadline_s"], 60.0);
+  EXPECT_EQ(run(R"({"op":"profile","images":["missing.img"],"seconds":2})")["error"]["code"], "not_found");
+  EXPECT_EQ(service.calls(), (std::vector<std::string>{"Predict vm1.img net=5000 step=5", "Profile vm1.img 2s",
+                                                       "Predict vm1.img net=5000 step=5",
+                                                       "Profile missing.img 2s"}));
+  EXPECT_TRUE(IsSlow(ParseRequest(R"({"op":"predict","images":["a"],"net_kbps":1})").command.value()));
+  EXPECT_TRUE(IsLong(ParseRequest(R"({"op":"profile","images":["a"],"seconds":1})").command.value()));
+  EXPECT_FALSE(IsLong(ParseRequest(R"({"op":"finish","id":"m1"})").command.value()));
 }
 
 TEST(DispatchTest, HybridMigrationsSaySoInTheirAnswers) {

@@ -25,6 +25,7 @@ class DaemonServices : public Services {
     // Outside in: no new requests or peers, then the migrations themselves.
     if (metrics) metrics->Stop();
     metrics.reset();
+    if (engine) engine->StopProfiles();  // a profile may block for an hour: the control server waits for it
     if (control) control->Stop();
     control.reset();
     peers.reset();

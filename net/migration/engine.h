@@ -56,6 +56,15 @@ class Engine : public MigrationService {
   void SetIncoming(std::function<std::vector<IncomingInfo>()> fn) { incoming_ = std::move(fn); }
   Result<MigrationInfo> GetStatus(const std::string& id) override;
   std::unique_ptr<Subscription> Subscribe(EventSink sink) override;
+  // profile / predict (issue 10 item 6; write_profiler.h). Profile blocks for
+  // req.seconds (cut short by StopProfiles: then shutting down, an error); the last
+  // profile of each image (by name) is kept for Predict, at most kKeepProfiles of them.
+  Result<std::vector<policy::ImageProfile>> Profile(const ProfileRequest& req) override;
+  Result<policy::Prediction> Predict(const PredictRequest& req) override;
+  static constexpr size_t kKeepProfiles = 256;
+  // Ends every running profile at once (with an error) and refuses new ones: at daemon
+  // shutdown, before the control server waits for its requests.
+  void StopProfiles();
 
   // Pauses nothing, stops everything: used at daemon shutdown.
   void StopAll();
@@ -77,7 +86,9 @@ class Engine : public MigrationService {
   void Resume(JournalDoc doc);
 
  private:
-  Result<std::string> StartLocked(const std::string& id, const StartRequest& req);
+  // `postcopy`: a new worker takes over a migration handed over before (the journal);
+  // the fences restored for its images at start-up become its own.
+  Result<std::string> StartLocked(const std::string& id, const StartRequest& req, bool postcopy = false);
   void SaveJournalLocked();
   // Applies `change` (may be null) to the journalled request of `id`, then saves.
   void Journal(const std::string& id, const std::function<void(StartRequest&)>& change);
@@ -135,6 +146,12 @@ class Engine : public MigrationService {
   std::map<std::string, std::chrono::steady_clock::time_point> failed_since_;  // guarded by mu_
   bool janitor_stop_ = false;                      // guarded by mu_
   std::condition_variable janitor_cv_;
+  // profile / predict
+  std::mutex profile_mu_;
+  std::condition_variable profile_cv_;
+  bool profile_stop_ = false;                                    // guarded by profile_mu_
+  std::map<std::string, policy::ImageProfile> profiles_;         // guarded by mu_
+  std::deque<std::string> profile_order_;                        // names of profiles_, oldest first
   std::thread janitor_;  // last: starts after everything above exists
 };
 

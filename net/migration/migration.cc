@@ -311,7 +311,13 @@ bool Migration::ConnectAndOpen(bool first) {
     return false;
   }
   std::shared_ptr<net::PeerClient> peer(std::move(client.value()));
-  peer->SetFetchHandler([this](uint32_t handle, uint64_t first, uint64_t count) { OnFetch(handle, first, count); });
+  {
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    early_map_.clear();  // handles of an older connection
+  }
+  peer->SetFetchHandler([this](uint32_t handle, uint64_t first, uint64_t count, bool waiting) {
+    OnFetch(handle, first, count, waiting);
+  });
   for (auto& img : images_) {
     if (postcopy_done_.count(img.get())) continue;  // complete on the target already
     // resume = true always: after a pause or a source restart the target's partial copy
@@ -326,6 +332,7 @@ bool Migration::ConnectAndOpen(bool first) {
       return false;
     }
     img->handle.store(opened.value().handle);
+    if (postcopy_) TakeEarlyMap(*img);
     if (first && !force_) {
       if (std::string short_of = RoomOnTarget(*img, opened.value()); !short_of.empty()) {
         Pause(short_of);

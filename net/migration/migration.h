@@ -129,6 +129,11 @@ class Migration {
   }
   void NoteAck() { last_ack_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count()); }
   bool hybrid() const { return copy_.hybrid; }
+  bool postcopy() const { return postcopy_.load(); }
+  // A new worker takes over a migration that was in postcopy (the journal said so):
+  // the source stays fenced, and what to send comes from the target's map when the
+  // connection reattaches. Call before Begin.
+  void ResumePostcopy();
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -175,14 +180,17 @@ class Migration {
   Status HandOver(std::shared_ptr<net::PeerClient> peer, const std::function<Status(const Error&)>& unfence);
   // Postcopy's end: every block acknowledged; the target finishes its copies.
   void FinishPostcopy(net::PeerClient& peer);
-  // A Fetch frame (the peer's I/O thread): its blocks go first.
-  void OnFetch(uint32_t handle, uint64_t first, uint64_t count);
+  // A Fetch frame (the peer's I/O thread): its blocks go first; without a waiting
+  // reader (the target's map on a reattach) they are only marked to be sent.
+  void OnFetch(uint32_t handle, uint64_t first, uint64_t count, bool waiting);
   // The next block a target's reader waits for, if any (ClaimNext).
   bool ClaimFetched(ImageMigration** img, uint64_t* block);
   // A block of postcopy was acknowledged: on demand or background, and how long the
   // target's reader waited for it (from its fetch request's arrival here).
   void NotePostcopyAck(ImageMigration* img, uint64_t block, uint64_t bytes);
   void FillPostcopyProgress(Progress& p);
+  // Applies the target's map frames that came before the open's ack (OnFetch).
+  void TakeEarlyMap(ImageMigration& img);
   const std::string id_;
   const std::vector<std::string> names_;
   const std::string target_;
@@ -232,6 +240,12 @@ class Migration {
   std::map<std::pair<ImageMigration*, uint64_t>, std::chrono::steady_clock::time_point> fetch_asked_;
   net::LatencyWindow fetch_latency_;
   std::set<ImageMigration*> postcopy_done_;  // finished on the target (control thread)
+  std::chrono::steady_clock::time_point next_finish_try_{};  // control thread
+  struct EarlyRun {
+    uint32_t handle;
+    uint64_t first, count;
+  };
+  std::vector<EarlyRun> early_map_;  // under fetch_mu_; of the connection being opened
   uint64_t bytes_pulled_ = 0, bytes_fetched_ = 0;  // under fetch_mu_
 
   TokenBucket net_bucket_;

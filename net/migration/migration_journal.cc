@@ -73,7 +73,9 @@ StartRequest DecodeRequest(const json& j) {
 
 std::string EncodeJournal(const JournalDoc& doc) {
   json running = json::array();
-  for (const JournalEntry& e : doc.running) running.push_back({{"id", e.id}, {"request", EncodeRequest(e.request)}, {"resumed", e.resumed}});
+  for (const JournalEntry& e : doc.running)
+    running.push_back(
+        {{"id", e.id}, {"request", EncodeRequest(e.request)}, {"resumed", e.resumed}, {"postcopy", e.postcopy}});
   return json{{"version", 1}, {"instance_id", Hex(doc.instance_id)}, {"next_id", doc.next_id}, {"running", running}}
       .dump();
 }
@@ -92,7 +94,8 @@ Result<JournalDoc> DecodeJournal(const std::string& text) {
     doc.next_id = j.at("next_id").get<uint64_t>();
     for (const json& e : j.at("running")) {
       doc.running.push_back(
-          {e.at("id").get<std::string>(), DecodeRequest(e.at("request")), e.value("resumed", uint32_t(0))});
+          {e.at("id").get<std::string>(), DecodeRequest(e.at("request")), e.value("resumed", uint32_t(0)),
+           e.value("postcopy", false)});
     }
   } catch (const json::exception& e) {
     return MakeError(errc::kInvalidArgument, std::string("restart journal: ") + e.what());

@@ -23,6 +23,7 @@ struct JournalEntry {
   std::string id;
   StartRequest request;
   uint32_t resumed = 0;  // times it was started again by a new worker so far
+  bool postcopy = false;  // handed over (hybrid finish): resumes the push, fenced
 };
 
 struct JournalDoc {

@@ -25,7 +25,7 @@ TEST(MigrationJournal, RoundTripsEveryField) {
   r.copy.hybrid = true;
   r.copy.precopy_pct = 35;
   r.copy.postcopy_timeout_s = 90;
-  doc.running.push_back({"m41", r, 3});
+  doc.running.push_back({"m41", r, 3, true});
   doc.running.push_back({"m7", StartRequest{{"x"}, "h:1"}});
 
   auto back = DecodeJournal(EncodeJournal(doc));
@@ -37,6 +37,8 @@ TEST(MigrationJournal, RoundTripsEveryField) {
   const StartRequest& b = d.running[0].request;
   EXPECT_EQ(d.running[0].id, "m41");
   EXPECT_EQ(d.running[0].resumed, 3u);
+  EXPECT_TRUE(d.running[0].postcopy);
+  EXPECT_FALSE(d.running[1].postcopy);
   EXPECT_EQ(b.images, r.images);
   EXPECT_EQ(b.target, r.target);
   EXPECT_EQ(b.network_kbps, 1000u);

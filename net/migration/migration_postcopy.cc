@@ -89,6 +89,9 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
 }
 
 void Migration::FinishPostcopy(net::PeerClient& peer) {
+  // A refusal (a block still remote there) is asked again a second later, not at once.
+  if (Clock::now() < next_finish_try_) return;
+  next_finish_try_ = Clock::now() + std::chrono::seconds(1);
   for (auto& img : images_) {
     if (postcopy_done_.count(img.get())) continue;
     Status st = peer.FinishImage(img->handle.load());  // fsync; the copy is complete there
@@ -103,7 +106,13 @@ void Migration::FinishPostcopy(net::PeerClient& peer) {
   cv_.notify_all();
 }
 
-void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count) {
+void Migration::ResumePostcopy() {
+  postcopy_.store(true);
+  ever_connected_ = true;  // no room check, no comparison: the target's map says it all
+  for (auto& img : images_) img->SetFenced(true);
+}
+
+void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count, bool waiting) {
   ImageMigration* img = nullptr;
   size_t index = 0;
   for (; index < images_.size(); index++) {
@@ -112,7 +121,20 @@ void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count) {
       break;
     }
   }
-  if (img == nullptr || !postcopy_.load()) return;
+  if (!postcopy_.load()) return;
+  if (img == nullptr && !waiting) {
+    // The map arrives before the open's ack that tells us the handle (ConnectAndOpen).
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    early_map_.push_back({handle, first, count});
+    return;
+  }
+  if (img == nullptr) return;
+  if (!waiting) {
+    // Marked before the open's ack returns (the I/O thread dispatches in order), so
+    // the control thread never sees "nothing missing" before the map is in.
+    for (uint64_t b = first; b < first + count && b < img->bitmap().size(); b++) img->bitmap().Set(b);
+    return;
+  }
   count = std::min(count, kMaxFetchRun);
   const auto now = Clock::now();
   {
@@ -128,6 +150,13 @@ void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count) {
   std::lock_guard<std::mutex> lock(scan_mu_);
   scan_image_ = index;
   scan_block_ = first + count;
+}
+
+void Migration::TakeEarlyMap(ImageMigration& img) {
+  std::lock_guard<std::mutex> lock(fetch_mu_);
+  for (const EarlyRun& r : early_map_)
+    if (r.handle == img.handle.load())
+      for (uint64_t b = r.first; b < r.first + r.count && b < img.bitmap().size(); b++) img.bitmap().Set(b);
 }
 
 bool Migration::ClaimFetched(ImageMigration** img, uint64_t* block) {

@@ -444,7 +444,7 @@ class PeerClientImpl final : public PeerClient {
         Die("protocol: fetch frame on a connection that handed nothing over");
         return false;
       }
-      fetch(h.handle, h.offset, h.length);
+      fetch(h.handle, h.offset, h.length, (h.flags & wire::kFlagFetchMap) == 0);
       return true;
     }
     if (h.type != FrameType::kAck && h.type != FrameType::kError) {

@@ -55,8 +55,9 @@ struct ImageOrigin {
 };
 
 // A Fetch frame from the target (postcopy): a local reader there waits for blocks
-// [first_block, first_block + count) of `handle`.
-using FetchFn = std::function<void(uint32_t handle, uint64_t first_block, uint64_t count)>;
+// [first_block, first_block + count) of `handle` (waiting = false: no reader waits,
+// the target only says it lacks them: its map, sent when a connection reattaches).
+using FetchFn = std::function<void(uint32_t handle, uint64_t first_block, uint64_t count, bool waiting)>;
 
 class PeerClient {
  public:

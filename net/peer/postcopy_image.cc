@@ -143,6 +143,17 @@ void PostcopyImage::EndArrival(uint64_t block, bool ok) {
   arrived_.notify_all();
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> PostcopyImage::RemoteRuns() const {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t b = 0; b < state_.size(); b++) {
+    if (state_[b] == kLocal) continue;
+    if (!runs.empty() && runs.back().first + runs.back().second == b) runs.back().second++;
+    else runs.emplace_back(b, 1);
+  }
+  return runs;
+}
+
 IncomingInfo PostcopyImage::Info() const {
   IncomingInfo info;
   std::lock_guard<std::mutex> lock(mu_);

@@ -74,6 +74,9 @@ class PostcopyImage : public ImageHook {
   void EndArrival(uint64_t block, bool ok);
 
   bool AllLocal() const { return remote_.load(std::memory_order_acquire) == 0; }
+  // The runs [first, first+count) of blocks not local yet (what a reattaching source
+  // is told it still has to send).
+  std::vector<std::pair<uint64_t, uint64_t>> RemoteRuns() const;
   uint64_t blocks() const { return uint64_t(state_.size()); }
   uint32_t block_size() const { return block_size_; }
   const std::string& name() const { return name_; }

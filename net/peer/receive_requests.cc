@@ -281,6 +281,11 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::ReattachPost
   Image* img = images_.at(handle).get();
   img->postcopy = std::move(postcopy);
   BindFetch(img);
+  // What is still missing, before the open's ack: a source that lost its own record
+  // (a restarted worker) learns it here; for one that kept it, it changes nothing.
+  for (const auto& [first, count] : img->postcopy->RemoteRuns()) {
+    SendFetch(handle, first, count, wire::kFlagFetchMap);
+  }
   return std::make_pair(handle, reply);
 }
 
@@ -306,14 +311,15 @@ void ReceiveSession::Impl::BindFetch(Image* img) {
   // Called under the postcopy's lock from a FUSE thread: hand over to the session's
   // thread. Unbind (CloseImage, Cleanup) runs before this session can go away.
   img->postcopy->Bind([this, handle](uint64_t first, uint64_t count) {
-    asio::post(io_, [this, handle, first, count] { SendFetch(handle, first, count); });
+    asio::post(io_, [this, handle, first, count] { SendFetch(handle, first, count, 0); });
   });
 }
 
-void ReceiveSession::Impl::SendFetch(uint32_t handle, uint64_t first, uint64_t count) {
+void ReceiveSession::Impl::SendFetch(uint32_t handle, uint64_t first, uint64_t count, uint16_t flags) {
   if (shut_ || closing_) return;
   FrameHeader h;
   h.type = FrameType::kFetch;
+  h.flags = flags;
   h.handle = handle;
   h.offset = first;
   h.length = count;

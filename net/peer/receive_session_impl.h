@@ -123,7 +123,7 @@ class ReceiveSession::Impl final : public ImageHolder {
   void PostcopyOp(Op* op);
   // Fetch requests of img's postcopy go out on this session from now on.
   void BindFetch(Image* img);
-  void SendFetch(uint32_t handle, uint64_t first, uint64_t count);
+  void SendFetch(uint32_t handle, uint64_t first, uint64_t count, uint16_t flags);
   Error DiskError(const Op* op, int err) const;
   void Done(Op* op, int err);
   void CloseImage(Image* img);

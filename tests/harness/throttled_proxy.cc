@@ -59,6 +59,11 @@ ThrottledProxy::~ThrottledProxy() {
   ::close(listen_fd_);
 }
 
+void ThrottledProxy::CutAll() {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+}
+
 void ThrottledProxy::AcceptLoop() {
   while (!stop_) {
     pollfd p{listen_fd_, POLLIN, 0};

@@ -30,6 +30,8 @@ class ThrottledProxy {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   void SetRate(uint64_t bytes_per_s) { rate_.store(bytes_per_s); }
   uint64_t forwarded() const { return forwarded_.load(); }  // source -> target bytes
+  // Cuts every connection relayed so far (both ends see it end); later ones relay.
+  void CutAll();
 
  private:
   void AcceptLoop();

@@ -49,6 +49,20 @@ struct ContractCheck {
   void operator()(const ListCommand&) {}
   void operator()(const EventsCommand&) {}
   void operator()(const IncomingCommand&) {}
+  void operator()(const ProfileCommand& c) {
+    Check(!c.request.images.empty());
+    for (const auto& image : c.request.images) Check(!image.empty());
+    Check(c.request.seconds >= 1 && c.request.seconds <= kMaxProfileSeconds);
+  }
+  void operator()(const PredictCommand& c) {
+    const PredictRequest& r = c.request;
+    Check(!r.images.empty());
+    for (const auto& image : r.images) Check(!image.empty());
+    Check(r.net_kbps >= 1 && r.net_kbps <= kMaxLimitKbps);
+    Check(r.deadline_s >= 0 && r.deadline_s <= 1e9);
+    Check(r.rtt_ms >= 0 && r.rtt_ms <= 60000);
+    Check(r.step > 0 && r.step <= 100);
+  }
 };
 
 }  // namespace
