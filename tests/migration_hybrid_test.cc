@@ -79,6 +79,21 @@ class MigrationHybridTest : public MigrationTest {
     ASSERT_TRUE(fin.value("ok", false)) << fin.dump();
     EXPECT_EQ(Progress(id).value("phase", ""), "postcopy");
   }
+  // The read `reader` started at `off` ends within a minute with the source's bytes.
+  void ExpectSourceBytes(std::future<ReadResult>& reader, uint64_t off, size_t len) {
+    ASSERT_EQ(reader.wait_for(60s), std::future_status::ready) << "the read never ended";
+    ReadResult r = reader.get();
+    ASSERT_EQ(r.err, 0) << "the read failed: " << std::strerror(r.err);
+    const auto source = ReadAll(a_->Src("vm.img"));
+    ASSERT_EQ(r.data.size(), len);
+    EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, len), 0) << "other bytes than the source's";
+  }
+  // Lifts the network limit; the push ends the migration with identical copies.
+  void ExpectFinishedIdentical(const std::string& id) {
+    a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+    ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+    EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  }
   uint64_t Remote(const std::string& id) { return Progress(id).value("blocks_remote", uint64_t(0)); }
   nlohmann::json IncomingOnTarget() {
     auto r = b_->Request({{"op", "incoming"}});
@@ -111,9 +126,7 @@ TEST_F(MigrationHybridTest, HandsOverEarlyAndTheTargetReadsEveryByteOnDemand) {
   ASSERT_EQ(in.size(), 1u) << in.dump();
   EXPECT_GT(in[0].value("fetches", uint64_t(0)), 0u) << in.dump();
   // The background push finishes the copy.
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  ExpectFinishedIdentical(id);
   EXPECT_TRUE(IncomingOnTarget().empty());
 }
 
@@ -187,9 +200,7 @@ TEST_F(MigrationHybridTest, FioWriterMovesToTheTargetAtTheSwitchAndItsVerifyPass
   HandOver(id);
   pid_t verifier = Spawn(FioJob(b_->Mnt("vm.img"), true), "", log + ".target");
   EXPECT_EQ(WaitPid(verifier, 120s), 0) << "fio's verify phase on the target found bad data; see " << log << ".target";
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  ExpectFinishedIdentical(id);
 }
 
 TEST_F(MigrationHybridTest, FioVerifyOnTheTargetDuringPostcopy) {
@@ -217,15 +228,8 @@ TEST_F(MigrationHybridTest, StalledLinkMakesReadersWaitNotReadZeros) {
   auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 8192); });
   EXPECT_EQ(reader.wait_for(2s), std::future_status::timeout) << "a read of a remote block did not wait";
   proxy.SetRate(0);
-  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
-  ReadResult r = reader.get();
-  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
-  const auto source = ReadAll(a_->Src("vm.img"));
-  ASSERT_EQ(r.data.size(), 8192u);
-  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 8192), 0);
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  ExpectSourceBytes(reader, off, 8192);
+  ExpectFinishedIdentical(id);
 }
 
 TEST_F(MigrationHybridTest, LinkCutDuringPostcopyReconnectsAndFinishes) {
@@ -241,15 +245,8 @@ TEST_F(MigrationHybridTest, LinkCutDuringPostcopyReconnectsAndFinishes) {
     std::this_thread::sleep_for(300ms);
     proxy.CutAll();
   }
-  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
-  ReadResult r = reader.get();
-  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
-  const auto source = ReadAll(a_->Src("vm.img"));
-  ASSERT_EQ(r.data.size(), 4096u);
-  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 4096), 0);
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  ExpectSourceBytes(reader, off, 4096);
+  ExpectFinishedIdentical(id);
 }
 
 TEST_F(MigrationHybridTest, SourceWorkerKilledDuringPostcopyStallsReadersAndResumes) {
@@ -263,19 +260,12 @@ TEST_F(MigrationHybridTest, SourceWorkerKilledDuringPostcopyStallsReadersAndResu
   ASSERT_TRUE(a_->KillWorker9());
   // The new worker finds the migration handed over in its journal, keeps the source
   // fenced, reattaches, learns from the target what is missing and pushes it.
-  ASSERT_EQ(reader.wait_for(60s), std::future_status::ready);
-  ReadResult r = reader.get();
-  ASSERT_EQ(r.err, 0) << "a read during the source's restart must stall, not fail: " << std::strerror(r.err);
-  const auto source = ReadAll(a_->Src("vm.img"));
-  ASSERT_EQ(r.data.size(), 4096u);
-  EXPECT_EQ(std::memcmp(r.data.data(), source.data() + off, 4096), 0);
+  ExpectSourceBytes(reader, off, 4096);  // stalled across the restart, never failed
   auto p = Progress(id);
   EXPECT_EQ(p.value("phase", ""), "postcopy") << p.dump();
   EXPECT_GE(p.value("resumed", 0), 1) << p.dump();
   EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0) << "the source copy must stay fenced";
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  ExpectFinishedIdentical(id);
 }
 
 TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {
