@@ -1,5 +1,10 @@
 #include "net/image_name.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "migratefs/wire.h"
 
 namespace migratefs::net {
@@ -51,6 +56,13 @@ void SplitImageName(std::string_view name, std::string* parent, std::string* bas
     *parent = std::string(name.substr(0, slash));
     *base = std::string(name.substr(slash + 1));
   }
+}
+
+int OpenImageBeneath(int dirfd, const std::string& name) {
+  struct open_how how = {};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return int(::syscall(SYS_openat2, dirfd, name.c_str(), &how, sizeof(how)));
 }
 
 }  // namespace migratefs::net

@@ -21,4 +21,10 @@ Status ValidateImageName(std::string_view name);
 // Splits a valid name into its parent directory ("." if none) and last component.
 void SplitImageName(std::string_view name, std::string* parent, std::string* base);
 
+// Opens the source image `name` read-only strictly beneath `dirfd` (I5): no "..", no
+// symlinks, no magic links, whatever the name says. O_NONBLOCK: opening a FIFO would
+// otherwise wait for a writer (callers refuse what is not a regular file right after).
+// Returns the fd, or -1 with errno (EXDEV/ELOOP for an escape or a symlink).
+int OpenImageBeneath(int dirfd, const std::string& name);
+
 }  // namespace migratefs::net

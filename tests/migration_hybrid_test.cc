@@ -115,6 +115,10 @@ TEST_F(MigrationHybridTest, HandsOverEarlyAndTheTargetReadsEveryByteOnDemand) {
   int wfd = ::open(b_->Mnt("vm.img").c_str(), O_RDWR);
   EXPECT_GE(wfd, 0) << std::strerror(errno);
   if (wfd >= 0) ::close(wfd);
+  auto in = IncomingOnTarget();
+  ASSERT_EQ(in.size(), 1u) << in.dump();
+  EXPECT_EQ(in[0].value("state", ""), "postcopy") << in.dump();
+  EXPECT_GT(in[0].value("blocks_remote", uint64_t(0)), 0u) << in.dump();
   // The whole image through the target's mount, while most of it is still remote.
   const auto source = ReadAll(a_->Src("vm.img"));  // fenced: it cannot change
   const auto seen = ReadAll(b_->Mnt("vm.img"));
@@ -122,9 +126,8 @@ TEST_F(MigrationHybridTest, HandsOverEarlyAndTheTargetReadsEveryByteOnDemand) {
   EXPECT_TRUE(seen == source) << "the target's mount showed other bytes than the source holds";
   auto p = Progress(id);
   EXPECT_GT(p.value("bytes_fetched_on_demand", uint64_t(0)), 0u) << p.dump();
-  auto in = IncomingOnTarget();
-  ASSERT_EQ(in.size(), 1u) << in.dump();
-  EXPECT_GT(in[0].value("fetches", uint64_t(0)), 0u) << in.dump();
+  in = IncomingOnTarget();  // empty if the push has finished meanwhile (a slow machine)
+  if (!in.empty()) EXPECT_GT(in[0].value("fetches", uint64_t(0)), 0u) << in.dump();
   // The background push finishes the copy.
   ExpectFinishedIdentical(id);
   EXPECT_TRUE(IncomingOnTarget().empty());

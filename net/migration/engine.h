@@ -23,6 +23,10 @@
 
 namespace migratefs::migration {
 
+// Limits (KB/s) above this are refused: 100 GB/s, anything above is a typo.
+inline constexpr uint64_t kMaxKbps = 100'000'000;
+
+
 // Ended migrations (cancelled, failed, finished and released) give back every
 // descriptor and thread at once (cancel and release) or kFailedGrace after a failure
 // (until then a cancel can still remove the target's partial copy; its threads have

@@ -42,15 +42,6 @@ bool IsPermanent(const std::string& reason) {
   return false;
 }
 
-// Opens an image for reading, strictly beneath SRC (I5): no "..", no symlinks, no
-// magic links, whatever the name says. O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and with it the
-// control request (it is refused as not a regular file right after).
-int OpenBeneath(int dirfd, const std::string& name) {
-  struct open_how how = {};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return int(::syscall(SYS_openat2, dirfd, name.c_str(), &how, sizeof(how)));
-}
 }  // namespace
 
 Migration::Migration(std::string id, const StartRequest& req, MigrationContext* ctx)
@@ -79,7 +70,7 @@ Result<std::unique_ptr<Migration>> Migration::Create(std::string id, const Start
   std::set<std::pair<dev_t, ino_t>> seen;
   for (const std::string& name : req.images) {
     if (Status valid = net::ValidateImageName(name); !valid.ok()) return valid.error();
-    int fd = OpenBeneath(ctx->src_dirfd, name);
+    int fd = net::OpenImageBeneath(ctx->src_dirfd, name);
     if (fd < 0) {
       int err = errno;
       if (err == ENOENT) return MakeError(errc::kNotFound, "image \"" + name + "\" does not exist");
