@@ -70,9 +70,11 @@ void DaemonRestart::FioAcrossKills(bool direct) {
   const std::string log = d.Src("fio.log");
   std::string cmd = "fio --name=restart --filename=" + file +
                     " --size=64M --bs=4k --rw=randwrite --ioengine=psync --iodepth=1"
-                    " --verify=crc32c --verify_fatal=1 --do_verify=1 --loops=4 --randrepeat=0"
+                    " --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0"
                     " --end_fsync=1 --output=" + log;
-  cmd += direct ? " --direct=1" : " --direct=0";
+  // Buffered writes land in the page cache: four loops took 5 s on a quiet CI
+  // machine, too short for ten kills 200-900 ms apart. Twelve give it three times that.
+  cmd += direct ? " --direct=1 --loops=4" : " --direct=0 --loops=12";
   std::atomic<bool> done{false};
   int fio_rc = -1;
   std::thread fio([&] {
