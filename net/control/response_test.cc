@@ -116,13 +116,16 @@ TEST(ResponseTest, ToLineIsOneLineEvenWithBadUtf8) {
   EXPECT_NO_THROW(json::parse(line));
 }
 
+// One request line, parsed and run against `service`: the answer.
+json ParseAndExecute(FakeMigrationService& service, const std::string& line) {
+  ParsedRequest parsed = ParseRequest(line);
+  EXPECT_TRUE(parsed.command.ok()) << line;
+  return Execute(parsed.command.value(), service, parsed.tag);
+}
+
 TEST(DispatchTest, RoutesEveryOpToTheService) {
   FakeMigrationService service;
-  auto run = [&](const std::string& line) {
-    ParsedRequest parsed = ParseRequest(line);
-    EXPECT_TRUE(parsed.command.ok()) << line;
-    return Execute(parsed.command.value(), service, parsed.tag);
-  };
+  auto run = [&](const std::string& line) { return ParseAndExecute(service, line); };
   EXPECT_EQ(run(R"({"op":"start","images":["a.img"],"target":"h:1"})")["id"], "m1");
   EXPECT_EQ(run(R"({"op":"set_network_limit","id":"m1","kbps":7})")["ok"], true);
   EXPECT_EQ(run(R"({"op":"set_disk_limit","id":"m1","kbps":8})")["ok"], true);
@@ -203,11 +206,7 @@ TEST(ResponseTest, PredictCarriesTheTableAndWhatWasAsked) {
 
 TEST(DispatchTest, ProfileThenPredict) {
   FakeMigrationService service;
-  auto run = [&](const std::string& line) {
-    ParsedRequest parsed = ParseRequest(line);
-    EXPECT_TRUE(parsed.command.ok()) << line;
-    return Execute(parsed.command.value(), service, parsed.tag);
-  };
+  auto run = [&](const std::string& line) { return ParseAndExecute(service, line); };
   json early = run(R"({"op":"predict","images":["vm1.img"],"net_kbps":5000})");
   EXPECT_EQ(early["error"]["code"], "wrong_state");
   EXPECT_NE(early["error"]["message"].get<std::string>().find("run profile first"), std::string::npos);
@@ -233,11 +232,7 @@ TEST(DispatchTest, ProfileThenPredict) {
 
 TEST(DispatchTest, HybridMigrationsSaySoInTheirAnswers) {
   FakeMigrationService service;
-  auto run = [&](const std::string& line) {
-    ParsedRequest parsed = ParseRequest(line);
-    EXPECT_TRUE(parsed.command.ok()) << line;
-    return Execute(parsed.command.value(), service, parsed.tag);
-  };
+  auto run = [&](const std::string& line) { return ParseAndExecute(service, line); };
   EXPECT_EQ(run(R"({"op":"start","images":["a.img"],"target":"h:1"})")["id"], "m1");
   EXPECT_EQ(run(R"({"op":"start","images":["b.img"],"target":"h:1","mode":"hybrid","precopy_pct":30,)"
                 R"("postcopy_timeout_s":120})")["id"],
