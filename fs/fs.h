@@ -38,8 +38,10 @@ class Fs {
   // For kernel notifications; set by the Session once the libfuse session exists.
   void set_session(fuse_session* se) { se_ = se; }
   // Makes the kernel forget what it cached about backing file (dev, ino): its pages,
-  // its attributes, and (if no one holds it open) the inode itself, so the next
-  // lookup reads size and contents afresh. Needed because with the writeback cache
+  // its attributes, and (if nothing holds it: no open file, and no asynchronous
+  // RELEASE the kernel has not yet had answered, which pins the inode too) the inode
+  // itself, so the next lookup reads size and contents afresh. Growth while the
+  // inode is pinned needs StoreKernelSize first. Needed because with the writeback cache
   // the kernel never takes a file size from the daemon while it caches the inode,
   // and files that change in SRC without passing the mount (the migration receiver
   // writes there) would keep a stale size. Runs on every hook Attach/Detach.

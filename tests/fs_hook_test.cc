@@ -312,20 +312,36 @@ TEST_F(FsHook, AttachBeforeFirstLookupAndDetach) {
 }
 
 // The receiver writes images into SRC without passing the mount. With the writeback
-// cache the kernel would keep the size it cached; Attach/Detach make it forget.
-TEST_F(FsHook, DetachMakesTheKernelRereadAFileChangedInSource) {
+// cache the kernel keeps the size it cached for as long as it keeps the inode, and
+// it may keep it even with no open file left (an asynchronous RELEASE holds it until
+// the daemon answers), so Detach alone cannot promise a fresh size. What the receiver
+// does, RefreshKernelSize then Detach, must: a reader holding the file open through
+// the mount pins the inode here, the case where the kernel would keep the old size.
+TEST_F(FsHook, RefreshAndDetachMakeTheKernelSeeAFileChangedInSource) {
   WriteFile(m_.src() + "/received.img", "v1");
+  const std::string mounted = m_.mnt() + "/received.img";
   struct stat st;
-  ASSERT_EQ(stat((m_.mnt() + "/received.img").c_str(), &st), 0);
+  ASSERT_EQ(stat(mounted.c_str(), &st), 0);
   ASSERT_EQ(st.st_size, 2);
-  EXPECT_EQ(ReadFile(m_.mnt() + "/received.img"), "v1");
+  EXPECT_EQ(ReadFile(mounted), "v1");
+  const int reader = open(mounted.c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
   std::string path = Watch("received.img", 0);  // Watch rewrites it in SRC: size 0
   std::string image = Pattern(100000, 11);
   WriteFile(m_.src() + "/received.img", image);  // behind the mount's back
+  struct stat src_st;
+  ASSERT_EQ(stat((m_.src() + "/received.img").c_str(), &src_st), 0);
+  m_.session().hooks().RefreshKernelSize(src_st.st_dev, src_st.st_ino);
   Unwatch("received.img");
+  ASSERT_EQ(fstat(reader, &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 100000);
   EXPECT_TRUE(ReadFile(path) == image);
+  std::string via_reader(image.size(), '\0');
+  EXPECT_EQ(pread(reader, via_reader.data(), via_reader.size(), 0), static_cast<ssize_t>(image.size()));
+  EXPECT_TRUE(via_reader == image) << "the held-open file still shows pages cached before the change";
+  close(reader);
 }
 
 // copy_file_range onto a watched file is answered EOPNOTSUPP, so the kernel copies
