@@ -12,12 +12,20 @@
 namespace migratefs::fs {
 
 Fs::Fs(const MountOptions& opts, int src_dirfd, double timeout, RestartState* state)
-    : opts_(opts), timeout_(timeout), inodes_(src_dirfd, state, &hooks_), handles_(state) {
+    : opts_(opts),
+      timeout_(timeout),
+      inodes_(src_dirfd, state, &hooks_),
+      handles_(state),
+      resends_(state->resend_records(), state->header().starts) {
   Init();
 }
 
 Fs::Fs(const MountOptions& opts, double timeout, RestartState* state)
-    : opts_(opts), timeout_(timeout), inodes_(state, &hooks_), handles_(state) {
+    : opts_(opts),
+      timeout_(timeout),
+      inodes_(state, &hooks_),
+      handles_(state),
+      resends_(state->resend_records(), state->header().starts) {
   handles_.Restore(inodes_);
   Init();
 }

@@ -10,6 +10,7 @@
 #include "fs/handle_table.h"
 #include "fs/hook_registry.h"
 #include "fs/inode.h"
+#include "fs/resend_log.h"
 #include "fs/restart_state.h"
 #include "migratefs/mount_options.h"
 
@@ -31,6 +32,7 @@ class Fs {
   InodeTable& inodes() { return inodes_; }
   HandleTable& handles() { return handles_; }
   HookRegistryImpl& hooks() { return hooks_; }
+  ResendLog& resends() { return resends_; }
   double timeout() const { return timeout_; }
   // True when the kernel granted the writeback cache at INIT.
   bool writeback() const { return writeback_; }
@@ -74,6 +76,7 @@ class Fs {
   HookRegistryImpl hooks_;
   InodeTable inodes_;
   HandleTable handles_;  // after inodes_: its Files refer to Inodes
+  ResendLog resends_;
   bool writeback_ = false;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;

@@ -5,11 +5,13 @@
 
 namespace migratefs::fs {
 
-void MakeNodeAndReply(fuse_req_t req, Inode& parent, const char* name, const std::function<int(int)>& make) {
+void MakeNodeAndReply(fuse_req_t req, const char* what, Inode& parent, const char* name,
+                      const std::function<int(int)>& make) {
+  ResendableOp op(req, what, ResendLog::kCreatesName, parent.fd, name);
   int err;
   {
     CallerIdentity as_caller(req);
-    err = as_caller.error() != 0 ? as_caller.error() : make(parent.fd);
+    err = as_caller.error() != 0 ? as_caller.error() : op.Run([&] { return make(parent.fd); });
   }
   if (err != 0) return ReplyErr(req, err);
   fuse_entry_param e;

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <string>
 
 #include "fs/creds.h"
@@ -19,11 +20,20 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   // caller's own access mode, so the backing permission check matches the kernel's.
   // O_NOFOLLOW: a symlink planted in SRC must not redirect the create outside it.
   int caller_open = (fi->flags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
-  int fd;
+  // Only an exclusive create can fail for having happened before (resend_log.h);
+  // without O_EXCL a resent create opens what the first one made.
+  std::optional<ResendableOp> excl;
+  if ((caller_open & O_EXCL) != 0) excl.emplace(req, "create", ResendLog::kCreatesName, dir.fd, name);
+  int fd = -1;
   {
     CallerIdentity as_caller(req);
     if (as_caller.error() != 0) return ReplyErr(req, as_caller.error());
-    fd = openat(dir.fd, name, caller_open, mode);
+    auto create = [&] {
+      fd = openat(dir.fd, name, caller_open, mode);
+      return fd < 0 ? errno : 0;
+    };
+    if (int err = excl ? excl->Run(create) : create()) return ReplyErr(req, err);
+    if (excl && excl->already_done()) fd = openat(dir.fd, name, caller_open & ~O_EXCL, mode);
   }
   if (fd < 0) return ReplyErr(req, errno);
   std::string self = "/proc/self/fd/" + std::to_string(fd);

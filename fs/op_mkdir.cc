@@ -9,7 +9,7 @@
 namespace migratefs::fs {
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  MakeNodeAndReply(req, InodeOf(req, parent), name,
+  MakeNodeAndReply(req, "mkdir", InodeOf(req, parent), name,
                    [&](int dirfd) { return mkdirat(dirfd, name, mode) < 0 ? errno : 0; });
 }
 

@@ -9,7 +9,7 @@
 namespace migratefs::fs {
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  MakeNodeAndReply(req, InodeOf(req, parent), name,
+  MakeNodeAndReply(req, "mknod", InodeOf(req, parent), name,
                    [&](int dirfd) { return mknodat(dirfd, name, mode, rdev) < 0 ? errno : 0; });
 }
 

@@ -30,7 +30,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     if (int err = CheckName(change, from.fd, name)) return ReplyErr(req, err);
     if (int err = CheckName(change, to.fd, newname)) return ReplyErr(req, err);
   }
-  ReplyErr(req, renameat2(from.fd, name, to.fd, newname, flags) < 0 ? errno : 0);
+  ResendableOp op(req, "rename", (flags & RENAME_EXCHANGE) != 0 ? ResendLog::kExchangesNames : ResendLog::kMovesName,
+                  from.fd, name, to.fd, newname);
+  ReplyErr(req, op.Run([&] { return renameat2(from.fd, name, to.fd, newname, flags) < 0 ? errno : 0; }));
 }
 
 }  // namespace migratefs::fs

@@ -29,7 +29,10 @@ constexpr size_t kJournalSlot = 4 << 20;
 constexpr size_t kJournalRegion = 2 * kJournalSlot;
 constexpr size_t kTotal = kHeaderRegion + kInodeRegion + kHandleRegion + kJournalRegion;
 
-static_assert(sizeof(RestartHeader) <= kHeaderRegion);
+// The resend records take the upper half of the header region.
+constexpr size_t kResendOffset = kHeaderRegion / 2;
+static_assert(sizeof(RestartHeader) <= kResendOffset);
+static_assert(kResendOffset + kResendRecords * sizeof(ResendRecord) <= kHeaderRegion);
 static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
               "records are shared between processes: their atomics must be address-free");
 
@@ -114,6 +117,10 @@ std::vector<int> RestartState::NamedFds() {
     if (handles_.at(s).kind.load() != 0) fds.push_back(handles_.at(s).fd);
   }
   return fds;
+}
+
+ResendRecord* RestartState::resend_records() {
+  return reinterpret_cast<ResendRecord*>(static_cast<char*>(base_) + kResendOffset);
 }
 
 char* RestartState::JournalSlot(uint32_t slot) {

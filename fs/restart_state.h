@@ -61,6 +61,21 @@ struct HandleRecord {
   uint32_t cached_writer;
 };
 
+// One namespace op in progress (resend_log.h): what a resent request needs to tell
+// whether the dead worker had already carried it out. Lives in the header region, in
+// pages an older binary left zero, so the layout version stays the same.
+struct ResendRecord {
+  std::atomic<uint64_t> unique;  // the request's id without the resend bit; 0 = free
+  std::atomic<uint32_t> state;   // ResendLog::kStarted / kDone; 0 while being filled
+  uint32_t worker;               // RestartHeader::starts of the worker that wrote it
+  int32_t err;                   // kDone: the op's result (0 or an errno)
+  uint32_t kind;                 // ResendLog::Kind
+  uint64_t dev1, ino1;           // what name 1 was before the op (0, 0: absent)
+  uint64_t dev2, ino2;           // what name 2 was (rename only)
+  uint64_t claimed_s;            // CLOCK_MONOTONIC seconds at claim
+};
+inline constexpr uint32_t kResendRecords = 256;
+
 struct RestartHeader {
   uint64_t magic;
   uint32_t version;
@@ -137,6 +152,8 @@ class RestartState : public RestartJournal {
   RestartHeader& header() { return *header_; }
   SlotArray<InodeRecord>& inodes() { return inodes_; }
   SlotArray<HandleRecord>& handles() { return handles_; }
+  // kResendRecords records for resend_log.h.
+  ResendRecord* resend_records();
 
   // Every fd the state names (fuse, SRC, live records, the supervisor's, the memfd):
   // what a new worker keeps; the rest of the shared fd table is the dead worker's.

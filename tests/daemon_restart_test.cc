@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <random>
 #include <set>
 #include <string>
@@ -145,6 +147,97 @@ TEST_F(DaemonRestart, HandlesAndLookupsSurviveAKill) {
   ASSERT_TRUE(d_->KillWorker9());
   EXPECT_EQ(access(d_->Mnt("dir/renamed").c_str(), F_OK), 0);
   EXPECT_TRUE(d_->Request({{"op", "list"}})["ok"].get<bool>());
+}
+
+// The worst moment for a namespace op: its syscall has run and the worker dies before
+// the reply (the fault seam in fs/resend_log.h kills it right there). The kernel sends
+// the request again to the next worker, which must answer it as done: no EEXIST for a
+// mkdir that happened, no ENOENT for an unlink that happened, no second swap of a
+// RENAME_EXCHANGE. Before the resend log every one of these failed or swapped back.
+TEST_F(DaemonRestart, NamespaceOpCutByAKillAfterItsSyscallHappensOnce) {
+  d_.reset();
+  const std::string trigger = *tmp_ / "kill-after";
+  Daemon d(*tmp_ / "ns", DaemonConfig{.name = "ns", .extra_opts = "timeout=30", .launcher = {"env", "MIGRATEFS_FAULT_KILL_AFTER=" + trigger}});
+  ASSERT_TRUE(d.Start());
+  ASSERT_TRUE(WaitFor([&] { return d.WorkerPid() > 0; }, 10s));
+  auto write = [&](const std::string& path, const std::string& data) {
+    std::ofstream(path, std::ios::binary) << data;
+  };
+  auto read = [&](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // Runs `op` with the seam armed for `name`; returns op's result (0 or -errno) after
+  // checking that the worker did die inside it.
+  auto cut = [&](const std::string& name, const std::function<int()>& op) {
+    const pid_t before = d.WorkerPid();
+    write(trigger, name);
+    const int rc = op();
+    EXPECT_NE(access(trigger.c_str(), F_OK), 0) << name << ": the seam never fired";
+    EXPECT_TRUE(WaitFor([&] { return d.WorkerPid() > 0 && d.WorkerPid() != before; }, 10s))
+        << name << ": the worker did not die inside the op";
+    return rc;
+  };
+  auto sys = [](int r) { return r < 0 ? -errno : 0; };
+
+  EXPECT_EQ(cut("mkdir", [&] { return sys(mkdir(d.Mnt("dir").c_str(), 0755)); }), 0);
+  struct stat st;
+  EXPECT_EQ(stat(d.Src("dir").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+
+  EXPECT_EQ(cut("symlink", [&] { return sys(symlink("dir", d.Mnt("sym").c_str())); }), 0);
+  EXPECT_EQ(lstat(d.Src("sym").c_str(), &st), 0);
+
+  write(d.Mnt("a"), "AAAA");
+  EXPECT_EQ(cut("link", [&] { return sys(link(d.Mnt("a").c_str(), d.Mnt("a2").c_str())); }), 0);
+  EXPECT_EQ(read(d.Src("a2")), "AAAA");
+
+  const std::string excl = d.Mnt("excl");
+  int fd = -1;
+  EXPECT_EQ(cut("create",
+                [&] {
+                  fd = open(excl.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+                  return sys(fd);
+                }),
+            0);
+  if (fd >= 0) {
+    EXPECT_EQ(pwrite(fd, "mine", 4, 0), 4) << strerror(errno);
+    close(fd);
+  }
+  EXPECT_EQ(read(d.Src("excl")), "mine");
+
+  write(d.Mnt("b"), "BBBB");
+  EXPECT_EQ(cut("rename", [&] { return sys(rename(d.Mnt("b").c_str(), d.Mnt("b2").c_str())); }), 0);
+  EXPECT_NE(access(d.Src("b").c_str(), F_OK), 0);
+  EXPECT_EQ(read(d.Src("b2")), "BBBB");
+
+  write(d.Mnt("x"), "XXXX");
+  write(d.Mnt("y"), "YYYY");
+  EXPECT_EQ(cut("rename",
+                [&] {
+                  return sys(renameat2(AT_FDCWD, d.Mnt("x").c_str(), AT_FDCWD, d.Mnt("y").c_str(), RENAME_EXCHANGE));
+                }),
+            0);
+  EXPECT_EQ(read(d.Src("x")), "YYYY") << "exchanged twice (or never)";
+  EXPECT_EQ(read(d.Src("y")), "XXXX");
+
+  EXPECT_EQ(cut("unlink", [&] { return sys(unlink(d.Mnt("a2").c_str())); }), 0);
+  EXPECT_NE(access(d.Src("a2").c_str(), F_OK), 0);
+  EXPECT_EQ(read(d.Src("a")), "AAAA");
+  EXPECT_EQ(cut("rmdir", [&] { return sys(rmdir(d.Mnt("dir").c_str())); }), 0);
+  EXPECT_NE(access(d.Src("dir").c_str(), F_OK), 0);
+
+  // A resend must not turn a real failure into a success. The kernel still holds a
+  // (positive) entry for "gone" when it is removed in SRC behind the mount's back, so
+  // the UNLINK reaches the daemon and fails there with ENOENT, and again when resent.
+  write(d.Mnt("gone"), "G");
+  ASSERT_EQ(stat(d.Mnt("gone").c_str(), &st), 0);
+  ASSERT_EQ(unlink(d.Src("gone").c_str()), 0);
+  EXPECT_EQ(cut("unlink", [&] { return sys(unlink(d.Mnt("gone").c_str())); }), -ENOENT);
+  // And with the seam disarmed, nothing is left over: ops behave as usual.
+  EXPECT_EQ(mkdir(d.Mnt("dir").c_str(), 0755), 0);
+  EXPECT_EQ(mkdir(d.Mnt("dir").c_str(), 0755), -1);
+  EXPECT_EQ(errno, EEXIST);
 }
 
 // `migratefs --upgrade MNT` hands the mount to the binary now at the daemon's path:
