@@ -6,7 +6,7 @@ PKGS=(
   cmake g++ make pkg-config git
   libfuse3-dev fuse3 libboost1.81-dev liburing-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libxxhash-dev libtomlplusplus-dev
-  fio qemu-utils bonnie++ iperf3 rsync iproute2 gnuplot-nox
+  fio qemu-utils bonnie++ iperf3 rsync iproute2 gnuplot-nox socat linux-perf
   clang libclang-rt-14-dev
   help2man
 )
