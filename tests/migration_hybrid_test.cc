@@ -5,6 +5,7 @@
 // readers wait, never read zeros; a source gone for good makes them fail with EIO
 // after postcopy_timeout_s.
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -269,6 +270,35 @@ TEST_F(MigrationHybridTest, SourceWorkerKilledDuringPostcopyStallsReadersAndResu
   EXPECT_GE(p.value("resumed", 0), 1) << p.dump();
   EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0) << "the source copy must stay fenced";
   ExpectFinishedIdentical(id);
+}
+
+// The whole source daemon (supervisor and worker) dies and is started again from
+// nothing: no memfd journal. The postcopy mark on the source copy brings the push back
+// under the same id, and the target's reader, stalled meanwhile, gets the right bytes.
+TEST_F(MigrationHybridTest, SourceDaemonRestartedDuringPostcopyResumesFromItsMark) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 24ull << 20, 8);
+  const std::string id = StartHybrid("vm.img", 0, 1000, target_addr_, /*timeout_s=*/60);
+  HandOver(id);
+  char mark[4096];
+  EXPECT_GT(getxattr(a_->Src("vm.img").c_str(), "user.migratefs.postcopy", mark, sizeof(mark)), 0)
+      << "the hand-over did not mark the source copy";
+  const uint64_t off = 45 * kBlock + 7;  // pushed last: still remote for a while
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 4096); });
+  a_->Kill9();
+  ASSERT_TRUE(a_->Start());
+  ExpectSourceBytes(reader, off, 4096);  // stalled across the restart, never failed
+  auto p = Progress(id);
+  EXPECT_EQ(p.value("phase", ""), "postcopy") << p.dump();
+  EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0) << "the source copy must stay fenced";
+  WritePatternFile(a_->Src("other.img"), 1 << 20, 9);
+  auto fresh = a_->Request({{"op", "start"}, {"images", {"other.img"}}, {"target", target_addr_}});
+  ASSERT_TRUE(fresh.value("ok", false)) << fresh.dump();
+  EXPECT_NE(fresh.value("id", id), id) << "a new migration reused the resumed one's id: " << fresh.dump();
+  ExpectFinishedIdentical(id);
+  EXPECT_LT(getxattr(a_->Src("vm.img").c_str(), "user.migratefs.postcopy", mark, sizeof(mark)), 0)
+      << "the mark outlived the postcopy";
+  EXPECT_EQ(errno, ENODATA);
 }
 
 TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {

@@ -1,4 +1,6 @@
 // StartServices: the migration side of the daemon (see include/migratefs/services.h).
+#include <algorithm>
+
 #include "migratefs/services.h"
 
 #include <spdlog/spdlog.h>
@@ -90,12 +92,24 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   };
   services->engine = std::make_unique<migration::Engine>(std::move(ctx));
   services->engine->RestoreFences();
+  // A full restart has no memfd journal: postcopy pushes come back from the marks on
+  // their source copies (a new worker has both; its journal wins).
+  migration::JournalDoc marked = services->engine->MarkedPostcopies();
+  for (migration::JournalEntry& e : marked.running) {
+    const bool known = std::any_of(resumed.running.begin(), resumed.running.end(),
+                                   [&](const migration::JournalEntry& r) { return r.id == e.id; });
+    if (known) continue;
+    spdlog::warn("migration {} was in postcopy towards {} when this daemon stopped: resuming its push", e.id,
+                 e.request.target);
+    resumed.running.push_back(std::move(e));
+  }
+  resumed.next_id = std::max(resumed.next_id, marked.next_id);
   if (journal != nullptr) {
     services->engine->SetJournal([journal](const std::string& doc) {
       if (!journal->Save(doc)) spdlog::error("restart journal full: a worker restart would not resume migrations");
     });
-    services->engine->Resume(std::move(resumed));
   }
+  services->engine->Resume(std::move(resumed));
 
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);

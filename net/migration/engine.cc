@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 #include <unistd.h>
 
 #include <cstring>
@@ -23,6 +24,13 @@
 namespace migratefs::migration {
 
 namespace {
+
+// N of an id "m<N>" as Start hands them out; 0 for any other id.
+uint64_t IdNumber(const std::string& id) {
+  if (id.size() < 2 || id.size() >= 20 || id[0] != 'm' || id.find_first_not_of("0123456789", 1) != std::string::npos)
+    return 0;
+  return std::stoull(id.substr(1));
+}
 
 // The marking is the migration's, not the progress's: stamped on what is reported.
 Progress WithMarking(Progress p, const Migration& m) {
@@ -138,8 +146,7 @@ void Engine::RetireEnded() {
 
 std::string Engine::ForgottenOrUnknown(const std::string& id) const {
   // Ids are "m<N>" handed out in order: one below next_id_ existed and was forgotten.
-  if (id.size() > 1 && id[0] == 'm' && id.find_first_not_of("0123456789", 1) == std::string::npos &&
-      id.size() < 20 && std::stoull(id.substr(1)) < next_id_) {
+  if (const uint64_t n = IdNumber(id); n != 0 && n < next_id_) {
     return "migration \"" + id + "\" ended and was forgotten (the daemon keeps the last " +
            std::to_string(kKeepEnded) + " ended migrations for " +
            std::to_string(std::chrono::duration_cast<std::chrono::minutes>(kKeepEndedFor).count()) + " min)";
@@ -184,6 +191,12 @@ Result<std::string> Engine::StartLocked(const std::string& id, const StartReques
   auto created = Migration::Create(id, req, &ctx_);
   if (!created.ok()) return created.error();
   std::shared_ptr<Migration> m = std::move(created.value());
+  if (req.copy.hybrid) {
+    JournalDoc record;
+    record.next_id = std::max(next_id_, IdNumber(id) + 1);
+    record.running.push_back({id, req, 0, true});
+    m->set_postcopy_record(EncodeJournal(record));
+  }
   if (postcopy) {
     // Its hooks replace the restored ones when it begins, already fenced.
     for (auto it = restored_.begin(); it != restored_.end();) {
@@ -269,7 +282,7 @@ void Engine::ResumeAll(const JournalDoc& doc) {
     auto started = StartLocked(e.id, e.request, e.postcopy);
     if (started.ok()) {
       resumed_[e.id] = e.resumed + 1;
-      spdlog::warn("migration {} of {} image(s) to {} resumed after a worker restart", e.id, e.request.images.size(),
+      spdlog::warn("migration {} of {} image(s) to {} resumed after a restart", e.id, e.request.images.size(),
                    e.request.target);
       continue;
     }
@@ -398,6 +411,27 @@ size_t Engine::RestoreFences() {
                                           "restart and never released; release {} lifts it",
                                           name, target, id);
                            });
+}
+
+JournalDoc Engine::MarkedPostcopies() const {
+  JournalDoc doc;
+  if (ctx_.src_dirfd < 0) return doc;
+  std::set<std::string> seen;  // a VM's images each carry the same entry
+  ForEachMarkedFile(ctx_.src_dirfd, kPostcopyXattr,
+                    [&](const std::string& name, const std::string& value, dev_t, ino_t, int) {
+                      auto decoded = DecodeJournal(value);
+                      if (!decoded.ok() || decoded.value().running.size() != 1) {
+                        spdlog::error("\"{}\": unreadable postcopy mark ({}): its push is not resumed; the target's "
+                                      "reads of blocks it lacks fail after the postcopy timeout",
+                                      name, decoded.ok() ? "not one entry" : decoded.error().message);
+                        return;
+                      }
+                      JournalEntry e = decoded.value().running.front();
+                      e.postcopy = true;
+                      doc.next_id = std::max(doc.next_id, decoded.value().next_id);
+                      if (seen.insert(e.id).second) doc.running.push_back(std::move(e));
+                    });
+  return doc;
 }
 
 std::optional<Status> Engine::ReleaseRestored(const std::string& id) {

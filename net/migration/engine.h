@@ -78,6 +78,10 @@ class Engine : public MigrationService {
   // migration "r1", "r2", ... of its one image, answering status and release only.
   // Returns how many were found.
   size_t RestoreFences();
+  // The migrations that were in postcopy when the daemon stopped, from the marks on
+  // their source copies (restored_fence.h): for Resume, after RestoreFences, when
+  // the memfd journal is gone (a full restart) or lacks them.
+  JournalDoc MarkedPostcopies() const;
 
   // The restart journal (migration_journal.h): `save` gets the document, under the
   // engine's lock, whenever what is running changes (a start — before its reply —,

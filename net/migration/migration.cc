@@ -259,6 +259,7 @@ void Migration::Run() {
       // After the hand-over the source copy stays fenced whatever happens: the VM's
       // writes since are on the target only (release lifts the fence).
       if (!postcopy_) DetachHooks();
+      if (postcopy_) MarkPostcopy(false);  // nothing to resume: the target gave the copy up
       SetPhase(phase::kFailed, "failed", why);
       return;
     }

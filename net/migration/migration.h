@@ -134,6 +134,10 @@ class Migration {
   // the source stays fenced, and what to send comes from the target's map when the
   // connection reattaches. Call before Begin.
   void ResumePostcopy();
+  void MarkPostcopy(bool on);  // sets or clears kPostcopyXattr on every source copy
+  // The journal document a hand-over writes on each source copy (kPostcopyXattr) so
+  // that a daemon restarted from nothing resumes the push. Call before Begin.
+  void set_postcopy_record(std::string doc) { postcopy_record_ = std::move(doc); }
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -234,6 +238,7 @@ class Migration {
   // Hybrid copy and postcopy.
   uint64_t data_blocks_ = 0;               // the base of precopy_pct (CountDataBlocks)
   std::atomic<bool> postcopy_{false};      // handed over: the target runs the VM
+  std::string postcopy_record_;            // set_postcopy_record
   std::atomic<bool> handing_over_{false};  // senders idle while the map is built
   std::mutex fetch_mu_;
   std::deque<std::pair<ImageMigration*, uint64_t>> fetch_queue_;

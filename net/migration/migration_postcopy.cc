@@ -73,6 +73,8 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
     if (st.ok()) st = peer->StartPostcopy(img->handle.load(), img->CurrentSize(), copy_.postcopy_timeout_s, std::move(map));
     if (!st.ok()) return fail(Error{st.error().code, "handing \"" + img->name() + "\" over: " + st.error().message});
   }
+  // Before the phase changes, so a push that ends at once cannot clear it first.
+  MarkPostcopy(true);
   postcopy_.store(true);
   handing_over_.store(false);
   for (auto& img : images_) img->SetMirroring(false);
@@ -102,8 +104,20 @@ void Migration::FinishPostcopy(net::PeerClient& peer) {
     }
     postcopy_done_.insert(img.get());
   }
+  MarkPostcopy(false);
   SetPhase(phase::kFinished, "finished", "postcopy done: every block on the target; source copies fenced until release");
   cv_.notify_all();
+}
+
+void Migration::MarkPostcopy(bool on) {
+  if (postcopy_record_.empty()) return;
+  for (auto& img : images_) {
+    const int err = on ? PersistPostcopyMark(img->fd(), postcopy_record_) : ClearPostcopyMark(img->fd());
+    if (err != 0 && !(err == ENOTSUP && !on)) {
+      spdlog::warn("migration {}: \"{}\": cannot {} the postcopy mark ({}){}", id_, img->name(), on ? "set" : "clear",
+                   std::strerror(err), on ? ": a full restart of this daemon would not resume the push" : "");
+    }
+  }
 }
 
 void Migration::ResumePostcopy() {

@@ -13,9 +13,18 @@ namespace migratefs::migration {
 // Value: the target the copy went to ("HOST:PORT"), for the operator.
 inline constexpr char kFenceXattr[] = "user.migratefs.fenced";
 
+// A copy handed over in postcopy (hybrid finish) also carries this mark until the
+// target has every block. Value: the migration's restart-journal entry
+// (EncodeJournal of a document holding just it), so a daemon that restarts from
+// nothing (the memfd journal died with its supervisor) takes the push up again
+// instead of leaving the target's reads to stall until their postcopy timeout.
+inline constexpr char kPostcopyXattr[] = "user.migratefs.postcopy";
+
 // Set / remove the mark on an open file. Return 0 or an errno; a filesystem without
 // user xattrs (ENOTSUP) cannot keep a fence across restarts, which callers log.
 int PersistFence(int fd, const std::string& target);
-int ClearFence(int fd);
+int ClearFence(int fd);  // also clears the postcopy mark
+int PersistPostcopyMark(int fd, const std::string& journal_doc);
+int ClearPostcopyMark(int fd);
 
 }  // namespace migratefs::migration

@@ -33,10 +33,11 @@ size_t WalkUnder(int dirfd, const std::string& prefix, int depth, const char* xa
       }
       continue;
     }
-    char value[256];
-    const ssize_t n = S_ISREG(st.st_mode) ? ::fgetxattr(fd, xattr, value, sizeof value) : -1;
+    // Values up to the kernel's XATTR_SIZE_MAX (a postcopy mark holds a journal entry).
+    static thread_local std::vector<char> value(64 << 10);
+    const ssize_t n = S_ISREG(st.st_mode) ? ::fgetxattr(fd, xattr, value.data(), value.size()) : -1;
     if (n >= 0) {
-      fn(prefix + base, std::string(value, static_cast<size_t>(n)), st.st_dev, st.st_ino, fd);
+      fn(prefix + base, std::string(value.data(), static_cast<size_t>(n)), st.st_dev, st.st_ino, fd);
       ++found;
     }
     ::close(fd);
