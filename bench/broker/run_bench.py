@@ -20,14 +20,12 @@ its capacity (the tenant's SLA is at risk), the tenant's average throughput, mak
 import argparse
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+import testbed
+from testbed import ask
 
 LINK_MBIT = 48            # h3 downlink: 6000 KB/s
 TENANT_MBIT = 12          # 1500 KB/s steady tenant
@@ -39,142 +37,35 @@ TENANT_S = 50            # the tenant runs this long from 2 s before the migrati
 SUBNET = "10.78.%d" % (200 + os.getpid() % 50)
 
 
-def sh(cmd, check=True):
-    r = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s: %s" % (cmd, r.stdout))
-    return r.stdout
+class Testbed(testbed.Testbed):
+    """The shared testbed (testbed.py) with this benchmark's link and broker settings."""
 
-
-def ask(path, request, timeout=5):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(path)
-    s.sendall((json.dumps(request) + "\n").encode())
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
-
-
-def wait(pred, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            if pred():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-class Testbed:
     def __init__(self, build):
-        self.build = os.path.abspath(build)
-        self.tag = "mbb%d" % os.getpid()
-        self.dir = tempfile.mkdtemp(prefix="broker-bench-")
-        self.procs = []
-        self.hosts = {}
-        self.key = os.path.join(self.dir, "key")
-        sh("head -c 32 /dev/urandom | base64 > %s && chmod 600 %s" % (self.key, self.key))
-        sw = self.sw = self.tag + "s"
-        sh("ip netns add %s && ip -n %s link add br0 type bridge && ip -n %s link set br0 up && "
-           "ip -n %s link set lo up && ip -n %s addr add %s.254/24 dev br0" % (sw, sw, sw, sw, sw, SUBNET))
-        for i in (1, 2, 3):
-            name, ns = "h%d" % i, "%sh%d" % (self.tag, i)
-            a, b = "%sa%d" % (self.tag, i), "%sb%d" % (self.tag, i)
-            addr = "%s.%d" % (SUBNET, i)
-            d = os.path.join(self.dir, name)
-            os.makedirs(d + "/src")
-            os.makedirs(d + "/mnt")
-            sh("ip netns add %s && ip link add %s type veth peer name %s && ip link set %s netns %s && "
-               "ip link set %s netns %s" % (ns, a, b, a, ns, b, sw))
-            sh("ip -n %s link set %s name eth0 && ip -n %s addr add %s/24 dev eth0 && ip -n %s link set eth0 up"
-               " && ip -n %s link set lo up" % (ns, a, ns, addr, ns, ns))
-            sh("ip -n %s link set %s master br0 && ip -n %s link set %s up" % (sw, b, sw, b))
-            self.hosts[name] = {"ns": ns, "addr": addr, "dir": d, "port": b}
-        sh("tc -n %s qdisc add dev %s root tbf rate %dmbit burst 32kb latency 400ms"
-           % (sw, self.hosts["h3"]["port"], LINK_MBIT))
-        wait(lambda: sh("bridge -n %s link show" % sw).count("state forwarding") == 3, 10)
-
-    def spawn(self, argv, ns, log):
-        if ns:
-            argv = ["nsenter", "--net=/var/run/netns/" + ns, "--"] + argv
-        p = subprocess.Popen(argv, stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p, sig=signal.SIGTERM):
-        if p.poll() is None:
-            os.killpg(p.pid, sig)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        super().__init__(build, "mbb%d" % os.getpid(), SUBNET, "broker-bench-", [("down", "h3", "tbf", LINK_MBIT)])
 
     def port_tx_bytes(self):
-        out = sh("ip -j -s -n %s link show %s" % (self.sw, self.hosts["h3"]["port"]))
-        return json.loads(out)[0]["stats64"]["tx"]["bytes"]
-
-    def start_migratefs(self):
-        for name, h in self.hosts.items():
-            h["control"] = h["dir"] + "/control.sock"
-            h["mfs"] = self.spawn([self.build + "/migratefs", h["dir"] + "/src", h["dir"] + "/mnt", "-f", "-o",
-                                   "control=%s,listen=%s:7200,keyfile=%s" % (h["control"], h["addr"], self.key)],
-                                  h["ns"], h["dir"] + "/migratefs.log")
-            if not wait(lambda: ask(h["control"], {"op": "list"})["ok"], 15):
-                raise RuntimeError(name + " migratefs did not start")
+        return self.tx_bytes("down", "h3")
 
     def start_brokers(self):
         hook = self.dir + "/hooks.log"
-        for name, h in self.hosts.items():
-            h["bsock"] = h["dir"] + "/broker.sock"
-            peers = "".join('[[peer]]\nname = "%s"\naddress = "%s:7100"\n' % (n, o["addr"])
-                            for n, o in self.hosts.items() if n != name)
-            with open(h["dir"] + "/broker.toml", "w") as f:
-                f.write('host = "%s"\ncontrol_socket = "%s"\nlisten = "%s:7100"\nsocket = "%s"\nkeyfile = "%s"\n'
-                        'period = 1\ndanger = 200\nwarning = 250\ndisk_target = 150\nC = %d\nn = %d\n'
-                        'min_network_kbps = 100\nhypervisor_command = \'echo {vm} >> %s\'\n%s'
-                        % (name, h["control"], h["addr"], h["bsock"], self.key, ALG2["C"], ALG2["n"], hook, peers))
-            h["broker"] = self.spawn([self.build + "/migratefs-broker", "--config", h["dir"] + "/broker.toml"],
-                                     h["ns"], h["dir"] + "/broker.log")
-            if not wait(lambda: ask(h["bsock"], {"op": "status"})["ok"], 10):
-                raise RuntimeError(name + " broker did not start")
-
-    def cleanup(self):
-        for p in reversed(self.procs):
-            try:
-                self.stop(p)
-            except Exception:
-                pass
-        for h in self.hosts.values():
-            sh("umount -l %s/mnt" % h["dir"], False)
-            sh("ip netns del %s" % h["ns"], False)
-        sh("ip netns del %s" % self.sw, False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().start_brokers({"period": "1", "danger": "200", "warning": "250", "disk_target": "150",
+                               "C": str(ALG2["C"]), "n": str(ALG2["n"]), "min_network_kbps": "100",
+                               "hypervisor_command": "'echo {vm} >> %s'" % hook})
 
 
 def run(build, mode, factor):
     tb = Testbed(build)
     try:
         for vm, src, mib, _ in VMS:
-            sh("head -c %dM /dev/urandom > %s/src/%s.img" % (mib, tb.hosts[src]["dir"], vm))
+            testbed.sh("head -c %dM /dev/urandom > %s/src/%s.img" % (mib, tb.hosts[src]["dir"], vm))
         tb.start_migratefs()
         if mode == "broker":
             tb.start_brokers()
-        h2, h3 = tb.hosts["h2"], tb.hosts["h3"]
-        tb.spawn(["iperf3", "-s", "-B", h3["addr"], "-p", "5201"], h3["ns"], tb.dir + "/iperf-s.log")
+        tb.iperf_server("h3", 5201, tb.dir + "/iperf-s.log")
         time.sleep(0.5)
         ideal = sum(m for _, _, m, _ in VMS) * 1048.576 / (CAPACITY_KBPS - TENANT_MBIT * 125)
         deadline = factor * ideal
-        tenant = tb.spawn(["iperf3", "-c", h3["addr"], "-p", "5201", "-b", "%dM" % TENANT_MBIT, "-t", str(TENANT_S),
-                           "-J"], h2["ns"], tb.dir + "/iperf-c.json")
+        tenant = tb.iperf_client("h2", "h3", 5201, "%dM" % TENANT_MBIT, TENANT_S, tb.dir + "/iperf-c.json")
         time.sleep(2)
         samples, stop = [], threading.Event()
 
@@ -196,35 +87,12 @@ def run(build, mode, factor):
         start = time.time()
         results = {}
         if mode == "none":
-            ids = {}
-            for vm, src, _, _ in VMS:
-                a = ask(tb.hosts[src]["control"], {"op": "start", "images": [vm + ".img"], "target": h3["addr"] + ":7200"})
-                ids[vm] = (src, a["id"])
-            pending = dict(ids)
-            while pending and time.time() - start < deadline + 120:
-                for vm, (src, mid) in list(pending.items()):
-                    if ask(tb.hosts[src]["control"], {"op": "query_completion", "id": mid}).get("completed"):
-                        ask(tb.hosts[src]["control"], {"op": "finish", "id": mid}, timeout=60)
-                        results[vm] = time.time() - start
-                        del pending[vm]
-                time.sleep(0.5)
+            results, _ = tb.migrate_direct([(vm, src, [vm + ".img"], {}) for vm, src, _, _ in VMS], "h3",
+                                           deadline + 120)
         else:
-            tasks = tb.dir + "/tasks.toml"
-            with open(tasks, "w") as f:
-                for vm, src, _, important in VMS:
-                    f.write('[[task]]\nvm = "%s"\ndisks = ["%s.img"]\nsource = "%s"\ntarget = "h3"\n'
-                            'deadline = %.1f\nimportant = %s\n' % (vm, vm, src, deadline, "true" if important else "false"))
-            with open(tb.dir + "/topology.toml", "w") as f:
-                f.write('[[switch]]\nname = "sw"\n')
-                for n, h in tb.hosts.items():
-                    f.write('[[host]]\nname = "%s"\nswitch = "sw"\nbroker = "%s:7100"\nmigratefs = "%s:7200"\n'
-                            % (n, h["addr"], h["addr"]))
-            report_path = tb.dir + "/report.json"
-            p = tb.spawn([build + "/migratefs-scheduler", "submit", "--tasks", tasks, "--topology",
-                          tb.dir + "/topology.toml", "--keyfile", tb.key, "--poll", "0.5", "--timeout",
-                          str(deadline + 120), "-o", report_path], tb.sw, tb.dir + "/scheduler.log")
-            p.wait()
-            report = json.load(open(report_path))
+            report = tb.submit([{"vm": vm, "disks": [vm + ".img"], "source": src, "target": "h3",
+                                 "deadline": round(deadline, 1), "important": important}
+                                for vm, src, _, important in VMS], deadline + 120)
             for t in report["tasks"]:
                 if t.get("state") == "finished":
                     results[t["vm"]] = t["finished"] - report["submitted_at"]

@@ -106,6 +106,10 @@ class Broker {
 
   // broker_classes.cc: submission, the fleet-cap queue, reservations and budgets.
   Status StartTask(Task& task);                       // mu_ not held
+  // The network limit a task starts under (kbps, 0 = none): its ceiling from Ceilings
+  // with the tasks already running, so its first bytes obey its class's reservation
+  // instead of flooding the link until the next period.
+  uint64_t InitialNetworkKbps(const Task& task) const;
   void StartQueued();                                 // fleet cap: start what fits
   int Running() const;                                // mu_ held: tasks holding a slot
   // Class reservations, host budget and fleet caps: the most each task may send

@@ -53,7 +53,8 @@ Status Broker::StartTask(Task& task) {
   if (auto it = config_.marking.find(spec.EffectiveClass()); it != config_.marking.end()) {
     marking = it->second;
   }
-  auto id = deps_.control->Start(spec.images, spec.target_address, marking);
+  const uint64_t initial_kbps = InitialNetworkKbps(task);
+  auto id = deps_.control->Start(spec.images, spec.target_address, marking, initial_kbps);
   std::lock_guard lock(mu_);
   if (!id) {
     spdlog::error("task {}: migratefs refused start: {}", spec.vm, id.error().message);
@@ -66,12 +67,33 @@ Status Broker::StartTask(Task& task) {
     return id.error();
   }
   task.id = id.value();
+  task.applied_net_kbps = task.shown_net_kbps = initial_kbps;
   task.started_s = task.last_tick_s = deps_.now();
   task.state = "running";
   spdlog::info("task {}: started as {} to {} ({} images), deadline in {:.1f} s, priority {}{}", spec.vm,
                task.id, spec.target_address, spec.images.size(), spec.deadline_s - task.started_s,
                policy::ToString(spec.EffectiveClass()), spec.important ? " (important)" : "");
   return OkStatus();
+}
+
+uint64_t Broker::InitialNetworkKbps(const Task& task) const {
+  std::vector<std::shared_ptr<Task>> active;
+  std::shared_ptr<Task> self;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [vm, t] : tasks_) {
+      if (t.get() == &task) {
+        self = t;
+      } else if (t->state == "running") {
+        active.push_back(t);
+      }
+    }
+  }
+  if (!self) return 0;
+  active.push_back(self);
+  const double ceiling = Ceilings(active).at(task.spec.vm);
+  if (ceiling >= kNoCeiling) return 0;
+  return policy::ToKbps(std::max(ceiling, config_.policy.min_network_bps));
 }
 
 int Broker::Running() const {

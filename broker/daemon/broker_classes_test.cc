@@ -109,6 +109,24 @@ TEST_F(BrokerClassesTest, LowAloneGetsWhatIsLeft) {
   EXPECT_EQ(Limit("l"), 8000u);
 }
 
+// The class applies from the first byte: a start carries the ceiling, so a medium or
+// low migration cannot flood the link (and the workload's lower limit) during the
+// period before the broker first sets limits. It failed before: starts carried none.
+TEST_F(BrokerClassesTest, AStartAlreadyCarriesTheClassCeiling) {
+  ReservedLink();
+  Make();
+  const std::string h = Submit(Spec("h", PriorityClass::kHigh));
+  const std::string m = Submit(Spec("m", PriorityClass::kMedium));
+  const std::string l = Submit(Spec("l", PriorityClass::kLow));
+  // No link sample yet: the workload counts as at its upper limit (12 MB/s of 20).
+  EXPECT_EQ(DaemonLimit(h), 16000u);  // everything above the lower limit
+  EXPECT_EQ(DaemonLimit(m), 100u);    // high took what is above the upper limit: the floor
+  EXPECT_EQ(DaemonLimit(l), 100u);
+  EXPECT_EQ(Limit("m"), 100u);
+  Period(14000);
+  EXPECT_EQ(Limit("l"), 100u);
+}
+
 TEST_F(BrokerClassesTest, WithoutAReservationClassesSetNoLimit) {
   Make();
   Submit(Spec("l", PriorityClass::kLow));

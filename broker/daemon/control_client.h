@@ -21,9 +21,11 @@ class ControlClient {
   // Every call answers within the client's timeout; an unreachable daemon is
   // peer_unreachable, a refusal carries the daemon's error code and message.
   // `marking` adds the optional "dscp"/"so_priority" fields (marking.h); an empty
-  // Marking sends today's request unchanged.
+  // Marking sends today's request unchanged. `network_kbps` > 0 starts the migration
+  // under that network limit (its first byte obeys it, not the next period's).
   virtual Result<std::string> Start(const std::vector<std::string>& images,
-                                    const std::string& target, const Marking& marking) = 0;
+                                    const std::string& target, const Marking& marking,
+                                    uint64_t network_kbps = 0) = 0;
   virtual Status SetNetworkLimit(const std::string& id, uint64_t kbps) = 0;  // 0 = none
   virtual Status SetDiskLimit(const std::string& id, uint64_t kbps) = 0;     // 0 = none
   // Fills Progress from the answer; `kbps` is the rate of the asked kind.

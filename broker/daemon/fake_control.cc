@@ -70,7 +70,8 @@ Marking FakeMigrations::start_marking(size_t n) const {
 }
 
 Result<std::string> FakeMigrations::Start(const std::vector<std::string>& images,
-                                          const std::string& target, const Marking& marking) {
+                                          const std::string& target, const Marking& marking,
+                                          uint64_t network_kbps) {
   std::lock_guard lock(mu_);
   if (auto s = Reachable(); !s) return s.error();
   start_markings_.push_back(marking);
@@ -84,6 +85,7 @@ Result<std::string> FakeMigrations::Start(const std::vector<std::string>& images
   ++next_id_;
   Migration& m = migrations_[id];
   m.images = images;
+  m.net_limit = network_kbps;
   m.steps = std::move(next_script_);
   next_script_.clear();
   m.sim = std::move(next_sim_);
@@ -219,7 +221,8 @@ json FakeMigrations::Execute(const json& r) {
         else marking.dscp_code = r["dscp"].get<int>();
       }
       if (r.contains("so_priority")) marking.so_priority = r["so_priority"].get<int>();
-      auto id = Start(r.at("images").get<std::vector<std::string>>(), r.at("target"), marking);
+      auto id = Start(r.at("images").get<std::vector<std::string>>(), r.at("target"), marking,
+                      r.value("network_kbps", uint64_t(0)));
       return id ? Answer(OkStatus(), {{"id", id.value()}}) : Answer(id.error());
     }
     if (op == op::kSetNetworkLimit || op == op::kSetDiskLimit) {

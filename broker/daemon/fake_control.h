@@ -57,7 +57,7 @@ class FakeMigrations {
 
   // The ControlClient surface.
   Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
-                            const Marking& marking = {});
+                            const Marking& marking = {}, uint64_t network_kbps = 0);
   // The marking the n-th start (0-based) carried.
   Marking start_marking(size_t n) const;
   Status SetLimit(const std::string& id, RateKind kind, uint64_t kbps);
@@ -101,8 +101,8 @@ class FakeControlClient : public ControlClient {
  public:
   explicit FakeControlClient(FakeMigrations* m) : m_(m) {}
   Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
-                            const Marking& marking) override {
-    return m_->Start(images, target, marking);
+                            const Marking& marking, uint64_t network_kbps) override {
+    return m_->Start(images, target, marking, network_kbps);
   }
   Status SetNetworkLimit(const std::string& id, uint64_t kbps) override {
     return m_->SetLimit(id, RateKind::kNetwork, kbps);

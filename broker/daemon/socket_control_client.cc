@@ -15,9 +15,10 @@ class SocketControlClient : public ControlClient {
       : path_(std::move(path)), timeout_(timeout), finish_timeout_(finish_timeout) {}
 
   Result<std::string> Start(const std::vector<std::string>& images, const std::string& target,
-                            const Marking& marking) override {
+                            const Marking& marking, uint64_t network_kbps) override {
     json request = {{"op", op::kStart}, {"images", images}, {"target", target}};
     AddMarking(marking, &request);
+    if (network_kbps > 0) request["network_kbps"] = network_kbps;
     auto answer = Call(request, timeout_);
     if (!answer) return answer.error();
     const json& id = answer.value()["id"];
