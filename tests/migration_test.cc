@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/harness/throttled_proxy.h"
 #include "tests/migration_fixture.h"
 
 namespace migratefs::testing {
@@ -82,6 +83,36 @@ TEST_F(MigrationTest, ImageGrowsAndShrinksDuringMigration) {
   ASSERT_EQ(fsync(fd), 0);
   close(fd);
   FinishAndCompare(id, {"grow.img"});
+}
+
+// On a link slower than the sender fills its in-flight window, senders wait for room.
+// Such a wait used to give its claimed block up after 200 ms although the scan had
+// moved past it, so the block waited for the next pass: phase 1 "ended" (the scan
+// wrapped) with a third of a WAN image sent (bench/hybrid). Without a writer, phase 1
+// must cover the whole image: when the phase changes, at most the window is unacked.
+TEST_F(MigrationTest, PhaseOneOnASlowLinkSendsEveryBlockBeforeItEnds) {
+  StartDaemons();
+  ThrottledProxy proxy(std::stoi(target_addr_.substr(target_addr_.rfind(':') + 1)));
+  proxy.SetRate(8 << 20);  // 8 MiB/s: the 16 MiB window is two seconds of link
+  const uint64_t size = 64 * kMiB;
+  WritePatternFile(a_->Src("vm.img"), size, 17);
+  auto started = a_->Request({{"op", "start"}, {"images", {"vm.img"}}, {"target", proxy.address()}});
+  ASSERT_TRUE(started.value("ok", false)) << started.dump();
+  const std::string id = started["id"];
+  nlohmann::json at_switch;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto p = Progress(id);
+        const std::string phase = p.value("phase", "");
+        if (phase == "connecting" || phase == "bulk") return false;
+        at_switch = p;
+        return true;
+      },
+      60s));
+  const uint64_t sent = at_switch.value("bytes_sent", uint64_t(0));
+  EXPECT_GE(sent, size - 20 * kMiB) << "phase 1 ended with blocks never sent: " << at_switch.dump();
+  proxy.SetRate(0);
+  FinishAndCompare(id, {"vm.img"});
 }
 
 TEST_F(MigrationTest, SparseImageStaysSparseOnTheTarget) {

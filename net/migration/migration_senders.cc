@@ -89,10 +89,16 @@ void Migration::SenderLoop() {
     const int64_t ahead = img->mirroring() ? 2 : postcopy_.load() ? kPostcopyBlocksAhead : INT64_MAX;
     while (data_inflight_.load() >= ahead && senders_run_.load())
       std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (!peer->WaitForWindow(ctx_->block_size, milliseconds(200))) {
-      if (!peer->alive()) return;
-      continue;  // the bit is still set; it will be claimed again
+    // Wait for room holding the claim: the scan has moved past this block, so giving
+    // it up would leave it for the next pass, and phase 1 would end (the scan wraps)
+    // with blocks never sent. Only stopping or a hand-over (whose map needs the
+    // senders idle) drop it; its bit is still set then.
+    bool room = false;
+    while (!room && senders_run_.load() && !handing_over_.load()) {
+      room = peer->WaitForWindow(ctx_->block_size, milliseconds(200));
+      if (!room && !peer->alive()) return;
     }
+    if (!room) continue;
     if (!SendBlock(*peer, *img, block)) return;
   }
 }
