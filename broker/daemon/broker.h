@@ -110,6 +110,12 @@ class Broker {
   // with the tasks already running, so its first bytes obey its class's reservation
   // instead of flooding the link until the next period.
   uint64_t InitialNetworkKbps(const Task& task) const;
+  // Whether a task counts as in danger (slack below danger_pct) for what the broker
+  // decides around Alg. 1: class promotion, yielding, the shared allocation. A rate
+  // that read 0 while the broker holds the task at a limit says nothing about its
+  // deadline: its time left is then taken at that limit. Callers hold mu_ or are the
+  // tick thread.
+  bool InDanger(const Task& task) const;
   void StartQueued();                                 // fleet cap: start what fits
   int Running() const;                                // mu_ held: tasks holding a slot
   // Class reservations, host budget and fleet caps: the most each task may send

@@ -47,7 +47,7 @@ void Broker::AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& ac
   for (auto& [section, tasks] : ours) {
     std::vector<policy::SharedTask> mine;
     for (const auto& t : tasks) {
-      bool danger = t->slack >= 0 && t->slack * 100 < config_.policy.danger_pct;
+      bool danger = InDanger(*t);
       mine.push_back({config_.host, t->spec.vm, static_cast<double>(t->bytes_left), t->dirty_kbps * 1000,
                       t->net_kbps * 1000, danger});
     }

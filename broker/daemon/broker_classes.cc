@@ -96,6 +96,16 @@ uint64_t Broker::InitialNetworkKbps(const Task& task) const {
   return policy::ToKbps(std::max(ceiling, config_.policy.min_network_bps));
 }
 
+bool Broker::InDanger(const Task& task) const {
+  if (task.slack < 0 || task.slack * 100 >= config_.policy.danger_pct) return false;
+  if (task.net_kbps > 0 || task.applied_net_kbps == 0) return true;
+  const double at_limit = policy::Slack(
+      task.spec.deadline_s - deps_.now(),
+      policy::TimeLeft(static_cast<double>(task.bytes_left), task.applied_net_kbps * 1000.0, task.dirty_kbps * 1000,
+                       config_.vmm_time_s));
+  return at_limit * 100 < config_.policy.danger_pct;
+}
+
 int Broker::Running() const {
   int n = 0;
   for (const auto& [vm, task] : tasks_) n += HoldsSlot(task->state) ? 1 : 0;
@@ -157,7 +167,7 @@ std::map<std::string, double> Broker::Ceilings(const std::vector<std::shared_ptr
       claim.cls = task->spec.EffectiveClass();
       // Deadlines win (Alg. 1): a task in danger is served as high; the workload's
       // lower limit still holds.
-      if (task->slack >= 0 && task->slack * 100 < config_.policy.danger_pct) claim.cls = policy::PriorityClass::kHigh;
+      if (InDanger(*task)) claim.cls = policy::PriorityClass::kHigh;
       claims.push_back(claim);
     }
     policy::ClassShares shares = policy::ReserveBandwidth(r, workload, claims);

@@ -127,6 +127,20 @@ TEST_F(BrokerClassesTest, AStartAlreadyCarriesTheClassCeiling) {
   EXPECT_EQ(Limit("l"), 100u);
 }
 
+// A low task held at the floor whose rate reads 0 has slack 0 by Expression 1
+// ("cannot finish"), which made it "in danger" and served as high, taking medium's
+// bandwidth with a deadline a day away (seen on the htb testbed). At the rate it is
+// allowed it finishes long before its deadline: it stays low.
+TEST_F(BrokerClassesTest, AZeroRateUnderOurOwnLimitIsNotDanger) {
+  ReservedLink();
+  Make();
+  Submit(Spec("m", PriorityClass::kMedium));
+  Submit(Spec("l", PriorityClass::kLow), SimulatedVm{1e8, 0, 0, 1});  // reads 0 KB/s
+  for (int i = 0; i < 4; i++) Period(14000);
+  EXPECT_EQ(Limit("l"), 100u) << broker_->TaskReport("l").value().dump();
+  EXPECT_EQ(Limit("m"), 8000u);
+}
+
 TEST_F(BrokerClassesTest, WithoutAReservationClassesSetNoLimit) {
   Make();
   Submit(Spec("l", PriorityClass::kLow));

@@ -73,7 +73,7 @@ std::map<std::string, policy::PriorityClass> Broker::Yielders(
     // Tick thread: applied_net_kbps is ours to read.
     bool can_yield = task->applied_net_kbps == 0 || task->applied_net_kbps > floor_kbps;
     // A task in danger ignores congestion (Alg. 1): it will not yield.
-    bool in_danger = task->slack >= 0 && task->slack * 100 < config_.policy.danger_pct;
+    bool in_danger = InDanger(*task);
     if (!can_yield || in_danger) continue;
     policy::PriorityClass c = task->spec.EffectiveClass();
     for (const std::string& s : saturated) {
