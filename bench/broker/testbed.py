@@ -49,7 +49,7 @@ def ask(path, request, timeout=5):
     return json.loads(data)
 
 
-def wait(pred, timeout):
+def wait(pred, timeout, step=0.1):
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -57,7 +57,7 @@ def wait(pred, timeout):
                 return True
         except Exception:
             pass
-        time.sleep(0.1)
+        time.sleep(step)
     return False
 
 

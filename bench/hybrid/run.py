@@ -41,20 +41,14 @@ Sequence:
 to bench/hybrid/RESULTS.md and bench/hybrid/last_run.json.
 """
 import argparse
-import asyncio
 import json
 import math
-import mmap
 import os
-import random
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,234 +62,17 @@ ECHO_PORT = 7402         # proxy -> its own echo (RTT probe)
 IPERF_PORT = 5201
 
 
-# ----------------------------------------------------------------------------- proxy
-def proxy_main(args):
-    delay = args.delay_ms / 1000.0
-    maps = []
-    for m in args.map:
-        lhs, rhs = m.split("=")
-        lh, lp = lhs.rsplit(":", 1)
-        if rhs == "echo":
-            maps.append((lh, int(lp), None))
-        else:
-            rh, rp = rhs.rsplit(":", 1)
-            maps.append((lh, int(lp), (rh, int(rp))))
-
-    def nodelay(w):
-        s = w.get_extra_info("socket")
-        if s is not None:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    async def pump(reader, writer):
-        # Each chunk leaves `delay` after it arrived; at most ~4 MiB is held (backpressure).
-        q = asyncio.Queue(maxsize=256)
-        loop = asyncio.get_running_loop()
-
-        async def rx():
-            try:
-                while True:
-                    data = await reader.read(65536)
-                    await q.put((loop.time() + delay, data))
-                    if not data:
-                        return
-            except Exception:
-                await q.put((loop.time(), b""))
-
-        async def tx():
-            try:
-                while True:
-                    due, data = await q.get()
-                    wait = due - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    if not data:
-                        break
-                    writer.write(data)
-                    await writer.drain()
-            except Exception:
-                pass
-            try:
-                writer.close()
-            except Exception:
-                pass
-
-        await asyncio.gather(rx(), tx())
-
-    async def handle(reader, writer, upstream):
-        nodelay(writer)
-        if upstream is None:  # echo, delayed both ways like the rest
-            await pump_echo(reader, writer)
-            return
-        try:
-            ur, uw = await asyncio.open_connection(*upstream)
-        except Exception:
-            writer.close()
-            return
-        nodelay(uw)
-        await asyncio.gather(pump(reader, uw), pump(ur, writer))
-
-    async def pump_echo(reader, writer):
-        # echo = a zero-length upstream: delay in, then delay out
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                await asyncio.sleep(2 * delay)
-                writer.write(data)
-                await writer.drain()
-        except Exception:
-            pass
-        writer.close()
-
-    async def main():
-        servers = []
-        for lh, lp, up in maps:
-            servers.append(await asyncio.start_server(lambda r, w, up=up: handle(r, w, up), lh, lp,
-                                                      reuse_address=True))
-        print("proxy ready", flush=True)
-        await asyncio.gather(*(s.serve_forever() for s in servers))
-
-    asyncio.run(main())
-
-
-def rtt_main(args):
-    host, port = args.to.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    samples = []
-    for _ in range(args.n):
-        t = time.perf_counter()
-        s.sendall(b"x" * 64)
-        got = 0
-        while got < 64:
-            got += len(s.recv(64 - got))
-        samples.append((time.perf_counter() - t) * 1000)
-        time.sleep(0.01)
-    samples.sort()
-    print(json.dumps({"rtt_ms_p50": samples[len(samples) // 2], "rtt_ms_min": samples[0]}))
-
-
-# -------------------------------------------------------------------------------- vm
-def vm_main(args):
-    """Open-loop Poisson 4 KiB O_DIRECT writes (and reads) on one file until SIGTERM."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    fd = None
-    for _ in range(100):
-        try:
-            fd = os.open(args.file, os.O_RDWR | os.O_DIRECT)
-            break
-        except OSError as e:
-            err = e
-            time.sleep(0.05)
-    if fd is None:
-        print(json.dumps({"error": "open: %s" % err}), file=sys.stderr)
-        sys.exit(1)
-    size = os.fstat(fd).st_size
-    slots = size // IO
-    pattern = (b"HYBRID-TARGET-WRITE-" * 205)[:IO]
-    lock = threading.Lock()
-    out = {"writes": [], "reads": [], "write_errors": [], "read_errors": [], "zero_reads": 0,
-           "write_lat": []}
-    wq, rq = [], []
-    wcv, rcv = threading.Condition(), threading.Condition()
-
-    def dispatcher(rate, q, cv, seed):
-        rnd = random.Random(seed)
-        t = time.time()
-        while not stop.is_set():
-            t += rnd.expovariate(rate)
-            wait = t - time.time()
-            if wait > 0 and stop.wait(wait):
-                break
-            with cv:
-                q.append((t, rnd.randrange(slots) * IO))
-                cv.notify()
-        with cv:
-            cv.notify_all()
-
-    def worker(kind, q, cv):
-        buf = mmap.mmap(-1, IO)
-        while True:
-            with cv:
-                while not q and not stop.is_set():
-                    cv.wait(0.2)
-                if stop.is_set():  # the VM pauses: nothing new is issued, in-flight I/O ends
-                    out["dropped"] = out.get("dropped", 0) + len(q)
-                    q.clear()
-                    return
-                sched, off = q.pop(0)
-            issued = time.time()
-            try:
-                if kind == "w":
-                    buf.seek(0)
-                    buf.write(pattern if args.pattern else os.urandom(IO))
-                    n = os.pwrite(fd, buf, off)
-                    done = time.time()
-                    with lock:
-                        if n != IO:
-                            out["write_errors"].append([off, "short %d" % n])
-                        else:
-                            out["writes"].append(off)
-                            out["write_lat"].append([sched, done - sched, done - issued])
-                else:
-                    n = os.preadv(fd, [buf], off)
-                    done = time.time()
-                    with lock:
-                        if n != IO:
-                            out["read_errors"].append([off, "short %d" % n])
-                        else:
-                            out["reads"].append([sched, done - sched, done - issued])
-                            if buf[:] == b"\0" * IO:
-                                out["zero_reads"] += 1
-            except OSError as e:
-                with lock:
-                    out["write_errors" if kind == "w" else "read_errors"].append([off, str(e)])
-
-    threads = []
-    seed = args.seed
-    if args.writes_per_s > 0:
-        threads.append(threading.Thread(target=dispatcher, args=(args.writes_per_s, wq, wcv, seed)))
-        threads += [threading.Thread(target=worker, args=("w", wq, wcv)) for _ in range(args.threads)]
-    if args.reads_per_s > 0:
-        threads.append(threading.Thread(target=dispatcher, args=(args.reads_per_s, rq, rcv, seed + 1)))
-        threads += [threading.Thread(target=worker, args=("r", rq, rcv)) for _ in range(args.threads)]
-    for t in threads:
-        t.start()
-    with open(args.ready, "w") as f:
-        f.write("%f\n" % time.time())
-    while not stop.wait(0.2):
-        pass
-    for t in threads:
-        t.join()
-    os.close(fd)
-    out["stopped_at"] = time.time()
-    with open(args.log, "w") as f:
-        json.dump(out, f)
-
-
 # ------------------------------------------------------------------------- testbed
-# sh, ask: the shared bench helpers (bench/broker/testbed.py).
+# sh, ask, wait: the shared bench helpers (bench/broker/testbed.py); the subcommands
+# live in delay_proxy.py and vm_load.py.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "broker"))
-from testbed import sh, ask as _ask  # noqa: E402
+from testbed import sh, ask as _ask, wait  # noqa: E402
+from delay_proxy import proxy_main, rtt_main  # noqa: E402
+from vm_load import vm_main  # noqa: E402
 
 
 def ask(path, request, timeout=10):
     return _ask(path, request, timeout)
-
-
-def wait(pred, timeout, step=0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            if pred():
-                return True
-        except Exception:
-            pass
-        time.sleep(step)
-    return False
 
 
 def pct(values, p):
