@@ -130,9 +130,11 @@ class Broker {
 
   // broker_allocation.cc: seed 000 on every saturated shared section: sends our
   // report, and when every broker of the section reported, sets the network limits of
-  // our tasks there.
+  // our tasks there. `ceilings` (Ceilings()) cap each task's share, ours and the
+  // peers' (their reports carry theirs).
   void AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& active,
-                              const std::set<std::string>& saturated, double now);
+                              const std::set<std::string>& saturated, double now,
+                              const std::map<std::string, double>& ceilings);
 
   // broker_congestion.cc: saturated sections, release requests, who yields.
   void SendReleaseRequests(Task& task, const std::set<std::string>& saturated);

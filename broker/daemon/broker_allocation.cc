@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "broker/daemon/broker_task.h"
 
@@ -24,7 +25,8 @@ void Broker::ReceiveRateReport(const std::string& from, const std::string& secti
 }
 
 void Broker::AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& active,
-                                    const std::set<std::string>& saturated, double now) {
+                                    const std::set<std::string>& saturated, double now,
+                                    const std::map<std::string, double>& ceilings) {
   // Our tasks per saturated section that other brokers share too.
   std::map<std::string, std::vector<std::shared_ptr<Task>>> ours;
   std::map<std::string, std::set<std::string>> peers;
@@ -50,11 +52,15 @@ void Broker::AllocateSharedSections(const std::vector<std::shared_ptr<Task>>& ac
       bool danger = InDanger(*t);
       mine.push_back({config_.host, t->spec.vm, static_cast<double>(t->bytes_left), t->dirty_kbps * 1000,
                       t->net_kbps * 1000, danger});
+      if (auto c = ceilings.find(t->spec.vm); c != ceilings.end() && c->second < kNoCeiling)
+        mine.back().ceiling_bps = std::max(c->second, config_.policy.min_network_bps);
     }
     json report = json::array();
     for (const auto& t : mine) {
-      report.push_back({{"vm", t.vm}, {"bytes_left", t.bytes_left}, {"dirty_kbps", t.dirty_bps / 1000},
-                        {"net_kbps", t.net_bps / 1000}, {"in_danger", t.in_danger}});
+      json entry = {{"vm", t.vm}, {"bytes_left", t.bytes_left}, {"dirty_kbps", t.dirty_bps / 1000},
+                    {"net_kbps", t.net_bps / 1000}, {"in_danger", t.in_danger}};
+      if (std::isfinite(t.ceiling_bps)) entry["ceiling_kbps"] = t.ceiling_bps / 1000;
+      report.push_back(entry);
     }
     for (const std::string& host : peers[section]) {
       deps_.peers->Send(host, {{"op", kRateReportOp}, {"section", section}, {"tasks", report}});

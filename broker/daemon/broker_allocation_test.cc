@@ -14,9 +14,10 @@ class BrokerAllocationTest : public testing::BrokerFixture {
  protected:
   // Seed 000's 3-VM row: vm1 and vm2 here, vm3 on broker b; each of ours moves
   // 42.5 MB/s and dirties 10.24 MB/s; after the first period exactly V is left.
-  void SubmitTwo() {
+  void SubmitTwo(double vm1_max_kbps = 0) {
     for (auto [vm, v] : {std::pair<const char*, double>{"vm1", 500.02e6}, {"vm2", 479.92e6}}) {
       TaskSpec spec = Spec(vm);
+      if (std::string(vm) == "vm1") spec.max_kbps = vm1_max_kbps;
       spec.target = "c";
       spec.target_address = "10.0.0.3:7200";
       spec.path = {"a-s1", "s1-core", "core-c"};
@@ -50,6 +51,30 @@ TEST_F(BrokerAllocationTest, EveryBrokerReportedSeed000RatesReplaceHalving) {
   EXPECT_NEAR(DaemonLimit("m1") / 1000.0, 38.48, 0.5);
   EXPECT_NEAR(DaemonLimit("m2") / 1000.0, 37.88, 0.5);
   EXPECT_EQ(broker_->TaskReport("vm1").value()["allocation_section"], "s1-core");
+}
+
+// Ceilings cap shares inside the allocation (policy README choice 12): what a capped
+// task cannot take goes to the others instead of being lost.
+TEST_F(BrokerAllocationTest, CeilingsOnEitherBrokerLeaveTheRestToTheOthers) {
+  Make();
+  SubmitTwo(/*vm1_max_kbps=*/30000);
+  policy::SharedTask vm3{"", "vm3", 904.72e6, 10.24e6, 40e6, false};
+  vm3.ceiling_bps = 20e6;  // b's class ceiling for it
+  broker_->ReceiveRateReport("b", "s1-core", {vm3});
+  ASSERT_TRUE(broker_->ReportSlaFailure("s1-core", now_ + 100));
+  now_ += 1;
+  broker_->Tick({});
+  ASSERT_EQ(Reports(), 1);
+  const json& report = peers_.sent.back().second;
+  ASSERT_EQ(report["tasks"].size(), 2u);
+  EXPECT_EQ(report["tasks"][0]["ceiling_kbps"], 30000) << report.dump();
+  EXPECT_FALSE(report["tasks"][1].contains("ceiling_kbps")) << report.dump();
+  // vm1 started under its 30 MB/s max, so it moves 30: a 112.5 MB/s pool. vm1 stays
+  // at its 30, vm3 at its 20, and vm2 gets the remaining 62.5 (with the caps applied
+  // after the split it got seed 000's share of the pool, 35.9, and 26.6 were lost).
+  EXPECT_EQ(report["tasks"][0]["net_kbps"], 30000) << report.dump();
+  EXPECT_EQ(DaemonLimit("m1"), 30000u);
+  EXPECT_NEAR(DaemonLimit("m2") / 1000.0, 62.5, 0.01);
 }
 
 TEST_F(BrokerAllocationTest, UnreachablePeerMeansAlg2Alone) {

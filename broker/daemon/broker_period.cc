@@ -38,8 +38,8 @@ void Broker::Tick(const std::vector<LinkSample>& links) {
   for (auto& task : running) {
     if (TickTask(*task, now, saturated, yielders)) active.push_back(task);
   }
-  if (config_.rate_allocation) AllocateSharedSections(active, saturated, now);
   std::map<std::string, double> ceilings = Ceilings(active);
+  if (config_.rate_allocation) AllocateSharedSections(active, saturated, now, ceilings);
   for (auto& task : active) ApplyLimits(*task, ceilings.at(task->spec.vm));
   for (auto& task : active) {
     if (task->release_pending) SendReleaseRequests(*task, saturated);

@@ -82,6 +82,11 @@ json RateReport(Broker& broker, const json& body, const std::string& from) {
       return ErrorAnswer(errc::kBadRequest,
                          "field \"tasks\": each needs vm, bytes_left, dirty_kbps, net_kbps (numbers >= 0)");
     }
+    if (t.contains("ceiling_kbps")) {  // absent: no class ceiling
+      task.ceiling_bps = number("ceiling_kbps") * 1000;
+      if (task.ceiling_bps < 0)
+        return ErrorAnswer(errc::kBadRequest, "field \"tasks\": ceiling_kbps must be a number >= 0");
+    }
     tasks.push_back(task);
   }
   broker.ReceiveRateReport(from, section.value(), std::move(tasks));

@@ -126,6 +126,13 @@ TEST_F(BrokerServerTest, RateReportsAndQueuedSubmissions) {
   json answer = HandleRequest(*broker_, bad, "b", now_);
   EXPECT_EQ(answer["ok"], false);
   EXPECT_NE(answer["error"]["message"].get<std::string>().find("\"tasks\""), std::string::npos);
+  json capped = report;
+  capped["tasks"][0]["ceiling_kbps"] = 20000;
+  EXPECT_EQ(HandleRequest(*broker_, capped, "b", now_)["ok"], true);
+  capped["tasks"][0]["ceiling_kbps"] = -5;
+  answer = HandleRequest(*broker_, capped, "b", now_);
+  EXPECT_EQ(answer["ok"], false);
+  EXPECT_NE(answer["error"]["message"].get<std::string>().find("ceiling_kbps"), std::string::npos) << answer.dump();
   EXPECT_EQ(HandleRequest(*broker_, SubmitBody("vm1"), "", now_)["id"], "m1");
   json queued = HandleRequest(*broker_, SubmitBody("vm2"), "", now_);
   EXPECT_EQ(queued["ok"], true);

@@ -99,6 +99,15 @@ class Model {
 
   PredictRow Row(double s) const;
   double ExpectedFetches(const std::vector<uint8_t>& pre) const;
+  // 1 for each block of the flattened set that hybrid S pre-copies: the first
+  // round(S % of the data blocks) of the coldest-first order.
+  std::vector<uint8_t> PrecopyMask(double s) const {
+    const uint64_t k = uint64_t(std::llround(s / 100.0 * double(order_.size())));
+    std::vector<uint8_t> pre(bytes_.size(), 0);
+    for (uint64_t j = 0; j < k; ++j) pre[order_[j]] = 1;
+    return pre;
+  }
+  bool data(uint64_t i) const { return data_[i] != 0; }
 
  private:
   struct Written {  // a pre-copied block with writes, in sweep order
@@ -250,10 +259,8 @@ PredictRow Model::Row(double s) const {
   const ConvergenceRule& rule = in_.rule;
   PredictRow row;
   row.s_percent = s;
-  const uint64_t k = uint64_t(std::llround(s / 100.0 * double(order_.size())));
-  row.precopy_blocks = k;
-  std::vector<uint8_t> pre(bytes_.size(), 0);
-  for (uint64_t j = 0; j < k; ++j) pre[order_[j]] = 1;
+  const std::vector<uint8_t> pre = PrecopyMask(s);
+  row.precopy_blocks = uint64_t(std::count(pre.begin(), pre.end(), uint8_t(1)));
 
   // Pass 0 (phase 1) and the post-copy pull, both in sweep order.
   std::vector<Written> written;
@@ -502,6 +509,26 @@ Result<PredictRow> PredictAt(const PredictInput& input, double s_percent) {
   if (!Finite(s_percent) || s_percent < 0 || s_percent > 100)
     return Invalid(Format("s_percent: %g is outside 0..100", s_percent));
   return Model(input).Row(s_percent);
+}
+
+Result<std::vector<std::vector<uint64_t>>> PostcopyBlocks(const std::vector<ImageProfile>& images, double s_percent) {
+  PredictInput input;
+  input.images = images;
+  input.net_bps = 1;  // the choice of blocks does not depend on the link
+  if (auto s = ValidatePredictInput(input); !s) return s.error();
+  if (!Finite(s_percent) || s_percent < 0 || s_percent > 100)
+    return Invalid(Format("s_percent: %g is outside 0..100", s_percent));
+  const Model model(input);
+  const std::vector<uint8_t> pre = model.PrecopyMask(s_percent);
+  std::vector<std::vector<uint64_t>> out(images.size());
+  uint64_t base = 0;
+  for (size_t j = 0; j < images.size(); ++j) {
+    const uint64_t n = BlocksOf(images[j]);
+    for (uint64_t b = 0; b < n; ++b)
+      if (model.data(base + b) && !pre[base + b]) out[j].push_back(b);
+    base += n;
+  }
+  return out;
 }
 
 Result<Prediction> Predict(const PredictInput& input) {

@@ -147,4 +147,12 @@ Result<PredictRow> PredictAt(const PredictInput& input, double s_percent);
 //  3. if none meets it: the smallest T (deadline_met = false).
 Result<Prediction> Predict(const PredictInput& input);
 
+// The data blocks hybrid copy at S % leaves for post-copy, so the daemon pre-copies
+// exactly the set the model assumed (the round(S % of all data blocks) coldest ones
+// go first; these are the rest, the hottest): one ascending list per image, in the
+// order of `images`. Errors as ValidatePredictInput (images[j].*) and s_percent.
+// With no writes in a profile every data block is equally cold and position decides:
+// the first S % of the data blocks in start order are pre-copied.
+Result<std::vector<std::vector<uint64_t>>> PostcopyBlocks(const std::vector<ImageProfile>& images, double s_percent);
+
 }  // namespace migratefs::policy

@@ -253,6 +253,40 @@ TEST(HybridPredictorTest, SeveralImagesAreSweptOneAfterTheOther) {
   EXPECT_NEAR(p.value().rows[0].total_s, 150 * kBlock / kLink, 1e-9);
 }
 
+// ---------------------------------------------------------------- the daemon's set
+
+TEST(HybridPredictorTest, PostcopyBlocksAreTheHottestAcrossImages) {
+  ImageProfile a = Image(10), b = Image(6);
+  b.name = "data.img";
+  a.writes = {{2, 5}, {7, 1}};
+  b.writes = {{0, 9}, {5, 3}};
+  b.reads = {{4, 50}};  // read, never written: as cold as it gets, pre-copied first
+  a.data_known = true;
+  a.data = {{0, 8}};    // blocks 8 and 9 are holes: never listed
+  auto set = PostcopyBlocks({a, b}, 50);  // 8 + 6 = 14 data blocks: 7 stay remote
+  ASSERT_TRUE(set) << set.error().message;
+  ASSERT_EQ(set.value().size(), 2u);
+  // The four written blocks are the hottest; of the ten unwritten blocks, b's read one
+  // goes first, then position decides: a's 0,1,3,4,5,6 are pre-copied, b's 1,2,3 not.
+  EXPECT_EQ(set.value()[0], (std::vector<uint64_t>{2, 7}));
+  EXPECT_EQ(set.value()[1], (std::vector<uint64_t>{0, 1, 2, 3, 5}));
+  // The predictor's row pre-copies exactly as many blocks as the set leaves out.
+  auto row = PredictAt(Input({a, b}), 50);
+  ASSERT_TRUE(row) << row.error().message;
+  EXPECT_EQ(row.value().precopy_blocks, 14u - 7u);
+}
+
+TEST(HybridPredictorTest, PostcopyBlocksAtTheEnds) {
+  auto none = PostcopyBlocks({Image(4)}, 100);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none.value()[0].empty());
+  auto all = PostcopyBlocks({Image(4)}, 0);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all.value()[0], (std::vector<uint64_t>{0, 1, 2, 3}));
+  EXPECT_FALSE(PostcopyBlocks({Image(4)}, 101));
+  EXPECT_FALSE(PostcopyBlocks({}, 50));
+}
+
 TEST(HybridPredictorTest, RefusalsNameTheField) {
   struct Case {
     const char* names;

@@ -7,12 +7,13 @@
 // observed rates: the section is saturated, so that is its share for migrations), minus
 // nothing for tasks in danger: those are left out and keep following Alg. 1 (deadlines
 // win), their bandwidth is not in the pool. The rest is re-split by AllocateRates()
-// with V = bytes left and D = dirty rate.
+// with V = bytes left and D = dirty rate, each rate capped by the task's ceiling.
 //
 // Pure: no I/O, clocks, threads or randomness. Deterministic: the input order does not
 // matter (tasks are sorted by host, then VM).
 #pragma once
 
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ struct SharedTask {
   double dirty_bps = 0;      // D
   double net_bps = 0;        // observed rate over the last period
   bool in_danger = false;    // slack < danger: not allocated, follows Alg. 1
+  // Its class ceiling (seed 003's reservations, its task's max): it never gets more,
+  // and what it cannot take goes to the others. Infinity = none.
+  double ceiling_bps = std::numeric_limits<double>::infinity();
 };
 
 struct SectionAllocation {

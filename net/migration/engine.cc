@@ -192,6 +192,11 @@ Result<std::string> Engine::StartLocked(const std::string& id, const StartReques
   if (!created.ok()) return created.error();
   std::shared_ptr<Migration> m = std::move(created.value());
   if (req.copy.hybrid) {
+    // The pre-copy set comes from the image's last profile, as predict's rows do.
+    std::vector<policy::ImageProfile> profiles;
+    for (auto& img : m->images())
+      if (auto it = profiles_.find(img->name()); it != profiles_.end()) profiles.push_back(it->second);
+    m->set_write_profiles(std::move(profiles));
     JournalDoc record;
     record.next_id = std::max(next_id_, IdNumber(id) + 1);
     record.running.push_back({id, req, 0, true});

@@ -230,6 +230,9 @@ void ImageMigration::AfterResize(uint64_t new_size) {
   LockBlocks(0, kStripes);
   resize_generation_.fetch_add(1);
   bitmap_.Resize(BlocksFor(new_size));
+  // Deferred blocks past the new end are gone with their dirty bits (the set only
+  // shrinks: a grown tail is a hole on both sides).
+  if (deferred_.size() > BlocksFor(new_size)) deferred_.Resize(BlocksFor(new_size));
   // The partial last block changed (truncate zeroes its tail); resend it.
   if (new_size % block_size_) MarkDirty(new_size - 1, 1);
   if (auto peer = owner_->peer()) {

@@ -72,6 +72,10 @@ class ImageMigration : public ImageHook {
   ino_t ino() const { return ino_; }
   uint64_t block_size() const { return block_size_; }
   DirtyBitmap& bitmap() { return bitmap_; }
+  // Hybrid copy: the data blocks phases 1-2 leave for post-copy (the hottest, chosen
+  // by Migration::DeferHottest). Every bit here is also set in bitmap(): the block
+  // counts as missing, the scan passes it by until phase 3 releases the set.
+  DirtyBitmap& deferred() { return deferred_; }
   uint64_t CurrentSize() const;  // fstat of the backing file
   // The runs of blocks [first, last] that hold data (SEEK_DATA/SEEK_HOLE: extents are
   // walked, not read); a block with any data byte counts whole.
@@ -120,6 +124,7 @@ class ImageMigration : public ImageHook {
   const ino_t ino_;
   const uint64_t block_size_;
   DirtyBitmap bitmap_;
+  DirtyBitmap deferred_;
   std::atomic<bool> mirroring_{false};
   std::atomic<bool> fenced_{false};
   WriterEpoch epoch_;

@@ -333,6 +333,7 @@ bool Migration::ConnectAndOpen(bool first) {
     }
     if (first) InitialCompare(*img, *peer, opened.value().existed && opened.value().target_size > 0);
   }
+  if (first && copy_.hybrid && !postcopy_) DeferHottest();
   {
     std::lock_guard<std::mutex> lock(mu_);
     peer_ = peer;
@@ -431,7 +432,7 @@ void Migration::RunConnected() {
       watch = ConvergenceWatch(ctx_->block_size, ctx_->converge_stall, Clock::now());
     } else if (phase == phase::kDirty && passes_.load() >= 1) {
       std::string why =
-          watch.Observe(DirtyBlocks(), net_meter_.Rate(), dirty_meter_.Rate(), LinkLive(), Clock::now());
+          watch.Observe(PrecopyDirtyBlocks(), net_meter_.Rate(), dirty_meter_.Rate(), LinkLive(), Clock::now());
       if (!why.empty()) {
         spdlog::info("migration {}: switching to mirroring ({})", id_, why);
         EnterMirror();
@@ -464,6 +465,7 @@ void Migration::EnterMirror() {
   // Mirroring on first, then the last drain (DESIGN.md phase 3): a write that still
   // marked a bit has finished when SetMirroring returns, and the senders keep draining.
   for (auto& img : images_) img->SetMirroring(true);
+  ReleaseDeferred();  // the drain takes the hot blocks too: their writes are mirrored now
   {
     std::lock_guard<std::mutex> lock(mu_);
     completed_event_sent_ = false;

@@ -138,6 +138,10 @@ class Migration {
   // The journal document a hand-over writes on each source copy (kPostcopyXattr) so
   // that a daemon restarted from nothing resumes the push. Call before Begin.
   void set_postcopy_record(std::string doc) { postcopy_record_ = std::move(doc); }
+  // Hybrid copy: the last write profile of each image (Engine's profile op; an image
+  // without one gets none), from which the first connection picks the blocks phases
+  // 1-2 leave for post-copy. Call before Begin.
+  void set_write_profiles(std::vector<policy::ImageProfile> profiles) { write_profiles_ = std::move(profiles); }
 
  private:
   Migration(std::string id, const StartRequest& req, MigrationContext* ctx);
@@ -174,8 +178,24 @@ class Migration {
   bool DrainedLocked();
   bool AnnounceIfCompleted();  // true if completed; publishes the event once
 
+  // Hybrid copy's pre-copy set (migration_precopy_set.cc; seed 002): phases 1-2 send
+  // only the round(precopy_pct % of the data blocks) coldest blocks, as the predictor
+  // assumes (policy::PostcopyBlocks), and leave the rest for phase 3 and post-copy.
+  // Called once the first connection compared every image.
+  void DeferHottest();
+  // Phase 3 from here: the scan takes every missing block again.
+  void ReleaseDeferred();
+  bool Deferred(ImageMigration& img, uint64_t block) const;  // the scan passes it by
+  uint64_t DeferredBlocks() const;
+  // What phases 1-2 still have to send: dirty blocks outside the deferred set (the
+  // convergence rule judges these).
+  uint64_t PrecopyDirtyBlocks() const;
+
   // Hybrid copy and postcopy (migration_postcopy.cc).
   uint64_t MissingBlocks() const;  // dirty or in flight: not (yet) on the target
+  // A block sent (+1) or acknowledged either way (-1), for MissingBlocks: a block the
+  // VM wrote again while it was in flight is missing once, not twice.
+  void NoteInflight(ImageMigration* img, uint64_t block, int delta);
   // Hybrid: few enough blocks are missing for the hand-over (precopy_pct).
   bool HybridReady() const;
   // Counts the data blocks of the images (SEEK_DATA), the base of precopy_pct.
@@ -227,6 +247,8 @@ class Migration {
   uint64_t scan_block_ = 0;
   std::atomic<uint64_t> passes_{0};
   std::atomic<int64_t> data_inflight_{0};   // blocks sent, not yet acknowledged
+  mutable std::mutex inflight_mu_;
+  std::map<std::pair<ImageMigration*, uint64_t>, int> inflight_blocks_;  // the same, by block
   std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
   std::atomic<int64_t> mirror_outstanding_{0};
   MirrorBacklog backlog_;
@@ -237,6 +259,8 @@ class Migration {
 
   // Hybrid copy and postcopy.
   uint64_t data_blocks_ = 0;               // the base of precopy_pct (CountDataBlocks)
+  std::vector<policy::ImageProfile> write_profiles_;  // set_write_profiles
+  std::atomic<bool> deferring_{false};     // phases 1-2 pass the deferred blocks by
   std::atomic<bool> postcopy_{false};      // handed over: the target runs the VM
   std::string postcopy_record_;            // set_postcopy_record
   std::atomic<bool> handing_over_{false};  // senders idle while the map is built

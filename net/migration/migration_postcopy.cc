@@ -22,7 +22,18 @@ constexpr uint64_t kMaxFetchRun = 4096;
 }  // namespace
 
 uint64_t Migration::MissingBlocks() const {
-  return DirtyBlocks() + uint64_t(std::max<int64_t>(0, data_inflight_.load()));
+  uint64_t n = DirtyBlocks();
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  for (const auto& [at, sends] : inflight_blocks_)
+    if (!at.first->bitmap().Test(at.second)) n++;
+  return n;
+}
+
+void Migration::NoteInflight(ImageMigration* img, uint64_t block, int delta) {
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  int& sends = inflight_blocks_[{img, block}];
+  sends += delta;
+  if (sends <= 0) inflight_blocks_.erase({img, block});
 }
 
 bool Migration::HybridReady() const {

@@ -47,7 +47,7 @@ Progress Migration::GetProgress(RateKind what) {
   }
   // Sent but not yet acknowledged is still left: it may be in a queue on this host.
   p.bytes_left += inflight_bytes_.load();
-  p.blocks_left = p.dirty_blocks + uint64_t(std::max<int64_t>(0, data_inflight_.load()));
+  p.blocks_left = MissingBlocks();  // a block written again while in flight counts once
   p.bytes_sent = bytes_sent_.load();
   p.bytes_mirrored = bytes_mirrored_.load();
   p.network_kbps = net_meter_.Rate() / 1000.0;

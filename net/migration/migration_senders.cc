@@ -60,6 +60,7 @@ bool Migration::ClaimNext(ImageMigration** img, uint64_t* block) {
     }
     ImageMigration* im = images_[scan_image_].get();
     uint64_t b = im->bitmap().FindNextSet(scan_block_);
+    while (b < im->bitmap().size() && Deferred(*im, b)) b = im->bitmap().FindNextSet(b + 1);
     if (b < im->bitmap().size()) {
       scan_block_ = b + 1;
       *img = im;
@@ -140,6 +141,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     } else if (postcopy_.load()) {
       NotePostcopyAck(&img, block, uint64_t(n));
     }
+    NoteInflight(&img, block, -1);
     data_inflight_.fetch_sub(1);
   };
   // Bytes count as sent when the target acknowledges their frame: the rate the broker
@@ -150,6 +152,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     inflight_bytes_.fetch_sub(len);
   };
   data_inflight_.fetch_add(1);
+  NoteInflight(&img, block, +1);
   inflight_bytes_.fetch_add(payload);
   // With a low network limit and no mirroring, a block goes out in slices paid one by
   // one, so any 1 s window stays close to the limit (a 512 KiB block is half a second
