@@ -99,6 +99,10 @@ heavy() {  # mode rep
   rm -f $WORK/a/src/$img $WORK/b/src/$img
   echo "heavy $1 rep $2: completed after ${tc} s, finish ${tf} s, sent $sent, mirrored $mirrored, VM $iops IOPS (identical)"
 }
+# Issue 13's bound for a mirrored write: unmirrored p50 + one loopback RTT + 25 µs.
+cc -O2 -o "$WORK/tcp_rtt" "$BENCH_ROOT/bench/mirror/tcp_rtt.c"
+RTT=""
+for rep in $(seq $REPS); do RTT+=" $("$WORK/tcp_rtt" | cut -d' ' -f1)"; done
 for rep in $(seq $REPS); do for mode in sync async; do heavy $mode $rep; done; done
 after=$(uptime)
 
@@ -116,6 +120,12 @@ table=$(
     done
     echo "$row |"
   done
+  rtt=$(med "$RTT"); plain50=$(med "${R[plain,1,p50]}"); sync50=$(med "${R[sync,1,p50]}")
+  bound=$(awk -v p="$plain50" -v r="$rtt" 'BEGIN{printf "%.1f", p + r + 25}')
+  verdict=$(awk -v s="$sync50" -v b="$bound" 'BEGIN{print (s <= b) ? "met" : "not met"}')
+  echo
+  echo "Loopback TCP round trip (bench/mirror/tcp_rtt.c, 48-byte echo between two processes) p50: $rtt µs."
+  echo "Issue 13's bound for sync qd1 p50 (unmirrored p50 + RTT + 25 µs): $bound µs; sync: $sync50 µs ($verdict)."
   echo
   echo "Heavy writer (fio 16 KiB O_DIRECT random writes, qd16, unthrottled) during a whole migration of a ${IMAGE_MB} MiB image, network limit 100 MB/s:"
   echo

@@ -57,7 +57,9 @@ inline constexpr uint16_t kMinVersion = 2;
 inline constexpr uint64_t kFeatureZeroRange = 1ull << 0;   // Zero punches holes (stays sparse)
 inline constexpr uint64_t kFeatureHashXxh3 = 1ull << 1;    // HashRequest answers XXH3-64 per block
 inline constexpr uint64_t kFeaturePostcopy = 1ull << 2;    // Postcopy and Fetch (hybrid copy, issue 10)
-inline constexpr uint64_t kFeaturesSupported = kFeatureZeroRange | kFeatureHashXxh3 | kFeaturePostcopy;
+inline constexpr uint64_t kFeatureAwaitedWrites = 1ull << 3;  // Data may carry kFlagAwaited
+inline constexpr uint64_t kFeaturesSupported =
+    kFeatureZeroRange | kFeatureHashXxh3 | kFeaturePostcopy | kFeatureAwaitedWrites;
 
 enum class FrameType : uint16_t {
   // Handshake.
@@ -98,6 +100,7 @@ inline constexpr uint16_t kFlagOverwrite = 1u << 1;    // OpenImage: an existing
 inline constexpr uint16_t kFlagVerify = 1u << 2;       // OpenImage: open an existing copy read-only, for HashRequest only
 inline constexpr uint16_t kFlagPostcopy = 1u << 3;     // OpenImage: reattach to the copy's postcopy (after a lost link)
 inline constexpr uint16_t kFlagKeepPartial = 1u << 0;  // AbortImage: keep the copy, marked incomplete
+inline constexpr uint16_t kFlagAwaited = 1u << 0;      // Data: a VM waits for this write's ack (sync mirror)
 inline constexpr uint16_t kFlagFetchMap = 1u << 0;     // Fetch: the target lacks these; no reader waits
                                                        // (sent on a postcopy reattach, before its ack)
 inline constexpr uint16_t kFlagsKnownMask = 0x000f;    // any other bit set -> protocol error

@@ -111,17 +111,20 @@ struct ImageMigration::JoinedCompletion {
 bool ImageMigration::QueueMirror(net::PeerClient& peer, uint64_t off, const void* data, size_t len,
                                  JoinedCompletion* join) {
   const bool wait_for_peer = owner_->backlog().Admit(len, std::chrono::steady_clock::now());
-  peer.SendData(handle.load(), off, data, uint32_t(len), [this, off, len, join, wait_for_peer](const Status& s) {
-    if (!s.ok()) {
-      MarkDirty(off, len);
-      owner_->OnPeerError(s);
-    } else {
-      owner_->NoteMirrored(len);
-    }
-    owner_->backlog().Settled(len, std::chrono::steady_clock::now());
-    owner_->MirrorAcked();
-    if (wait_for_peer) join->Arrive();
-  });
+  peer.SendData(
+      handle.load(), off, data, uint32_t(len),
+      [this, off, len, join, wait_for_peer](const Status& s) {
+        if (!s.ok()) {
+          MarkDirty(off, len);
+          owner_->OnPeerError(s);
+        } else {
+          owner_->NoteMirrored(len);
+        }
+        owner_->backlog().Settled(len, std::chrono::steady_clock::now());
+        owner_->MirrorAcked();
+        if (wait_for_peer) join->Arrive();
+      },
+      wait_for_peer);
   return wait_for_peer;
 }
 

@@ -138,6 +138,7 @@ class PeerClientImpl final : public PeerClient {
       e.message = "handshake with " + opts_.target + ": " + e.message;
       return e;
     }
+    features_ = hs.value().features;
     last_progress_ = Clock::now();
     StartRead();
     ArmWatchdog();
@@ -198,17 +199,25 @@ class PeerClientImpl final : public PeerClient {
     }) && !dead_;
   }
 
-  void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) override {
+  void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done,
+                bool awaited) override {
     if (len == 0 || len > wire::kMaxDataLength) return RefuseLength(len, std::move(done));
     PayloadBuffer buf = pool_.Get(len);
     std::memcpy(buf.get(), data, len);
-    SendData(handle, offset, std::move(buf), len, std::move(done));
+    const bool flag = awaited && (features_ & wire::kFeatureAwaitedWrites) != 0;
+    SendDataFrame(handle, offset, std::move(buf), len, flag ? wire::kFlagAwaited : 0, std::move(done));
   }
 
   void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) override {
+    SendDataFrame(handle, offset, std::move(data), len, 0, std::move(done));
+  }
+
+  void SendDataFrame(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, uint16_t flags,
+                     AckFn done) {
     if (len == 0 || len > wire::kMaxDataLength || !data) return RefuseLength(len, std::move(done));
     FrameHeader h;
     h.type = FrameType::kData;
+    h.flags = flags;
     h.handle = handle;
     h.offset = offset;
     h.length = len;
@@ -530,6 +539,7 @@ class PeerClientImpl final : public PeerClient {
   };
 
   const PeerClientOptions opts_;
+  uint64_t features_ = 0;  // negotiated in the handshake (Connect, before any send)
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::socket sock_;

@@ -99,7 +99,11 @@ class PeerClient {
   virtual bool WaitForWindow(uint64_t bytes, std::chrono::milliseconds timeout) = 0;
 
   // Asynchronous sends (see the contracts above). `data` is copied before returning.
-  virtual void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done) = 0;
+  // `awaited`: a VM waits for this write's ack (a synchronous mirror), so the target
+  // writes it at once through its page cache instead of queueing a direct write
+  // (wire kFlagAwaited; dropped for a target without kFeatureAwaitedWrites).
+  virtual void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done,
+                        bool awaited = false) = 0;
   // The same without the copy: the buffer (from AcquireBuffer(len)) goes on the wire
   // as it is and back to the pool once written. The bulk path reads each block
   // straight into one of these.

@@ -849,6 +849,36 @@ TEST_F(PeerTest, AckFnMaySendAgain) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got[static_cast<size_t>(i) * 4096], static_cast<char>('a' + i % 26));
 }
 
+// Awaited writes (a synchronous mirror's) bypass the ring and are written at once; they
+// must still land after an earlier block write of the same range (I3) and never
+// before it, whichever path each takes.
+TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
+  StartServer();
+  auto c = MustConnect();
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("aw.img", 16ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 16; ++i) {
+    const std::string block = Pattern(kBlock, static_cast<uint32_t>(i));  // direct, through the ring
+    c->SendData(h, static_cast<uint64_t>(i) * kBlock, block.data(), kBlock, [&](const Status& s) { ok += s.ok(); });
+    const std::string page(4096, static_cast<char>('A' + i));  // awaited, inline, same range
+    c->SendData(
+        h, static_cast<uint64_t>(i) * kBlock + 8192, page.data(), 4096, [&](const Status& s) { ok += s.ok(); },
+        /*awaited=*/true);
+  }
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  EXPECT_EQ(ok.load(), 32);
+  const std::string got = ReadFileBytes(dir_ / "aw.img");
+  ASSERT_EQ(got.size(), 16u * kBlock);
+  for (int i = 0; i < 16; ++i) {
+    std::string want = Pattern(kBlock, static_cast<uint32_t>(i));
+    want.replace(8192, 4096, std::string(4096, static_cast<char>('A' + i)));
+    EXPECT_EQ(got.substr(static_cast<size_t>(i) * kBlock, kBlock), want) << "block " << i;
+  }
+}
+
 TEST_F(PeerTest, ConcurrentSendersAllAcked) {
   StartServer();
   auto c = MustConnect();

@@ -23,11 +23,27 @@ using wire::FrameType;
 
 namespace {
 
+// A write a VM waits for (wire kFlagAwaited: a mirrored write of a synchronous mirror)
+// of at most this size is written at once, with pwrite on the buffered fd on this
+// thread: a page-cache write is done in a few microseconds, where a direct one waits
+// for the device and a buffered one through the ring is handed to an io-wq worker
+// (ext4 cannot do it without blocking). Measured on loopback: sync qd1 p50 181 ->
+// 134 us (bench/mirror). Other writes (blocks, slices, an asynchronous mirror's
+// backlog) keep the direct ring path, which costs the host's CPUs less. Durability is
+// the same contract either way: neither a direct nor a buffered write without O_DSYNC
+// is durable before the guest's flush, which the source forwards as a sync frame
+// (fdatasync here) and the VM's flush waits for.
+constexpr uint64_t kAwaitedWriteMax = 64 * 1024;
+
+bool IsAwaitedWrite(const Op* op) {
+  return op->kind == Op::Kind::kWrite && (op->flags & wire::kFlagAwaited) != 0 && op->length <= kAwaitedWriteMax;
+}
+
 // Whether the rest of a write may go through O_DIRECT: offset, length and memory all
-// 4 KiB-aligned (the largest logical block size in common use). Mirrored VM writes
-// and the tail block of an image usually are not, and take the buffered fd; the
-// kernel keeps the two coherent (a direct write flushes and drops cached pages of
-// its range first), and RangeOrder already keeps overlapping writes apart.
+// 4 KiB-aligned (the largest logical block size in common use). Unaligned writes
+// and the tail block of an image take the buffered fd; the kernel keeps the two
+// coherent (a direct write flushes and drops cached pages of its range first), and
+// RangeOrder already keeps overlapping writes apart.
 bool CanWriteDirect(const Op* op) {
   if (op->img->direct_fd < 0 || op->direct_refused) return false;
   const uint64_t mask = kPayloadAlignment - 1;
@@ -38,6 +54,7 @@ bool CanWriteDirect(const Op* op) {
 }  // namespace
 
 bool ReceiveSession::Impl::UsesRing(const Op* op) {
+  if (IsAwaitedWrite(op)) return false;  // RunInline
   switch (op->kind) {
     case Op::Kind::kWrite:
     case Op::Kind::kSync:
@@ -168,6 +185,16 @@ void ReceiveSession::Impl::RunInline(Op* op) {
   switch (op->kind) {
     case Op::Kind::kResize:
       return Done(op, ::ftruncate(img->fd, static_cast<off_t>(op->length)) == 0 ? 0 : errno);
+    case Op::Kind::kWrite:  // a write a VM waits for (IsAwaitedWrite)
+      while (op->done < op->length) {
+        const ssize_t n = ::pwrite(img->fd, op->buf.get() + op->done, op->length - op->done,
+                                   static_cast<off_t>(op->offset + op->done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Done(op, errno);
+        if (n == 0) return Done(op, EIO);
+        op->done += static_cast<uint64_t>(n);
+      }
+      return Done(op, 0);
     case Op::Kind::kZero:
       return Done(op, WriteZeros(img->fd, op->offset, op->length));
     case Op::Kind::kHash:

@@ -59,7 +59,9 @@ void ReceiveSession::Impl::HandleImageOp(const FrameHeader& h, PayloadBuffer pay
                                                              FrameTypeName(h.type) + " refused"));
     return;
   }
-  const uint16_t allowed_flags = h.type == FrameType::kAbortImage ? wire::kFlagKeepPartial : 0;
+  const uint16_t allowed_flags = h.type == FrameType::kAbortImage ? wire::kFlagKeepPartial
+                                 : h.type == FrameType::kData    ? wire::kFlagAwaited
+                                                                 : 0;
   if (h.flags & ~allowed_flags) {
     SendError(h.request_id, MakeError(errc::kBadRequest, std::string("flags not valid for ") + FrameTypeName(h.type)));
     return;
