@@ -94,6 +94,14 @@ void WritePidfile(const std::string& path) {
 int Serve(const migratefs::fs::CommandLine& cl, migratefs::fs::RestartState* state, int ready_fd, bool daemonize) {
   using migratefs::fs::Session;
   const bool resume = state != nullptr && state->header().mounted.load() != 0;
+  // A SIGTERM between the mount and fuse_set_signal_handlers would kill us by its
+  // default action and leave the mount behind, dead ("Transport endpoint is not
+  // connected"; FsCli.ForegroundExitsZeroOnUnmountAndOnSigterm saw it). So the
+  // terminating signals wait, blocked, until libfuse's handlers are in place.
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&term, s);
+  pthread_sigmask(SIG_BLOCK, &term, &old_mask);
   // Resume first of all: it closes every fd the state does not name.
   auto mounted = resume ? Session::Resume(cl, state) : Session::Mount(cl, state);
   if (!mounted) {
@@ -106,6 +114,7 @@ int Serve(const migratefs::fs::CommandLine& cl, migratefs::fs::RestartState* sta
     if (!resume) session.Unmount();
     return 1;
   }
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);  // a signal that came meanwhile is handled now
   int report_fd = daemonize ? Daemonize(cl.opts.foreground) : -1;
 
   // Service threads are created here, after any fork.

@@ -28,7 +28,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     close(fd);
     return ReplyErr(req, err);
   }
-  if (fuse_reply_open(req, fi) != 0) DetachFile(fs, fi);  // the caller was interrupted and is gone
+  if (ReplyOpen(req, fi) != 0) DetachFile(fs, fi);  // the caller was interrupted and is gone
 }
 
 }  // namespace migratefs::fs

@@ -1,6 +1,7 @@
 #include "fs/open_file.h"
 
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -66,5 +67,18 @@ File* AttachFile(Fs& fs, Inode& in, int fd, int backing_flags, fuse_file_info* f
 }
 
 void DetachFile(Fs& fs, fuse_file_info* fi) { fs.handles().Remove(fi->fh); }
+
+int ReplyOpen(fuse_req_t req, const fuse_file_info* fi) {
+  if (!fi->direct_io) return fuse_reply_open(req, fi);
+  // The reply libfuse 3.14's fuse_reply_open builds (fill_open), with one more flag;
+  // fuse_reply_buf sends it the same way (send_reply_ok with the bytes).
+  fuse_open_out out{};
+  out.fh = fi->fh;
+  out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;  // protocol 7.36; older kernels ignore it
+  if (fi->keep_cache) out.open_flags |= FOPEN_KEEP_CACHE;
+  if (fi->nonseekable) out.open_flags |= FOPEN_NONSEEKABLE;
+  if (fi->noflush) out.open_flags |= FOPEN_NOFLUSH;
+  return fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof out);
+}
 
 }  // namespace migratefs::fs

@@ -35,4 +35,14 @@ File* AttachFile(Fs& fs, Inode& in, int fd, int backing_flags, fuse_file_info* f
 // Undoes AttachFile when the reply could not be sent (the caller is gone).
 void DetachFile(Fs& fs, fuse_file_info* fi);
 
+// fuse_reply_open, plus FOPEN_PARALLEL_DIRECT_WRITES for a direct_io open, which
+// libfuse 3.14's fuse_file_info cannot express. Without it the kernel takes the
+// inode lock exclusively around every direct write (fuse_direct_write_iter), so the
+// synchronous writes of several threads (QEMU's aio=threads pool, fio psync jobs)
+// reach us one at a time, each waiting for the previous one's reply, which in phase 3
+// includes the peer's ack. With it the kernel still serialises writes that extend the
+// file; the others run in parallel, and our hooks already handle concurrent writes
+// (libaio gets the same concurrency without the flag). Returns fuse_reply_*'s result.
+int ReplyOpen(fuse_req_t req, const fuse_file_info* fi);
+
 }  // namespace migratefs::fs

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -127,6 +128,15 @@ char* AlignedCopy(const std::string& s) {
 
 using Events = std::vector<std::string>;
 
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
 TEST_F(FsHook, SeesEveryModificationWithOffsets) {
   std::string path = Watch("img");
   int fd = open(path.c_str(), O_RDWR | O_DIRECT);
@@ -162,6 +172,31 @@ TEST_F(FsHook, SeesEveryModificationWithOffsets) {
   pread(fd, &c, 1, 0);
   close(fd);
   EXPECT_EQ(hook_->Take(), Events{"datasync"});  // the close's FLUSH
+}
+
+// Direct writes of two threads to one image reach the hook together: the open reply
+// carries FOPEN_PARALLEL_DIRECT_WRITES, without which the kernel holds the inode lock
+// across each synchronous direct write and the second thread waits in the kernel
+// until the first one's reply (in phase 3: the peer's ack).
+TEST_F(FsHook, DirectWritesOfTwoThreadsReachTheHookTogether) {
+  std::string path = Watch("img", 1 << 20);  // writes inside the file: no size change
+  int fd = open(path.c_str(), O_RDWR | O_DIRECT);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  hook_->defer = true;
+  char* buf = AlignedCopy(Pattern(4096, 7));
+  auto first = std::async(std::launch::async, [&] { return pwrite(fd, buf, 4096, 0); });
+  ASSERT_TRUE(WaitFor([&] { return hook_->Deferred() == 1; }, 5s));
+  auto second = std::async(std::launch::async, [&] { return pwrite(fd, buf, 4096, 65536); });
+  const bool together = WaitFor([&] { return hook_->Deferred() == 2; }, 3s);
+  hook_->defer = false;
+  hook_->CompleteAll(0);
+  ASSERT_EQ(first.wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(together) << "the second direct write waited in the kernel for the first one's reply";
+  EXPECT_EQ(first.get(), 4096);
+  EXPECT_EQ(second.get(), 4096);
+  free(buf);
+  close(fd);
 }
 
 // With the writeback cache the kernel sends its own (coalesced) WRITEs; by the time
