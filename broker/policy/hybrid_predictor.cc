@@ -504,10 +504,18 @@ Status ValidatePredictInput(const PredictInput& in) {
   return OkStatus();
 }
 
-Result<PredictRow> PredictAt(const PredictInput& input, double s_percent) {
-  if (auto s = ValidatePredictInput(input); !s) return s.error();
+namespace {
+// The checks of a call for one S: the input, then S itself.
+Status ValidateOneRow(const PredictInput& input, double s_percent) {
+  if (auto s = ValidatePredictInput(input); !s) return s;
   if (!Finite(s_percent) || s_percent < 0 || s_percent > 100)
     return Invalid(Format("s_percent: %g is outside 0..100", s_percent));
+  return OkStatus();
+}
+}  // namespace
+
+Result<PredictRow> PredictAt(const PredictInput& input, double s_percent) {
+  if (auto s = ValidateOneRow(input, s_percent); !s) return s.error();
   return Model(input).Row(s_percent);
 }
 
@@ -515,9 +523,7 @@ Result<std::vector<std::vector<uint64_t>>> PostcopyBlocks(const std::vector<Imag
   PredictInput input;
   input.images = images;
   input.net_bps = 1;  // the choice of blocks does not depend on the link
-  if (auto s = ValidatePredictInput(input); !s) return s.error();
-  if (!Finite(s_percent) || s_percent < 0 || s_percent > 100)
-    return Invalid(Format("s_percent: %g is outside 0..100", s_percent));
+  if (auto s = ValidateOneRow(input, s_percent); !s) return s.error();
   const Model model(input);
   const std::vector<uint8_t> pre = model.PrecopyMask(s_percent);
   std::vector<std::vector<uint64_t>> out(images.size());
