@@ -109,7 +109,11 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   const uint64_t bs = ctx_->block_size;
   const uint64_t off = block * bs;
   img.LockBlocks(block, block);
+  // In flight before its bit clears, so MissingBlocks never misses it in between
+  // (a hybrid migration counted completed one block early).
+  NoteInflight(&img, block, +1);
   if (!img.bitmap().TestAndClear(block)) {  // clear *before* reading (DESIGN.md phase 2)
+    NoteInflight(&img, block, -1);
     img.UnlockBlocks(block, block);
     return true;
   }
@@ -122,11 +126,13 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   if (n < 0) {
     int err = errno;
     img.bitmap().Set(block);
+    NoteInflight(&img, block, -1);
     img.UnlockBlocks(block, block);
     OnPeerError(MakeError(errc::kIo, "reading \"" + img.name() + "\" on the source: " + std::strerror(err)));
     return false;
   }
   if (n == 0) {  // past EOF: the file shrank; the resize frame carries that
+    NoteInflight(&img, block, -1);
     img.UnlockBlocks(block, block);
     return true;
   }
@@ -152,7 +158,6 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     inflight_bytes_.fetch_sub(len);
   };
   data_inflight_.fetch_add(1);
-  NoteInflight(&img, block, +1);
   inflight_bytes_.fetch_add(payload);
   // With a low network limit and no mirroring, a block goes out in slices paid one by
   // one, so any 1 s window stays close to the limit (a 512 KiB block is half a second
