@@ -260,6 +260,33 @@ TEST_F(FsOps, ExtendedAttributes) {
   });
 }
 
+// The kernel asks for security.capability before every write; the daemon remembers
+// its absence (op_xattr.cc). Setting it, the kernel killing it on a write, and
+// removing it must each be seen at once, exactly as on the plain directory.
+TEST_F(FsOps, FileCapabilitiesAreSeenAfterEveryChange) {
+  Compare([](const std::string& r, Trace& t) {
+    std::string f = r + "/capfile";
+    int fd = t.Fd("create", open(f.c_str(), O_CREAT | O_RDWR, 0755));
+    t("write_before", pwrite(fd, "a", 1, 0));  // the kernel looks the attribute up here
+    char buf[64];
+    t("get_absent", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    // struct vfs_cap_data, revision 2, CAP_NET_RAW (13) permitted and effective.
+    const uint32_t cap[5] = {0x02000000u | 1u, 1u << 13, 0, 0, 0};
+    t("set", setxattr(f.c_str(), "security.capability", cap, sizeof cap, 0));
+    t("get_size", getxattr(f.c_str(), "security.capability", nullptr, 0));
+    t("get_set", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    t("write_kills", pwrite(fd, "b", 1, 1));
+    t("get_killed", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    t("set_again", setxattr(f.c_str(), "security.capability", cap, sizeof cap, 0));
+    t("get_again", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    t("remove", removexattr(f.c_str(), "security.capability"));
+    t("get_removed", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    t("write_after", pwrite(fd, "c", 1, 2));
+    t("get_after", getxattr(f.c_str(), "security.capability", buf, sizeof buf));
+    close(fd);
+  });
+}
+
 TEST_F(FsOps, SparseFilesFallocateSeek) {
   Compare([](const std::string& r, Trace& t) {
     std::string f = r + "/sparse";
