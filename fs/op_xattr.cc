@@ -57,9 +57,17 @@ void NoteCapsChanged(Inode& in, const char* name) {
   }
 }
 
+// noxattr: ENOSYS makes the kernel stop sending this kind of call for the mount.
+bool Refused(fuse_req_t req) {
+  if (Fs::Of(req).options().xattr) return false;
+  ReplyErr(req, ENOSYS);
+  return true;
+}
+
 }  // namespace
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (Refused(req)) return;
   Inode& in = InodeOf(req, ino);
   if (Symlink(in)) return ReplyErr(req, ENODATA);
   const bool caps = name == kCaps;
@@ -79,6 +87,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  if (Refused(req)) return;
   Inode& in = InodeOf(req, ino);
   if (Symlink(in)) return size == 0 ? (void)fuse_reply_xattr(req, 0) : (void)fuse_reply_buf(req, nullptr, 0);
   std::string path = in.ProcPath();
@@ -86,6 +95,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  if (Refused(req)) return;
   Inode& in = InodeOf(req, ino);
   if (Symlink(in) || DaemonMark(name)) return ReplyErr(req, EPERM);
   int err = setxattr(in.ProcPath().c_str(), name, value, size, flags) < 0 ? errno : 0;
@@ -94,6 +104,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (Refused(req)) return;
   Inode& in = InodeOf(req, ino);
   if (Symlink(in)) return ReplyErr(req, ENODATA);
   if (DaemonMark(name)) return ReplyErr(req, EPERM);

@@ -140,7 +140,8 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     return "";
   }
   if (name == "insecure" || name == "allow_other" || name == "writeback" || name == "nowriteback" ||
-      name == "debug" || name == "splice" || name == "nosplice" || name == "supervise" || name == "nosupervise") {
+      name == "debug" || name == "splice" || name == "nosplice" || name == "supervise" || name == "nosupervise" ||
+      name == "xattr" || name == "noxattr") {
     if (name == "splice" || name == "nosplice") cl->splice_read = name == "splice";
     if (name == "supervise" || name == "nosupervise") cl->supervise = name == "supervise";
     if (auto e = no_value(); !e.empty()) return e;
@@ -149,6 +150,7 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     if (name == "writeback") o.writeback_cache = true;
     if (name == "nowriteback") o.writeback_cache = false;
     if (name == "debug") o.debug = true;
+    if (name == "xattr" || name == "noxattr") o.xattr = name == "xattr";
     return "";
   }
   if (kMountFlags.count(name)) {
@@ -278,6 +280,9 @@ FUSE:
                       always checked against the files' owner and mode)
   writeback           kernel writeback cache for buffered writes (default)
   nowriteback         send every buffered write to the daemon as it happens
+  noxattr             no extended attributes through the mount (EOPNOTSUPP):
+                      the kernel then stops asking for security.capability
+                      before every write(2), a round trip each (default xattr)
   max_threads=N       FUSE worker threads (default 32)
   max_background=N    asynchronous requests in flight in the kernel (default 64)
   splice / nosplice   take large WRITE payloads from the kernel through a pipe

@@ -20,6 +20,7 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.mountpoint, "/mnt");
   EXPECT_FALSE(o.foreground);
   EXPECT_TRUE(o.writeback_cache);
+  EXPECT_TRUE(o.xattr);
   EXPECT_EQ(o.block_size, 512u * 1024);
   EXPECT_EQ(o.max_threads, 32u);
   EXPECT_EQ(o.max_background, 64u);
@@ -27,7 +28,7 @@ TEST(Options, Defaults) {
 
 TEST(Options, AllNamedOptions) {
   auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
-                  "block_size=1M,allow_other,nowriteback,max_threads=8,max_background=128,fsname=imgs,timeout=2.5"});
+                  "block_size=1M,allow_other,nowriteback,noxattr,max_threads=8,max_background=128,fsname=imgs,timeout=2.5"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CommandLine& cl = r.value();
   EXPECT_EQ(cl.opts.control, "/run/c.sock");
@@ -36,6 +37,7 @@ TEST(Options, AllNamedOptions) {
   EXPECT_EQ(cl.opts.block_size, 1u << 20);
   EXPECT_TRUE(cl.opts.allow_other);
   EXPECT_FALSE(cl.opts.writeback_cache);
+  EXPECT_FALSE(cl.opts.xattr);
   EXPECT_EQ(cl.opts.max_threads, 8u);
   EXPECT_EQ(cl.opts.max_background, 128u);
   EXPECT_TRUE(cl.opts.foreground);

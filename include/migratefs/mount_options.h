@@ -30,6 +30,10 @@ struct MountOptions {
   // FUSE tuning.
   bool allow_other = false;
   bool writeback_cache = true;   // writeback / nowriteback
+  // xattr / noxattr: with noxattr every extended-attribute call gets ENOSYS, which
+  // the kernel remembers per call (EOPNOTSUPP to callers from then on), so it stops
+  // asking for security.capability before each write(2) (fs/op_xattr.cc).
+  bool xattr = true;
   unsigned max_threads = 32;
   unsigned max_background = 64;
 };
