@@ -43,13 +43,6 @@ struct Inode {
   // cache (writable and not FOPEN_DIRECT_IO). While it is non-zero, SRC alone cannot
   // say where the file's data is (see op_lseek.cc).
   std::atomic<int> cached_writers{0};
-  // Negative cache of "security.capability" (op_xattr.cc). With the writeback cache
-  // and without it, the kernel asks for that attribute before every write(2) (its
-  // file_remove_privs; FUSE sets no SB_NOSEC, so the answer is never remembered),
-  // one round trip per write. Bit 0: known absent; the bits above count changes of
-  // the attribute through the mount, so a lookup that raced a change cannot mark
-  // it absent.
-  std::atomic<uint64_t> caps_xattr{0};
   uint64_t nlookup = 0;  // guarded by InodeTable's lock
   // The last name the kernel learnt this inode by (guarded by InodeTable's lock):
   // lets the daemon tell the kernel to drop its cached dentry and inode.

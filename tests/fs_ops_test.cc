@@ -260,9 +260,9 @@ TEST_F(FsOps, ExtendedAttributes) {
   });
 }
 
-// The kernel asks for security.capability before every write; the daemon remembers
-// its absence (op_xattr.cc). Setting it, the kernel killing it on a write, and
-// removing it must each be seen at once, exactly as on the plain directory.
+// File capabilities through the mount: setting one, the kernel killing it on a write
+// (a removexattr it sends itself) and removing it are seen at once, as on the plain
+// directory. (A negative cache of the attribute, tried for issue 13, failed this.)
 TEST_F(FsOps, FileCapabilitiesAreSeenAfterEveryChange) {
   Compare([](const std::string& r, Trace& t) {
     std::string f = r + "/capfile";

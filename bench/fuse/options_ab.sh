@@ -125,7 +125,7 @@ print("|" + "---|" * len(head))
 for name, cells in table:
     med = {s: statistics.median(v) if v else 0 for s, v in cells.items()}
     fmt = lambda s: f"{med[s]:.0f} <sub>[{'/'.join(f'{x:.0f}' for x in sorted(cells[s]))}]</sub>" if cells[s] else "n/a"
-    r = lambda a, b: f"×{med[a]/med[b]:.2f}" if med[b] else "-"
+    r = lambda a, b: f"×{med[a]/med[b]:.2f}" if med[a] and med[b] else "-"
     print("| " + " | ".join([name] + [fmt(s) for s in systems] + [r(v, "ll") for v in variants] +
                           [r(v, "native") for v in variants]) + " |")
 PY
