@@ -171,12 +171,12 @@ TEST_F(MigrationHybridTest, PrecopiesTheColdestBlocksOfTheLastProfile) {
   uint64_t cold = 0, hot = 0;
   for (uint64_t b = 0; b < kBlocks; b++) (b < kHot ? hot : cold) += has(b) ? 1 : 0;
   // One cold block may still be on its way when the completion is read, and that is
-  // within the contract (at most 50 % missing): a sender claims a cold block (bit
-  // cleared, counted in flight) and then waits for window room holding the claim;
-  // phase 2 converges on the set's *dirty* blocks, so phase 3 can begin, release the
-  // hot blocks and let another sender's hot block be acknowledged first. Then 15 hot
-  // blocks are dirty and one cold block is in flight: 16 of 32, completed. An
-  // address-order sweep leaves 12 cold blocks behind.
+  // within the contract (at most 50 % missing): phase 2 hands over to phase 3 with up
+  // to 8 of the set's blocks still to send (ConvergenceWatch's "drained"), and phase 3
+  // releases the hot blocks, so during the drain a hot block can be acknowledged
+  // before the last cold one (two senders, each holding its claim across the window
+  // wait). Then 15 hot blocks and one cold block are missing: 16 of 32, completed.
+  // An address-order sweep leaves 12 cold blocks behind.
   EXPECT_GE(cold, kBlocks - kHot - 1) << "cold blocks were left for post-copy";
   EXPECT_LE(hot, kHot / 2) << "hot blocks went before the cold ones";
   HandOver(id);
