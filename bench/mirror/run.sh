@@ -7,6 +7,8 @@
 #
 #   bash bench/mirror/run.sh                  # REPS=3 RUNTIME=5 IMAGE_MB=256
 #   REPS=1 RUNTIME=2 bash bench/mirror/run.sh # smoke run
+#   TARGET_RAM=1 bash bench/mirror/run.sh     # the target's files on tmpfs: a stand-in for
+#                                             # the other machine's disk (this one has one)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
@@ -19,6 +21,8 @@ OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 before=$(uptime)
 bench_setup
 trap bench_teardown EXIT
+TARGET_RAM=${TARGET_RAM:-0}
+if [[ $TARGET_RAM == 1 ]]; then mount_ram $((IMAGE_MB * 4 + 256))M $WORK/b/src; fi
 daemons_start
 
 # One JSON request on the source's control socket (migratectl has no mirror flags).
@@ -143,7 +147,7 @@ echo "$table"
   echo "# Phase-3 mirror: sync vs async (issue 12)"
   echo
   echo "\`bash bench/mirror/run.sh\` (REPS=$REPS, RUNTIME=${RUNTIME}s, ${IMAGE_MB} MiB images, two daemons on loopback,"
-  echo "both SRC directories on $(df --output=fstype $WORK | tail -1); medians; ratios to the unmirrored image of the same run)."
+  echo "source files on $(df --output=fstype $WORK/a/src | tail -1), the target's on $(df --output=fstype $WORK/b/src | tail -1); medians; ratios to the unmirrored image of the same run)."
   echo "fio: \`--rw=randwrite --bs=4k --direct=1 --ioengine=libaio --iodepth=QD --runtime=$RUNTIME\`."
   echo "Async mirror: default backlog (64 MiB, 5 % / 70 %); time spent throttled over the latency runs: ${sync_bl} s."
   echo
