@@ -14,6 +14,7 @@ source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-5}
 IMAGE_MB=${IMAGE_MB:-256}
+TARGET_RAM=${TARGET_RAM:-0}
 OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
 [[ -x $BIN/migratefs ]] || { echo "build first (scripts/build.sh)" >&2; exit 1; }
@@ -21,7 +22,6 @@ OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 before=$(uptime)
 bench_setup
 trap bench_teardown EXIT
-TARGET_RAM=${TARGET_RAM:-0}
 if [[ $TARGET_RAM == 1 ]]; then mount_ram $((IMAGE_MB * 4 + 256))M $WORK/b/src; fi
 daemons_start
 
