@@ -36,19 +36,47 @@ void Fs::Init() {
   hooks_.SetSizeRefresher([this](dev_t dev, ino_t ino) { StoreKernelSize(dev, ino); });
 }
 
+void Fs::NotifyWhenServing(std::function<void()> notify) {
+  {
+    std::lock_guard<std::mutex> lock(held_mu_);
+    if (!serving_) {
+      held_.push_back(std::move(notify));
+      return;
+    }
+  }
+  notify();
+}
+
+void Fs::ServeHeldNotifications() {
+  std::vector<std::function<void()>> held;
+  {
+    std::lock_guard<std::mutex> lock(held_mu_);
+    serving_ = true;
+    held.swap(held_);
+  }
+  for (auto& notify : held) notify();
+}
+
 void Fs::DropKernelCache(dev_t dev, ino_t ino) {
-  fuse_ino_t id, parent;
-  std::string name;
-  if (se_ == nullptr || !inodes_.Known(dev, ino, &id, &parent, &name)) return;
-  // Never called from a request handler, so no request holds the locks the kernel
-  // takes here. Stale ids (forgotten meanwhile) are answered ENOENT by the kernel.
-  fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
-  if (parent != 0) fuse_lowlevel_notify_inval_entry(se_, parent, name.data(), name.size());
+  if (se_ == nullptr) return;
+  NotifyWhenServing([this, dev, ino] {
+    fuse_ino_t id, parent;
+    std::string name;
+    if (!inodes_.Known(dev, ino, &id, &parent, &name)) return;
+    // Never called from a request handler, so no request holds the locks the kernel
+    // takes here. Stale ids (forgotten meanwhile) are answered ENOENT by the kernel.
+    fuse_lowlevel_notify_inval_inode(se_, id, 0, 0);
+    if (parent != 0) fuse_lowlevel_notify_inval_entry(se_, parent, name.data(), name.size());
+  });
 }
 
 void Fs::StoreKernelSize(dev_t dev, ino_t ino) {
-  fuse_ino_t id;
   if (se_ == nullptr) return;
+  NotifyWhenServing([this, dev, ino] { StoreKernelSizeNow(dev, ino); });
+}
+
+void Fs::StoreKernelSizeNow(dev_t dev, ino_t ino) {
+  fuse_ino_t id;
   const int fd = inodes_.OpenKnown(dev, ino, O_RDONLY | O_CLOEXEC | O_NONBLOCK, &id);
   if (fd < 0) return;  // the kernel holds no inode: its next lookup reads the size
   struct stat st {};

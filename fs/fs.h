@@ -5,7 +5,10 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "fs/handle_table.h"
 #include "fs/hook_registry.h"
@@ -61,6 +64,15 @@ class Fs {
   // inode lock only, which writeback does not take).
   void WriteBackKernelPages(fuse_ino_t id, off_t from);
 
+  // Until the session serves, the two notifications above are held, in order, and
+  // sent by ServeHeldNotifications, which Session::Loop calls as its loop starts. Why:
+  // a new worker attaches its hooks (StartServices) before it serves, while requests
+  // the dead worker took are back on the kernel's queue; an inval of a file waits for
+  // the page locks a READ in flight holds, and that READ waits for this worker's loop,
+  // so sending it at once would deadlock the worker and the VM's I/O with it. Holding
+  // is safe: what the kernel cached was made under the same hooks by the dead worker.
+  void ServeHeldNotifications();
+
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
@@ -81,6 +93,12 @@ class Fs {
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
   fuse_session* se_ = nullptr;
+  void StoreKernelSizeNow(dev_t dev, ino_t ino);
+  // Runs `notify` now, or (before ServeHeldNotifications) queues it.
+  void NotifyWhenServing(std::function<void()> notify);
+  std::mutex held_mu_;
+  bool serving_ = false;
+  std::vector<std::function<void()>> held_;
 };
 
 // The operations table handed to fuse_session_new().

@@ -79,6 +79,12 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     if (name == "fsname") cl->fsname = value;
     return "";  // subtype: always "migratefs"
   }
+  if (name == "state_dir") {
+    if (auto e = need_value(); !e.empty()) return e;
+    if (value.front() != '/') return "option 'state_dir': '" + value + "' is not an absolute path";
+    o.state_dir = value;
+    return "";
+  }
   if (name == "block_size") {
     uint64_t v;
     if (auto e = number(1, 1ull << 40, &v); !e.empty()) return e;
@@ -267,6 +273,9 @@ migration service:
   listen=HOST:PORT    accept migrating images from peers on this TCP address
   keyfile=PATH        pre-shared key that peers must prove (required with listen=)
   insecure            allow listen= without keyfile= (testing only)
+  state_dir=PATH      where maps of copies in postcopy are kept, so that a
+                      restarted daemon takes them over (default /run/migratefs;
+                      keep it on a tmpfs: the maps are only valid until a reboot)
   block_size=BYTES    dirty-tracking block, a power of two from 4K to 64M
                       (suffixes K, M; default 512K)
   dscp=NAME|N         DSCP of migration traffic: CS0..CS7, AF11..AF43, EF, DF,

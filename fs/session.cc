@@ -242,7 +242,11 @@ int Session::Loop() {
   // One /dev/fuse fd per worker: wake-ups do not contend on one queue.
   fuse_loop_cfg_set_clone_fd(cfg, 1);
   fuse_loop_cfg_set_max_threads(cfg, fs_->options().max_threads);
+  // Held notifications wait for requests this loop serves: sent beside it, never
+  // before it (Fs::ServeHeldNotifications).
+  std::thread held([this] { fs_->ServeHeldNotifications(); });
   int rc = fuse_session_loop_mt(se_, cfg);
+  held.join();
   fuse_loop_cfg_destroy(cfg);
   if (tuner_.joinable()) tuner_.join();
   return rc;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <string>
@@ -94,6 +95,33 @@ class MigrationHybridTest : public MigrationTest {
     a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
     ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
     EXPECT_TRUE(FilesEqual(a_->Src("vm.img"), b_->Src("vm.img")));
+  }
+  // Lifts the network limit; the push ends the migration, and the target holds
+  // `expected` (the source's bytes and the VM's writes on the target).
+  void ExpectFinishedWith(const std::string& id, const std::vector<char>& expected) {
+    a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+    ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+    const auto got = ReadAll(b_->Src("vm.img"));
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      if (got[i] != expected[i]) {
+        ADD_FAILURE() << "target differs from source + the VM's writes at offset " << i;
+        break;
+      }
+    }
+  }
+  // One whole block of `fill` at block `block` of the target's copy, O_DIRECT so that it
+  // reaches the daemon as one write (a claim, no fetch); also applied to `expected`.
+  void WriteWholeBlockOnTarget(uint64_t block, char fill, std::vector<char>& expected) {
+    void* buf = nullptr;
+    ASSERT_EQ(posix_memalign(&buf, 4096, kBlock), 0);
+    std::memset(buf, fill, kBlock);
+    int fd = ::open(b_->Mnt("vm.img").c_str(), O_WRONLY | O_DIRECT);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(::pwrite(fd, buf, kBlock, off_t(block * kBlock)), ssize_t(kBlock)) << std::strerror(errno);
+    ::close(fd);
+    free(buf);
+    std::memset(expected.data() + block * kBlock, fill, kBlock);
   }
   uint64_t Remote(const std::string& id) { return Progress(id).value("blocks_remote", uint64_t(0)); }
   nlohmann::json IncomingOnTarget() {
@@ -229,18 +257,9 @@ TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlock
   const std::string id = StartHybrid("vm.img", 0, 2000, target_addr_);  // hand over at once
   HandOver(id);
   std::vector<char> expected = ReadAll(a_->Src("vm.img"));
-  // A whole block, O_DIRECT so that it reaches the daemon as one write: no fetch, the
-  // VM's bytes replace the block.
+  // A whole block: no fetch, the VM's bytes replace the block.
   {
-    void* buf = nullptr;
-    ASSERT_EQ(posix_memalign(&buf, 4096, kBlock), 0);
-    std::memset(buf, 'W', kBlock);
-    int fd = ::open(b_->Mnt("vm.img").c_str(), O_WRONLY | O_DIRECT);
-    ASSERT_GE(fd, 0) << std::strerror(errno);
-    EXPECT_EQ(::pwrite(fd, buf, kBlock, off_t(30 * kBlock)), ssize_t(kBlock)) << std::strerror(errno);
-    ::close(fd);
-    std::memset(expected.data() + 30 * kBlock, 'W', kBlock);
-    free(buf);
+    WriteWholeBlockOnTarget(30, 'W', expected);
     auto in = IncomingOnTarget();
     ASSERT_EQ(in.size(), 1u) << in.dump();
     EXPECT_EQ(in[0].value("fetches", uint64_t(1)), 0u) << "a whole-block overwrite fetched: " << in.dump();
@@ -256,16 +275,7 @@ TEST_F(MigrationHybridTest, WritesOnTheTargetDuringPostcopyWinOverTheSourceBlock
     std::memcpy(expected.data() + off, data.data(), len);
   }
   EXPECT_GT(IncomingOnTarget()[0].value("fetches", uint64_t(0)), 0u) << "the partial writes fetched nothing";
-  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
-  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
-  const auto got = ReadAll(b_->Src("vm.img"));
-  ASSERT_EQ(got.size(), expected.size());
-  for (size_t i = 0; i < got.size(); i++) {
-    if (got[i] != expected[i]) {
-      ADD_FAILURE() << "target differs from source + the VM's writes at offset " << i;
-      break;
-    }
-  }
+  ExpectFinishedWith(id, expected);
   // The source copy stays fenced until release.
   EXPECT_LT(::open(a_->Mnt("vm.img").c_str(), O_WRONLY), 0);
 }
@@ -387,6 +397,34 @@ TEST_F(MigrationHybridTest, SourceDaemonRestartedDuringPostcopyResumesFromItsMar
   EXPECT_LT(getxattr(a_->Src("vm.img").c_str(), "user.migratefs.postcopy", mark, sizeof(mark)), 0)
       << "the mark outlived the postcopy";
   EXPECT_EQ(errno, ENODATA);
+}
+
+// The target's worker dies in postcopy (a crash, or an upgrade) while the VM runs on
+// the copy: the new worker takes the postcopy over from the map the old one kept
+// (net/peer/postcopy_map.h). A reader stalled across the restart gets the source's
+// bytes, and what the VM wrote before and after the restart is never overwritten by
+// the source's older blocks.
+TEST_F(MigrationHybridTest, TargetWorkerKilledDuringPostcopyTakesItOverFromItsMap) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 24ull << 20, 13);
+  const std::string id = StartHybrid("vm.img", 0, 1000, target_addr_, /*timeout_s=*/60);
+  HandOver(id);
+  std::vector<char> expected = ReadAll(a_->Src("vm.img"));
+  WriteWholeBlockOnTarget(40, 'X', expected);  // claimed: the source's block 40 must not land
+  const std::vector<char> part(4096, 'p');
+  Pwrite(b_->Mnt("vm.img"), 20 * kBlock + 8192, part);  // fetched first, then written
+  std::memcpy(expected.data() + 20 * kBlock + 8192, part.data(), part.size());
+  const uint64_t off = 45 * kBlock + 321;  // pushed last: still remote for a while
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 4096); });
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(b_->KillWorker9());
+  ExpectSourceBytes(reader, off, 4096);  // stalled across the restart, never failed
+  auto in = IncomingOnTarget();
+  if (!in.empty()) EXPECT_EQ(in[0].value("state", ""), "postcopy") << in.dump();
+  WriteWholeBlockOnTarget(41, 'Y', expected);  // a claim by the new worker
+  ExpectFinishedWith(id, expected);
+  EXPECT_TRUE(IncomingOnTarget().empty());
+  EXPECT_TRUE(std::filesystem::is_empty(b_->Src("../state"))) << "the map outlived the postcopy";
 }
 
 TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "migratefs/defaults.h"
+
 namespace migratefs {
 
 struct MountOptions {
@@ -20,6 +22,9 @@ struct MountOptions {
   std::string keyfile;      // keyfile=PATH: pre-shared key peers must prove
   bool insecure = false;    // insecure: allow listen= without a keyfile
   std::string metrics;      // metrics=HOST:PORT: read-only Prometheus endpoint ("" = none)
+  // state_dir=PATH: what must outlive the daemon but not the host (maps of copies in
+  // postcopy); "" = keep nothing. Default kDefaultStateDir (defaults.h).
+  std::string state_dir = kDefaultStateDir;
   uint64_t block_size = 512 * 1024;  // block_size=BYTES: dirty-tracking granularity (power of 2, 4 KiB..64 MiB)
   // Priority marking of peer connections (net/socket_marking.h): the default of every
   // migration this daemon sends (a start may override it) and of the peer sockets it

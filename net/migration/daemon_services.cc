@@ -114,7 +114,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   if (!opts.listen.empty()) {
     services->guard = std::make_unique<migration::ReceiveGuard>(hooks);
     services->engine->SetIncoming([guard = services->guard.get()] { return guard->Incoming(); });
-    if (size_t n = migration::GuardPartialCopies(src_dirfd, *services->guard); n > 0) {
+    if (size_t n = migration::GuardPartialCopies(src_dirfd, *services->guard, opts.state_dir); n > 0) {
       spdlog::info("{} partial cop{} from before a restart refuse local writers until their sources return", n,
                    n == 1 ? "y" : "ies");
     }
@@ -124,6 +124,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
     po.insecure = opts.insecure;
     po.src_dirfd = src_dirfd;
     po.instance_id = instance_id;
+    po.state_dir = opts.state_dir;
     po.marking = net::SocketMarking{opts.dscp, opts.so_priority};
     auto server = net::PeerServer::Start(po, services->guard.get());
     if (!server.ok()) return server.error();

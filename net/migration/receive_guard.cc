@@ -5,6 +5,8 @@
 
 #include "net/migration/refuse_writes_hook.h"
 #include "net/migration/src_scan.h"
+#include "net/image_identity.h"
+#include "net/peer/postcopy_map.h"
 #include "net/peer/receive_file.h"
 
 #include <spdlog/spdlog.h>
@@ -48,16 +50,28 @@ Status ReceiveGuard::OnPostcopy(const std::string& name, dev_t dev, ino_t ino,
   return OkStatus();
 }
 
-void ReceiveGuard::OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) {
-  spdlog::error("\"{}\" was in postcopy when this daemon stopped: the map of the blocks still on its source is lost; "
-                "reads and writes fail with EIO until it is migrated again or its mark is removed",
-                name);
+void ReceiveGuard::OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino, const std::string& why) {
+  spdlog::error("\"{}\" was in postcopy when this daemon stopped, and the map of the blocks still on its source is "
+                "lost ({}): reads and writes fail with EIO until it is migrated again or its mark is removed",
+                name, why);
   auto hook = std::make_shared<RefuseWritesHook>(EIO, EIO);
   {
     std::lock_guard<std::mutex> lock(mu_);
     guards_[{dev, ino}] = Guarded{name, hook, nullptr};
   }
   hooks_.Attach(dev, ino, hook);
+}
+
+void ReceiveGuard::OnRestoredPostcopy(const std::string& name, dev_t dev, ino_t ino,
+                                      std::shared_ptr<net::PostcopyImage> image) {
+  spdlog::warn("\"{}\" was in postcopy when this daemon stopped: taken over from its map, {} blocks still on the "
+               "source (reads of them wait for it to reattach)",
+               name, image->Info().blocks_remote);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    guards_[{dev, ino}] = Guarded{name, image, image};
+  }
+  hooks_.Attach(dev, ino, image);
 }
 
 std::shared_ptr<net::PostcopyImage> ReceiveGuard::FindPostcopy(dev_t dev, ino_t ino) {
@@ -122,13 +136,17 @@ Status ReceiveGuard::CheckReceivable(const std::string& name, dev_t dev, ino_t i
                                              "copy here (release it first); nothing was changed");
 }
 
-size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard) {
+size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard, const std::string& state_dir) {
   size_t guarded = 0;
   ForEachMarkedFile(src_dirfd, net::kStateXattr,
-                    [&](const std::string& name, const std::string& state, dev_t dev, ino_t ino, int) {
+                    [&](const std::string& name, const std::string& state, dev_t dev, ino_t ino, int fd) {
                       if (state == "postcopy") {
-                        guard.OnLostPostcopy(name, dev, ino);
                         ++guarded;
+                        if (state_dir.empty()) return guard.OnLostPostcopy(name, dev, ino, "no state_dir");
+                        auto map = net::PostcopyMap::Open(state_dir, dev, ino, net::ReadImageIdentity(fd));
+                        if (!map.ok()) return guard.OnLostPostcopy(name, dev, ino, map.error().message);
+                        guard.OnRestoredPostcopy(name, dev, ino,
+                                                 net::PostcopyImage::Restore(name, std::move(map.value())));
                         return;
                       }
                       if (state != "receiving") return;  // "incomplete": cancelled, nobody comes back

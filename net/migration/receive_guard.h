@@ -30,7 +30,9 @@ class ReceiveGuard : public net::ReceiveObserver {
   // Hybrid copy: the postcopy image replaces the refusing hook (I6 flips to the target).
   Status OnPostcopy(const std::string& name, dev_t dev, ino_t ino, std::shared_ptr<net::PostcopyImage> image) override;
   std::shared_ptr<net::PostcopyImage> FindPostcopy(dev_t dev, ino_t ino) override;
-  void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) override;
+  void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino, const std::string& why) override;
+  void OnRestoredPostcopy(const std::string& name, dev_t dev, ino_t ino,
+                          std::shared_ptr<net::PostcopyImage> image) override;
   // Every copy guarded now: being received, or in postcopy (the "incoming" request).
   std::vector<IncomingInfo> Incoming();
 
@@ -52,13 +54,15 @@ class ReceiveGuard : public net::ReceiveObserver {
 // marked "receiving" (net::kStateXattr) is a partial copy whose source may come back
 // to resume it, so it is guarded right away instead of when that source reconnects.
 // Returns how many were found. A file marked "postcopy" was the VM's copy in a hybrid
-// copy when this daemon stopped, and the map of the blocks it lacked is gone: it is
+// copy when this daemon stopped: its postcopy is taken over from the map an earlier
+// daemon left in `state_dir` (net/peer/postcopy_map.h; its source reattaches and the VM
+// only waited). Without a map of that copy (a reboot emptied /run, no state_dir) it is
 // guarded with reads and writes failing with EIO (never holes shown as data) until an
 // operator decides (the source still holds every block: migrate again, or remove the
 // mark if the copy is known to be whole). The guard ends as for any receive: the source's finish
 // or cancel; an operator who gives up on a source removes the mark (setfattr -x
 // user.migratefs.state FILE in SRC) and restarts the daemon. Symlinks are not followed;
 // the walk stops 16 directories deep.
-size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard);
+size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard, const std::string& state_dir);
 
 }  // namespace migratefs::migration

@@ -175,6 +175,7 @@ class PeerServerImpl final : public PeerServer {
     cfg_.key = opts_.key;
     cfg_.observer = observer_;
     cfg_.instance_id = opts_.instance_id;
+    cfg_.state_dir = opts_.state_dir;
     cfg_.receiving = &receiving_;
     cfg_.handshake_timeout = opts_.handshake_timeout;
     cfg_.idle_takeover = opts_.idle_takeover;

@@ -42,6 +42,9 @@ struct PeerServerOptions {
   // migration marking a source asks for in `start` is not known here: it marks only
   // the source-to-target direction. A marking the kernel refuses fails Start.
   SocketMarking marking;
+  // Where the maps of copies in postcopy are kept (net/peer/postcopy_map.h), so that a
+  // restarted daemon takes them over. Empty: not kept (a restart guards them with EIO).
+  std::string state_dir;
 };
 
 // The daemon's reaction to images being received: it attaches a hook that refuses
@@ -67,8 +70,12 @@ class ReceiveObserver {
   // The postcopy of (dev, ino) under way here (a reconnecting source reattaches), or null.
   virtual std::shared_ptr<PostcopyImage> FindPostcopy(dev_t dev, ino_t ino) { return nullptr; }
   // At start-up (GuardPartialCopies): a file still marked "postcopy", whose map of the
-  // blocks it lacks died with the daemon that held it.
-  virtual void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino) {}
+  // blocks it lacks died with the daemon that held it (`why`).
+  virtual void OnLostPostcopy(const std::string& name, dev_t dev, ino_t ino, const std::string& why) {}
+  // At start-up: a file still marked "postcopy" whose map an earlier daemon left
+  // (postcopy_map.h): `image` is its postcopy, taken over; its source reattaches.
+  virtual void OnRestoredPostcopy(const std::string& name, dev_t dev, ino_t ino,
+                                  std::shared_ptr<PostcopyImage> image) {}
 };
 
 // Admission: why strangers cannot keep a real peer out, nor pin the daemon's memory.

@@ -13,8 +13,8 @@ constexpr auto kWaitSlice = std::chrono::milliseconds(100);
 }  // namespace
 
 PostcopyImage::PostcopyImage(std::string name, uint64_t size, uint32_t block_size, const std::string& remote,
-                             std::chrono::milliseconds timeout)
-    : name_(std::move(name)), size_(size), block_size_(block_size), timeout_(timeout) {
+                             std::chrono::milliseconds timeout, std::unique_ptr<PostcopyMap> map)
+    : name_(std::move(name)), size_(size), block_size_(block_size), timeout_(timeout), map_(std::move(map)) {
   const uint64_t blocks = (size + block_size - 1) / block_size;
   state_.assign(blocks, kLocal);
   awaited_.assign(blocks, 0);
@@ -27,6 +27,25 @@ PostcopyImage::PostcopyImage(std::string name, uint64_t size, uint32_t block_siz
   }
   remote_.store(n);
   progress_ = now_();
+}
+
+std::shared_ptr<PostcopyImage> PostcopyImage::Restore(std::string name, std::unique_ptr<PostcopyMap> map) {
+  const uint64_t size = map->size();
+  const uint32_t block_size = map->block_size();
+  const auto timeout = map->timeout();
+  const std::string remote = map->RemoteBitmap();
+  return std::make_shared<PostcopyImage>(std::move(name), size, block_size, remote, timeout, std::move(map));
+}
+
+void PostcopyImage::MarkLocalLocked(uint64_t block) {
+  state_[block] = kLocal;
+  if (map_) map_->MarkLocal(block);
+}
+
+void PostcopyImage::DiscardMap() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (map_) map_->Discard();
+  map_.reset();
 }
 
 void PostcopyImage::Bind(FetchFn fetch) {
@@ -76,7 +95,7 @@ int PostcopyImage::AwaitLocal(uint64_t first, uint64_t last, uint64_t whole_begi
   last = std::min<uint64_t>(last, state_.size() - 1);
   for (uint64_t b = std::max(first, whole_begin); b <= last && b < whole_end; b++) {
     if (state_[b] == kRemote) {
-      state_[b] = kLocal;
+      MarkLocalLocked(b);
       remote_.fetch_sub(1);
     }
   }
@@ -134,7 +153,7 @@ void PostcopyImage::EndArrival(uint64_t block, bool ok) {
       state_[block] = kRemote;
       return;
     }
-    state_[block] = kLocal;
+    MarkLocalLocked(block);
     progress_ = now_();
     (awaited_[block] ? bytes_fetched_ : bytes_pulled_) += block_size_;
     awaited_[block] = 0;

@@ -16,7 +16,13 @@
 //   EndArrival that it is written (the block is local; its waiters wake).
 //
 // What done means: AllLocal() -- every block is here; the source then finishes the copy
-// (FinishImage) and the hook is detached.
+// (FinishImage), the map is discarded and the hook is detached.
+//
+// Persistence (postcopy_map.h): with a map, every block that becomes local is marked
+// local in it under the same lock, before the VM's bytes can reach the block (a claim,
+// in BeforeChange) or once the source's bytes are written (EndArrival, before the
+// session acknowledges the block). So a daemon restarted from the map (Restore) never
+// takes a block the VM has written for remote, and a resent block cannot overwrite it.
 //
 // Failure: while no block arrives for `timeout` (the source died, the link is cut and
 // stays cut), reads of remote blocks keep waiting: the VM stalls, it never reads zeros
@@ -29,6 +35,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -36,6 +43,7 @@
 #include "migratefs/image_hook.h"
 #include "migratefs/migration_service.h"
 #include "net/latency_window.h"
+#include "net/peer/postcopy_map.h"
 
 namespace migratefs::net {
 
@@ -46,8 +54,11 @@ class PostcopyImage : public ImageHook {
   using FetchFn = std::function<void(uint64_t first, uint64_t count)>;
 
   // `remote`: the PostcopyPayload bitmap (wire.h) of a `size`-byte image.
+  // `map` (may be null: nothing survives a restart) holds the same remote blocks.
   PostcopyImage(std::string name, uint64_t size, uint32_t block_size, const std::string& remote,
-                std::chrono::milliseconds timeout);
+                std::chrono::milliseconds timeout, std::unique_ptr<PostcopyMap> map = nullptr);
+  // The postcopy an earlier daemon left in `map`, taken over as it was.
+  static std::shared_ptr<PostcopyImage> Restore(std::string name, std::unique_ptr<PostcopyMap> map);
 
   // ImageHook.
   int CheckWriteOpen() override { return 0; }
@@ -74,6 +85,8 @@ class PostcopyImage : public ImageHook {
   void EndArrival(uint64_t block, bool ok);
 
   bool AllLocal() const { return remote_.load(std::memory_order_acquire) == 0; }
+  // The postcopy ended (every block local, the copy finished): the map file goes.
+  void DiscardMap();
   // The runs [first, first+count) of blocks not local yet (what a reattaching source
   // is told it still has to send).
   std::vector<std::pair<uint64_t, uint64_t>> RemoteRuns() const;
@@ -96,6 +109,7 @@ class PostcopyImage : public ImageHook {
   // whole). Returns 0 or EIO.
   int AwaitLocal(uint64_t first, uint64_t last, uint64_t whole_begin, uint64_t whole_end);
   void FailIfStalledLocked(Clock::time_point now);
+  void MarkLocalLocked(uint64_t block);
 
   const std::string name_;
   const uint64_t size_;  // at the hand-over
@@ -109,6 +123,7 @@ class PostcopyImage : public ImageHook {
   std::vector<uint8_t> awaited_;  // a reader or writer waits for the block
   std::atomic<uint64_t> remote_{0};  // blocks not kLocal
   FetchFn fetch_;
+  std::unique_ptr<PostcopyMap> map_;
   Clock::time_point progress_;    // last arrival, or the hand-over / a new connection
   std::string failed_;            // why reads of remote blocks fail ("" = they wait)
   uint64_t bytes_pulled_ = 0, bytes_fetched_ = 0, fetches_ = 0;

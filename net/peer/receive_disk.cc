@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/image_identity.h"
+#include "net/peer/postcopy_map.h"
 #include "net/peer/receive_admission.h"
 #include "net/peer/receive_file.h"
 #include "net/peer/receive_session_impl.h"
@@ -245,18 +247,36 @@ void ReceiveSession::Impl::AbortOp(Op* op) {
 }
 
 // The hybrid switch-over, after every earlier frame of the image is applied: the size
-// the source handed over, the "postcopy" mark (a daemon that restarts now guards the
+// the source handed over, the map of the remote blocks (postcopy_map.h), the "postcopy"
+// mark (a daemon that restarts now takes the postcopy over from the map, or guards the
 // copy instead of showing its holes as data), then the hook that makes it the VM's.
 void ReceiveSession::Impl::PostcopyOp(Op* op) {
   Image* img = op->img;
   if (::ftruncate(img->fd, static_cast<off_t>(op->length)) != 0) return Done(op, errno);
-  if (::fsetxattr(img->fd, kStateXattr, "postcopy", 8, 0) != 0 && errno != ENOTSUP) return Done(op, errno);
-  auto postcopy = std::make_shared<PostcopyImage>(img->name, op->length, img->block_size, op->blob,
-                                                  std::chrono::seconds(op->offset));
+  const std::chrono::milliseconds timeout = std::chrono::seconds(op->offset);
+  std::unique_ptr<PostcopyMap> map;
+  if (!cfg_.state_dir.empty()) {
+    auto made = PostcopyMap::Create(cfg_.state_dir, img->dev, img->ino, ReadImageIdentity(img->fd), op->length,
+                                    img->block_size, timeout, op->blob);
+    if (made.ok()) {
+      map = std::move(made.value());
+    } else {
+      spdlog::warn("postcopy of {}: {}; a restart of this daemon before the copy is whole would guard it with EIO",
+                   img->name, made.error().message);
+    }
+  }
+  if (::fsetxattr(img->fd, kStateXattr, "postcopy", 8, 0) != 0 && errno != ENOTSUP) {
+    const int err = errno;
+    if (map) map->Discard();
+    return Done(op, err);
+  }
+  auto postcopy = std::make_shared<PostcopyImage>(img->name, op->length, img->block_size, op->blob, timeout,
+                                                  std::move(map));
   Status st = cfg_.observer ? cfg_.observer->OnPostcopy(img->name, img->dev, img->ino, postcopy)
                             : MakeError(errc::kWrongState, "no daemon behind this session takes copies over");
   if (!st.ok()) {
     ::fsetxattr(img->fd, kStateXattr, "receiving", 9, 0);
+    postcopy->DiscardMap();
     op->error = st.error();
     return Done(op, EINVAL);
   }
@@ -330,6 +350,7 @@ void ReceiveSession::Impl::Done(Op* op, int err) {
       SendError(op->request_id, DiskError(op, errno));
       return;
     }
+    if (img->postcopy) img->postcopy->DiscardMap();
     // Complete: from now on it is a copy like any other, never removed by an abort.
     if (::fremovexattr(img->fd, kCreatedXattr) != 0 && errno != ENODATA && errno != ENOTSUP) {
       spdlog::warn("peer server: {}: cannot remove {}: {}", img->name, kCreatedXattr, ErrnoText(errno));

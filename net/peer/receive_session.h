@@ -37,6 +37,7 @@ struct SessionConfig {
   ReceiveObserver* observer = nullptr;
   ReceivingSet* receiving = nullptr;
   std::string instance_id;  // this daemon's (PeerServerOptions::instance_id)
+  std::string state_dir;    // PeerServerOptions::state_dir
   std::chrono::milliseconds handshake_timeout{5000};
   unsigned ring_depth = 64;                   // io_uring operations in flight (>= 8)
   uint64_t max_buffered_bytes = 256ull << 20; // stop reading the socket above this

@@ -135,7 +135,7 @@ Daemon::Daemon(const std::string& base, DaemonConfig cfg)
 Daemon::~Daemon() { Stop(); }
 
 ::testing::AssertionResult Daemon::Start() {
-  std::string opts = "control=" + control_ + ",pidfile=" + base_ + "/worker.pid";
+  std::string opts = "control=" + control_ + ",pidfile=" + base_ + "/worker.pid,state_dir=" + base_ + "/state";
   unlink((base_ + "/worker.pid").c_str());
   if (!cfg_.listen.empty()) opts += ",listen=" + cfg_.listen;
   if (!cfg_.keyfile.empty()) opts += ",keyfile=" + cfg_.keyfile;
