@@ -427,6 +427,27 @@ TEST_F(MigrationHybridTest, TargetWorkerKilledDuringPostcopyTakesItOverFromItsMa
   EXPECT_TRUE(std::filesystem::is_empty(b_->Src("../state"))) << "the map outlived the postcopy";
 }
 
+// The whole target daemon dies (the mount with it: the VM's I/O stops) and starts
+// again: the postcopy comes back from the map in state_dir, the copy is served, not
+// guarded with EIO, and the source's push finishes it.
+TEST_F(MigrationHybridTest, TargetDaemonRestartedDuringPostcopyServesTheCopyFromItsMap) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 24ull << 20, 17);
+  const std::string id = StartHybrid("vm.img", 0, 1000, target_addr_, /*timeout_s=*/60);
+  HandOver(id);
+  std::vector<char> expected = ReadAll(a_->Src("vm.img"));
+  WriteWholeBlockOnTarget(43, 'Z', expected);
+  b_->Kill9();
+  ASSERT_TRUE(b_->Start());
+  auto in = IncomingOnTarget();
+  ASSERT_EQ(in.size(), 1u) << in.dump();
+  EXPECT_EQ(in[0].value("state", ""), "postcopy") << in.dump();
+  const uint64_t off = 46 * kBlock + 5;
+  auto reader = std::async(std::launch::async, [&] { return Pread(b_->Mnt("vm.img"), off, 4096); });
+  ExpectSourceBytes(reader, off, 4096);
+  ExpectFinishedWith(id, expected);
+}
+
 TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {
   StartDaemons();
   WritePatternFile(a_->Src("vm.img"), 32ull << 20, 4);
