@@ -448,6 +448,46 @@ TEST_F(MigrationHybridTest, TargetDaemonRestartedDuringPostcopyServesTheCopyFrom
   ExpectFinishedWith(id, expected);
 }
 
+// A two-image VM whose second image cannot be handed over (the target's copy of it is
+// made immutable, so its resize fails) after the first one was: finish fails, the
+// source is unfenced and writes on, and the target gives the first copy back (the VM
+// never used it) instead of keeping it as a postcopy nobody feeds. A second finish
+// then hands both over, and both end identical.
+TEST_F(MigrationHybridTest, HandOverFailedHalfWayGivesTheFirstCopyBackAndFinishesLater) {
+  StartDaemons();
+  for (const char* name : {"a.img", "b.img"}) WritePatternFile(a_->Src(name), 8ull << 20, name[0]);
+  auto r = a_->Request({{"op", "start"}, {"images", {"a.img", "b.img"}}, {"target", target_addr_},
+                        {"mode", "hybrid"}, {"precopy_pct", 50}, {"network_kbps", 4000}});
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  const std::string id = r.value("id", "");
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 120s));
+  if (RunCmd({"chattr", "+i", b_->Src("b.img")}) != 0) GTEST_SKIP() << "no chattr +i here";
+  auto fin = a_->Request({{"op", "finish"}, {"id", id}});
+  RunCmd({"chattr", "-i", b_->Src("b.img")});
+  ASSERT_FALSE(fin.value("ok", true)) << "b.img could not be handed over, yet: " << fin.dump();
+  EXPECT_NE(fin.dump().find("b.img"), std::string::npos) << fin.dump();
+  // The VM goes on at the source: a.img is writable there again.
+  const std::vector<char> data(64 << 10, 'v');
+  Pwrite(a_->Mnt("a.img"), 3 << 20, data);
+  // The first copy is a partial copy on the target again, not the VM's.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& in : IncomingOnTarget())
+          if (in.value("image", "") == "a.img") return in.value("state", "") == "receiving";
+        return false;
+      },
+      30s))
+      << IncomingOnTarget().dump();
+  EXPECT_LT(::open(b_->Mnt("a.img").c_str(), O_WRONLY), 0) << "the given-back copy must refuse local writers";
+  ASSERT_TRUE(WaitForCompletion(*a_, id, 120s));
+  fin = a_->Request({{"op", "finish"}, {"id", id}});
+  ASSERT_TRUE(fin.value("ok", false)) << fin.dump();
+  a_->Request({{"op", "set_network_limit"}, {"id", id}, {"kbps", 0}});
+  ASSERT_TRUE(WaitForPhase(*a_, id, "finished", 120s));
+  EXPECT_TRUE(FilesEqual(a_->Src("a.img"), b_->Src("a.img")));
+  EXPECT_TRUE(FilesEqual(a_->Src("b.img"), b_->Src("b.img")));
+}
+
 TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {
   StartDaemons();
   WritePatternFile(a_->Src("vm.img"), 32ull << 20, 4);

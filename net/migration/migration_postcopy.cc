@@ -67,6 +67,7 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
     std::this_thread::sleep_for(milliseconds(2));
   }
   uint64_t remote = 0;
+  size_t handed = 0;
   for (auto& img : images_) {
     DirtyBitmap& bits = img->bitmap();
     std::string map((bits.size() + 7) / 8, '\0');
@@ -78,11 +79,20 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
     auto got = resized.get_future();
     peer->SendResize(img->handle.load(), img->CurrentSize(), [&resized](const Status& s) { resized.set_value(s); });
     Status st = got.get();
-    // A multi-image VM whose link dies between two images is left half handed over:
-    // finish fails, the source is unfenced, and the copies already handed over wait
-    // on the target for a source that does not come (net/README.md says what to do).
     if (st.ok()) st = peer->StartPostcopy(img->handle.load(), img->CurrentSize(), copy_.postcopy_timeout_s, std::move(map));
-    if (!st.ok()) return fail(Error{st.error().code, "handing \"" + img->name() + "\" over: " + st.error().message});
+    if (!st.ok()) {
+      // Half handed over (a multi-image VM): finish fails and the source is unfenced,
+      // so the copies already handed over must become partial copies again. A new
+      // connection reopens them, and the target gives back each one the VM never used
+      // (ReceiveGuard::CheckReceivable). The peer error comes first, so that this
+      // connection is torn down rather than mirroring the unfenced writes into them.
+      if (handed > 0) {
+        OnPeerError(MakeError(errc::kPeerUnreachable, "hand-over failed after " + std::to_string(handed) +
+                                                          " image(s): reconnecting so the target gives them back"));
+      }
+      return fail(Error{st.error().code, "handing \"" + img->name() + "\" over: " + st.error().message});
+    }
+    handed++;
   }
   // Before the phase changes, so a push that ends at once cannot clear it first.
   MarkPostcopy(true);

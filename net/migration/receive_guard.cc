@@ -120,20 +120,33 @@ void ReceiveGuard::OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino,
   // copy was written straight into SRC, and the hypervisor opens it through the mount.
 }
 
-Status ReceiveGuard::CheckReceivable(const std::string& name, dev_t dev, ino_t ino) {
+Status ReceiveGuard::CheckReceivable(const std::string& name, dev_t dev, ino_t ino, const std::string& instance) {
   std::shared_ptr<ImageHook> attached = hooks_.Find(dev, ino);
   if (!attached) return OkStatus();
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = guards_.find({dev, ino});
-  if (it != guards_.end() && it->second.hook == attached) {
-    if (it->second.postcopy) {
+  std::shared_ptr<ImageHook> refuse;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = guards_.find({dev, ino});
+    if (it == guards_.end() || it->second.hook != attached) {
+      return MakeError(errc::kTargetBusy, name + " is being migrated away from this host or is a fenced source "
+                                                 "copy here (release it first); nothing was changed");
+    }
+    if (!it->second.postcopy) return OkStatus();  // a partial copy we guard
+    if (!it->second.postcopy->GiveBack(instance)) {
       return MakeError(errc::kTargetBusy, name + " is in postcopy here: the VM writes it; only its own source "
                                                  "reattaches (nothing was changed)");
     }
-    return OkStatus();  // a partial copy we guard
+    // The hand-over failed half way and the VM never used this copy: it is a partial
+    // copy being received again (the open goes on to mark it so).
+    it->second.postcopy->DiscardMap();
+    it->second.postcopy.reset();
+    it->second.hook = refuse = std::make_shared<RefuseWritesHook>(EBUSY);
   }
-  return MakeError(errc::kTargetBusy, name + " is being migrated away from this host or is a fenced source "
-                                             "copy here (release it first); nothing was changed");
+  spdlog::warn("\"{}\": its source's hand-over failed half way and the VM never used the copy here: given back, "
+               "received again",
+               name);
+  hooks_.Attach(dev, ino, refuse);
+  return OkStatus();
 }
 
 size_t GuardPartialCopies(int src_dirfd, net::ReceiveObserver& guard, const std::string& state_dir) {

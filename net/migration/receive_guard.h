@@ -26,7 +26,7 @@ class ReceiveGuard : public net::ReceiveObserver {
   // target_busy when another hook is on the file: it is a migration source or a
   // fenced copy of this daemon (the target of a start to itself, or a copy that was
   // migrated away and not released).
-  Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) override;
+  Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino, const std::string& instance) override;
   // Hybrid copy: the postcopy image replaces the refusing hook (I6 flips to the target).
   Status OnPostcopy(const std::string& name, dev_t dev, ino_t ino, std::shared_ptr<net::PostcopyImage> image) override;
   std::shared_ptr<net::PostcopyImage> FindPostcopy(dev_t dev, ino_t ino) override;

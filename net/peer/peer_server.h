@@ -58,9 +58,14 @@ class ReceiveObserver {
   // complete = FinishImage; false after AbortImage with keep_partial (removed copies
   // are reported too, before the unlink).
   virtual void OnReceiveEnded(const std::string& name, dev_t dev, ino_t ino, bool complete) = 0;
-  // Asked before an existing file is received into: OK, or why not (target_busy when
-  // the file is a migration source or a fenced copy on this host).
-  virtual Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino) { return OkStatus(); }
+  // Asked before an existing file is received into by source daemon `instance`: OK, or
+  // why not (target_busy when the file is a migration source or a fenced copy on this
+  // host, or the VM's copy in postcopy). A copy in postcopy that this very source
+  // handed over and that the VM never used is given back (PostcopyImage::GiveBack):
+  // its hand-over failed half way and the source goes on with the pre-copy.
+  virtual Status CheckReceivable(const std::string& name, dev_t dev, ino_t ino, const std::string& instance) {
+    return OkStatus();
+  }
   // Hybrid switch-over (wire kPostcopy), on the session thread: the copy becomes the
   // VM's, with `image` as its hook from now on (local writers allowed, reads of remote
   // blocks fetch). An error changes nothing (the source is told and may retry).

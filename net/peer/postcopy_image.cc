@@ -62,6 +62,20 @@ void PostcopyImage::Unbind() {
   fetch_ = nullptr;
 }
 
+int PostcopyImage::CheckWriteOpen() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (given_back_) return EBUSY;
+  used_ = true;
+  return 0;
+}
+
+bool PostcopyImage::GiveBack(const std::string& instance) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (used_ || handed_over_by_.empty() || instance != handed_over_by_) return false;
+  given_back_ = true;
+  return true;
+}
+
 int PostcopyImage::BeforeRead(uint64_t off, uint64_t len) {
   if (AllLocal() || len == 0) return 0;
   const uint64_t first = off / block_size_;
@@ -70,6 +84,7 @@ int PostcopyImage::BeforeRead(uint64_t off, uint64_t len) {
 }
 
 int PostcopyImage::BeforeChange(uint64_t off, uint64_t len) {
+  if (int err = CheckWriteOpen()) return err;
   if (AllLocal()) return 0;
   const uint64_t bs = block_size_;
   if (len == 0) {

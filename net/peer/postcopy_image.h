@@ -60,12 +60,23 @@ class PostcopyImage : public ImageHook {
   // The postcopy an earlier daemon left in `map`, taken over as it was.
   static std::shared_ptr<PostcopyImage> Restore(std::string name, std::unique_ptr<PostcopyMap> map);
 
-  // ImageHook.
-  int CheckWriteOpen() override { return 0; }
+  // ImageHook. An open for writing or a change through the mount means the VM runs
+  // here: from then on the copy is never given back (GiveBack).
+  int CheckWriteOpen() override;
   int BeforeModify() override { return 0; }
   int CheckNamespaceChange() override { return AllLocal() ? 0 : EBUSY; }
   int BeforeRead(uint64_t off, uint64_t len) override;
   int BeforeChange(uint64_t off, uint64_t len) override;
+
+  // A hand-over that failed half way (a multi-image finish whose next image could not be
+  // handed over): the source daemon `instance` that handed this copy over, unfenced
+  // again, reopens it to go on with the pre-copy. True (and from now on every open for
+  // writing and change fails with EBUSY, until the caller puts the refusing hook back)
+  // only if that source handed it over (HandedOverBy) and nothing here has opened the
+  // copy for writing or changed it: then it holds only the source's bytes. A copy
+  // restored from a map (a restarted daemon) is never given back.
+  bool GiveBack(const std::string& instance);
+  void SetHandedOverBy(std::string instance) { handed_over_by_ = std::move(instance); }
   bool HidesData() const override { return !AllLocal(); }
   void AfterWrite(uint64_t, const void*, size_t, Completion done) override { done.Complete(0); }
   void AfterResize(uint64_t) override {}
@@ -126,6 +137,9 @@ class PostcopyImage : public ImageHook {
   std::unique_ptr<PostcopyMap> map_;
   Clock::time_point progress_;    // last arrival, or the hand-over / a new connection
   std::string failed_;            // why reads of remote blocks fail ("" = they wait)
+  std::string handed_over_by_;    // the source daemon's instance id ("" = unknown)
+  bool used_ = false;             // opened for writing or changed through the mount
+  bool given_back_ = false;
   uint64_t bytes_pulled_ = 0, bytes_fetched_ = 0, fetches_ = 0;
   LatencyWindow waits_;  // how long readers and writers waited, over the last 10 s
 };

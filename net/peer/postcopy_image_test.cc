@@ -160,3 +160,35 @@ TEST(PostcopyImage, BlocksBeyondTheHandOverAreLocal) {
 
 }  // namespace
 }  // namespace migratefs::net
+
+namespace migratefs::net {
+namespace {
+
+// A half-failed hand-over gives the copy back only to the source that handed it over,
+// and only while nothing here has opened it for writing or changed it; once given
+// back, opens for writing and changes are refused.
+TEST(PostcopyImage, GivenBackOnlyToItsSourceAndOnlyIfTheVmNeverUsedIt) {
+  PostcopyImage unused("a.img", 4 * kBs, kBs, Map(4, {1}), 10s);
+  unused.SetHandedOverBy("src-1");
+  EXPECT_FALSE(unused.GiveBack("src-2"));
+  EXPECT_FALSE(unused.GiveBack(""));
+  EXPECT_TRUE(unused.GiveBack("src-1"));
+  EXPECT_EQ(unused.CheckWriteOpen(), EBUSY);
+  EXPECT_EQ(unused.BeforeChange(0, kBs), EBUSY);
+
+  PostcopyImage opened("b.img", 4 * kBs, kBs, Map(4, {1}), 10s);
+  opened.SetHandedOverBy("src-1");
+  EXPECT_EQ(opened.CheckWriteOpen(), 0);  // the VM opened it here
+  EXPECT_FALSE(opened.GiveBack("src-1"));
+
+  PostcopyImage written("c.img", 4 * kBs, kBs, Map(4, {1}), 10s);
+  written.SetHandedOverBy("src-1");
+  EXPECT_EQ(written.BeforeChange(2 * kBs, kBs), 0);  // a write to a local block
+  EXPECT_FALSE(written.GiveBack("src-1"));
+
+  PostcopyImage restored("d.img", 4 * kBs, kBs, Map(4, {1}), 10s);  // from a map: no source known
+  EXPECT_FALSE(restored.GiveBack("src-1"));
+}
+
+}  // namespace
+}  // namespace migratefs::net

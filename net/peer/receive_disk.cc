@@ -272,6 +272,10 @@ void ReceiveSession::Impl::PostcopyOp(Op* op) {
   }
   auto postcopy = std::make_shared<PostcopyImage>(img->name, op->length, img->block_size, op->blob, timeout,
                                                   std::move(map));
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    postcopy->SetHandedOverBy(source_instance_);
+  }
   Status st = cfg_.observer ? cfg_.observer->OnPostcopy(img->name, img->dev, img->ino, postcopy)
                             : MakeError(errc::kWrongState, "no daemon behind this session takes copies over");
   if (!st.ok()) {

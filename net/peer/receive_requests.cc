@@ -222,7 +222,7 @@ Result<std::pair<uint32_t, OpenReplyPayload>> ReceiveSession::Impl::OpenImage(co
     if (other->dev == f.dev && other->ino == f.ino) return refuse(MakeError(errc::kBusy, o.name + " is already open on this connection"));
   }
   if (!f.created && cfg_.observer) {
-    if (Status st = cfg_.observer->CheckReceivable(o.name, f.dev, f.ino); !st.ok()) return refuse(st.error());
+    if (Status st = cfg_.observer->CheckReceivable(o.name, f.dev, f.ino, o.instance); !st.ok()) return refuse(st.error());
   }
   if (Status st = AdmitReceiveFile(f, o.name, ReceiveClaim{o.identity, overwrite}); !st.ok()) {
     return refuse(st.error());
