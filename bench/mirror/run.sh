@@ -48,6 +48,16 @@ fio_lat() {
 print('%.1f %.1f %.0f' % (p['50.000000']/1e3, p['99.000000']/1e3, w['iops']))"
 }
 
+# CPU ticks (USER_HZ) used so far by a daemon: its supervisor and its worker.
+daemon_ticks() {
+  local sup; sup=$(cat "$WORK/$1.pid") t=0 q
+  for q in $sup $(pgrep -P "$sup"); do t=$((t + $(awk '{print $14 + $15}' /proc/$q/stat))); done
+  echo $t
+}
+# Busy and total ticks of the whole host (/proc/stat, all cores).
+host_ticks() { awk '/^cpu /{busy=$2+$3+$4+$7+$8; print busy, busy+$5+$6}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+
 for f in plain sync async; do
   dd if=/dev/urandom of=$WORK/a/src/$f.img bs=1M count=$IMAGE_MB status=none
 done
@@ -64,9 +74,15 @@ declare -A R
 for rep in $(seq $REPS); do
   for qd in 1 16; do
     for mode in plain sync async; do
+      a0=$(daemon_ticks a); b0=$(daemon_ticks b); read -r h0 n0 < <(host_ticks)
       read -r p50 p99 iops < <(fio_lat $WORK/a/mnt/$mode.img $qd)
+      a1=$(daemon_ticks a); b1=$(daemon_ticks b); read -r h1 n1 < <(host_ticks)
       R[$mode,$qd,p50]+="$p50 "; R[$mode,$qd,p99]+="$p99 "; R[$mode,$qd,iops]+="$iops "
-      echo "rep $rep qd$qd $mode: p50 ${p50} us p99 ${p99} us ${iops} IOPS"
+      # CPU per write (µs) of each daemon, and how busy the host's cores were.
+      read -r ca cb hb < <(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v h=$((h1 - h0)) -v n=$((n1 - n0)) \
+        -v hz=$HZ -v w="$iops" -v t=$RUNTIME 'BEGIN{printf "%.1f %.1f %.0f", a*1e6/hz/(w*t), b*1e6/hz/(w*t), 100*h/n}')
+      R[$mode,$qd,cpua]+="$ca "; R[$mode,$qd,cpub]+="$cb "; R[$mode,$qd,busy]+="$hb "
+      echo "rep $rep qd$qd $mode: p50 ${p50} us p99 ${p99} us ${iops} IOPS; CPU/write source $ca us target $cb us; host ${hb} % busy"
     done
   done
 done
@@ -121,6 +137,18 @@ table=$(
         v=$(med "${R[$mode,$qd,$k]}"); b=$(med "${R[plain,$qd,$k]}")
         if [[ $mode == plain ]]; then row+=" | $v"; else row+=" | $v **×$(ratio $v $b)**"; fi
       done
+    done
+    echo "$row |"
+  done
+  echo
+  echo "CPU time per write (both daemons' user + system, from /proc; medians), and how busy the host was (% of all its cores):"
+  echo
+  echo "| mode | qd1 source µs | qd1 target µs | qd1 host busy % | qd16 source µs | qd16 target µs | qd16 host busy % |"
+  echo "|---|---|---|---|---|---|---|"
+  for mode in plain sync async; do
+    row="| $mode"
+    for qd in 1 16; do
+      for k in cpua cpub busy; do row+=" | $(med "${R[$mode,$qd,$k]}")"; done
     done
     echo "$row |"
   done
