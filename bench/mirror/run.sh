@@ -50,7 +50,8 @@ print('%.1f %.1f %.0f' % (p['50.000000']/1e3, p['99.000000']/1e3, w['iops']))"
 
 # CPU ticks (USER_HZ) used so far by a daemon: its supervisor and its worker.
 daemon_ticks() {
-  local sup; sup=$(cat "$WORK/$1.pid") t=0 q
+  local sup t=0 q
+  sup=$(cat "$WORK/$1.pid")
   for q in $sup $(pgrep -P "$sup"); do t=$((t + $(awk '{print $14 + $15}' /proc/$q/stat))); done
   echo $t
 }
@@ -80,7 +81,7 @@ for rep in $(seq $REPS); do
       R[$mode,$qd,p50]+="$p50 "; R[$mode,$qd,p99]+="$p99 "; R[$mode,$qd,iops]+="$iops "
       # CPU per write (µs) of each daemon, and how busy the host's cores were.
       read -r ca cb hb < <(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v h=$((h1 - h0)) -v n=$((n1 - n0)) \
-        -v hz=$HZ -v w="$iops" -v t=$RUNTIME 'BEGIN{printf "%.1f %.1f %.0f", a*1e6/hz/(w*t), b*1e6/hz/(w*t), 100*h/n}')
+        -v hz=$HZ -v w="$iops" -v t=$RUNTIME 'BEGIN{printf "%.1f %.1f %.0f\n", a*1e6/hz/(w*t), b*1e6/hz/(w*t), 100*h/n}')
       R[$mode,$qd,cpua]+="$ca "; R[$mode,$qd,cpub]+="$cb "; R[$mode,$qd,busy]+="$hb "
       echo "rep $rep qd$qd $mode: p50 ${p50} us p99 ${p99} us ${iops} IOPS; CPU/write source $ca us target $cb us; host ${hb} % busy"
     done
