@@ -82,6 +82,9 @@ class Fs {
 
  private:
   void Init();
+  void StoreKernelSizeNow(dev_t dev, ino_t ino);
+  // Runs `notify` now, or (before ServeHeldNotifications) queues it.
+  void NotifyWhenServing(std::function<void()> notify);
 
   MountOptions opts_;
   double timeout_;
@@ -93,9 +96,6 @@ class Fs {
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
   fuse_session* se_ = nullptr;
-  void StoreKernelSizeNow(dev_t dev, ino_t ino);
-  // Runs `notify` now, or (before ServeHeldNotifications) queues it.
-  void NotifyWhenServing(std::function<void()> notify);
   std::mutex held_mu_;
   bool serving_ = false;
   std::vector<std::function<void()>> held_;
