@@ -9,12 +9,14 @@
 #   REPS=1 RUNTIME=2 bash bench/mirror/run.sh # smoke run
 #   TARGET_RAM=1 bash bench/mirror/run.sh     # the target's files on tmpfs: a stand-in for
 #                                             # the other machine's disk (this one has one)
+#   DAEMON_OPTS=mirror_coalesce_us=0 bash bench/mirror/run.sh  # A/B of a daemon option
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-5}
 IMAGE_MB=${IMAGE_MB:-256}
 TARGET_RAM=${TARGET_RAM:-0}
+DAEMON_OPTS=${DAEMON_OPTS:-}  # extra -o options of both daemons, e.g. mirror_coalesce_us=0
 OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
 [[ -x $BIN/migratefs ]] || { echo "build first (scripts/build.sh)" >&2; exit 1; }
@@ -23,7 +25,7 @@ before=$(uptime)
 bench_setup
 trap bench_teardown EXIT
 if [[ $TARGET_RAM == 1 ]]; then mount_ram $((IMAGE_MB * 4 + 256))M $WORK/b/src; fi
-daemons_start
+daemons_start "$DAEMON_OPTS"
 
 # One JSON request on the source's control socket (migratectl has no mirror flags).
 req() {
@@ -179,6 +181,7 @@ echo "$table"
   echo "source files on $(df --output=fstype $WORK/a/src | tail -1), the target's on $(df --output=fstype $WORK/b/src | tail -1); medians; ratios to the unmirrored image of the same run)."
   echo "fio: \`--rw=randwrite --bs=4k --direct=1 --ioengine=libaio --iodepth=QD --runtime=$RUNTIME\`."
   echo "Async mirror: default backlog (64 MiB, 5 % / 70 %); time spent throttled over the latency runs: ${sync_bl} s."
+  echo "Daemon options beyond the defaults: ${DAEMON_OPTS:-none}."
   echo
   echo "- before: $before"
   echo "- after:  $after"

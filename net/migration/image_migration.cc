@@ -124,7 +124,7 @@ bool ImageMigration::QueueMirror(net::PeerClient& peer, uint64_t off, const void
         owner_->MirrorAcked();
         if (wait_for_peer) join->Arrive();
       },
-      wait_for_peer);
+      wait_for_peer ? net::SendPace::kAwaited : net::SendPace::kCoalesced);
   return wait_for_peer;
 }
 

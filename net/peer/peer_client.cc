@@ -67,7 +67,12 @@ constexpr size_t kReadChunk = 256u << 10;
 class PeerClientImpl final : public PeerClient {
  public:
   explicit PeerClientImpl(const PeerClientOptions& opts)
-      : opts_(opts), work_(asio::make_work_guard(io_)), sock_(io_), watchdog_(io_), rbuf_(new uint8_t[kReadChunk]) {}
+      : opts_(opts),
+        work_(asio::make_work_guard(io_)),
+        sock_(io_),
+        watchdog_(io_),
+        coalesce_timer_(io_),
+        rbuf_(new uint8_t[kReadChunk]) {}
 
   ~PeerClientImpl() override {
     if (thread_.joinable()) {
@@ -200,20 +205,21 @@ class PeerClientImpl final : public PeerClient {
   }
 
   void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done,
-                bool awaited) override {
+                SendPace pace) override {
     if (len == 0 || len > wire::kMaxDataLength) return RefuseLength(len, std::move(done));
     PayloadBuffer buf = pool_.Get(len);
     std::memcpy(buf.get(), data, len);
-    const bool flag = awaited && (features_ & wire::kFeatureAwaitedWrites) != 0;
-    SendDataFrame(handle, offset, std::move(buf), len, flag ? wire::kFlagAwaited : 0, std::move(done));
+    SendDataFrame(handle, offset, std::move(buf), len, pace, std::move(done));
   }
 
   void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) override {
-    SendDataFrame(handle, offset, std::move(data), len, 0, std::move(done));
+    SendDataFrame(handle, offset, std::move(data), len, SendPace::kNow, std::move(done));
   }
 
-  void SendDataFrame(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, uint16_t flags,
+  void SendDataFrame(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, SendPace pace,
                      AckFn done) {
+    const bool awaited = pace == SendPace::kAwaited && (features_ & wire::kFeatureAwaitedWrites) != 0;
+    const uint16_t flags = awaited ? wire::kFlagAwaited : 0;
     if (len == 0 || len > wire::kMaxDataLength || !data) return RefuseLength(len, std::move(done));
     FrameHeader h;
     h.type = FrameType::kData;
@@ -225,7 +231,7 @@ class PeerClientImpl final : public PeerClient {
     f.data = std::move(data);
     f.data_len = len;
     const uint64_t ph = PayloadHash(f.data.get(), len);
-    Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)));
+    Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)), pace == SendPace::kCoalesced);
   }
 
   PayloadBuffer AcquireBuffer(uint32_t len) override { return pool_.Get(len); }
@@ -330,6 +336,7 @@ class PeerClientImpl final : public PeerClient {
     std::lock_guard<std::mutex> lk(mu_);
     return inflight_;
   }
+  uint64_t writes_issued() const override { return writes_issued_.load(); }
 
  private:
   static ReplyFn AckOnly(AckFn done) {
@@ -365,7 +372,9 @@ class PeerClientImpl final : public PeerClient {
     return OkStatus();
   }
 
-  void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn) {
+  // `may_wait`: a SendPace::kCoalesced frame (see coalesce_delay).
+  void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn,
+               bool may_wait = false) {
     h.payload_len = static_cast<uint32_t>(f.data ? f.data_len : f.small.size());
     std::unique_lock<std::mutex> lk(mu_);
     if (dead_) {
@@ -379,11 +388,37 @@ class PeerClientImpl final : public PeerClient {
     if (pending_.empty()) last_progress_ = Clock::now();
     pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes});
     inflight_ += window_bytes;
+    queued_bytes_ += WireBytes(f);
     queue_.push_back(std::move(f));
-    if (!writing_) {
-      writing_ = true;
-      asio::post(io_, [this] { WriteMore(); });
+    // While a write is under way its completion takes whatever is queued, held frames
+    // included. Otherwise a frame that may wait leaves with the flush timer (armed by
+    // the first of them), and any other frame leaves now, taking the held ones along.
+    if (writing_) return;
+    if (may_wait && opts_.coalesce_delay.count() > 0 && queued_bytes_ < opts_.coalesce_max_bytes) {
+      if (!flush_armed_) {
+        flush_armed_ = true;
+        asio::post(io_, [this] { ArmFlush(); });
+      }
+      return;
     }
+    writing_ = true;
+    asio::post(io_, [this] { WriteMore(); });
+  }
+
+  static size_t WireBytes(const OutFrame& f) { return wire::kHeaderSize + f.data_len + f.small.size(); }
+
+  // I/O thread: sends the held frames once coalesce_delay has passed.
+  void ArmFlush() {
+    coalesce_timer_.expires_after(opts_.coalesce_delay);
+    coalesce_timer_.async_wait([this](const boost::system::error_code& ec) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        flush_armed_ = false;
+        if (ec || writing_ || queue_.empty() || dead_) return;  // a write under way takes them
+        writing_ = true;
+      }
+      WriteMore();
+    });
   }
 
   // I/O thread: sends the next batch of queued frames with one gathered write.
@@ -393,15 +428,17 @@ class PeerClientImpl final : public PeerClient {
       std::lock_guard<std::mutex> lk(mu_);
       size_t bytes = 0;
       while (!queue_.empty() && batch_.size() < kMaxBatchFrames && bytes < kMaxBatchBytes) {
-        bytes += wire::kHeaderSize + queue_.front().data_len + queue_.front().small.size();
+        bytes += WireBytes(queue_.front());
         batch_.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      queued_bytes_ -= bytes;
       if (batch_.empty() || dead_) {
         writing_ = false;
         return;
       }
     }
+    writes_issued_.fetch_add(1);
     bufs_.clear();
     for (const OutFrame& f : batch_) {
       bufs_.emplace_back(f.header, wire::kHeaderSize);
@@ -523,12 +560,14 @@ class PeerClientImpl final : public PeerClient {
       failed.swap(pending_);
       inflight_ = 0;
       queue_.clear();
+      queued_bytes_ = 0;
     }
     window_cv_.notify_all();
     boost::system::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
     watchdog_.cancel();
+    coalesce_timer_.cancel();
     const Error e = MakeError(errc::kPeerUnreachable, "connection to " + opts_.target + " lost: " + reason);
     for (auto& [id, p] : failed) p.fn(e, nullptr);
   }
@@ -544,6 +583,7 @@ class PeerClientImpl final : public PeerClient {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::socket sock_;
   asio::steady_timer watchdog_;
+  asio::steady_timer coalesce_timer_;  // I/O thread only
   std::thread thread_;
 
   mutable std::mutex mu_;
@@ -556,7 +596,10 @@ class PeerClientImpl final : public PeerClient {
   uint64_t inflight_ = 0;
   Clock::time_point last_progress_;
   std::deque<OutFrame> queue_;
-  bool writing_ = false;
+  uint64_t queued_bytes_ = 0;  // on the wire, of queue_
+  bool writing_ = false;       // a gathered write is posted or under way
+  bool flush_armed_ = false;   // the coalesce timer is posted or armed
+  std::atomic<uint64_t> writes_issued_{0};
 
   // I/O thread only.
   std::vector<OutFrame> batch_;

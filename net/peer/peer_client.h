@@ -40,6 +40,25 @@ struct PeerClientOptions {
   // leave the kernel's defaults. A marking the kernel refuses (EPERM for a priority
   // above 6 without CAP_NET_ADMIN) fails Connect with kIo naming the option.
   SocketMarking marking;
+  // SendPace::kCoalesced frames wait up to this long for company before they are
+  // sent, unless this many bytes are held or a frame that may not wait is queued
+  // behind them (it takes them along). 0 = every frame leaves at once.
+  std::chrono::microseconds coalesce_delay{0};
+  uint64_t coalesce_max_bytes = 1ull << 20;
+};
+
+// How soon a data frame must leave, and how the target applies it.
+enum class SendPace {
+  kNow,  // at once
+  // At once, and a VM waits for the ack (a synchronous mirror): the target writes it
+  // through its page cache at once instead of queueing a direct write (wire
+  // kFlagAwaited; dropped for a target without kFeatureAwaitedWrites).
+  kAwaited,
+  // Nobody waits for the ack soon (an asynchronous mirror under its high mark): the
+  // frame may be held for PeerClientOptions::coalesce_delay so that a stream of small
+  // writes costs the I/O thread one wake-up and one send per batch, and the target one
+  // read, instead of one each per write. Order with every other frame is kept.
+  kCoalesced,
 };
 
 using AckFn = std::function<void(const Status&)>;
@@ -99,11 +118,8 @@ class PeerClient {
   virtual bool WaitForWindow(uint64_t bytes, std::chrono::milliseconds timeout) = 0;
 
   // Asynchronous sends (see the contracts above). `data` is copied before returning.
-  // `awaited`: a VM waits for this write's ack (a synchronous mirror), so the target
-  // writes it at once through its page cache instead of queueing a direct write
-  // (wire kFlagAwaited; dropped for a target without kFeatureAwaitedWrites).
   virtual void SendData(uint32_t handle, uint64_t offset, const void* data, uint32_t len, AckFn done,
-                        bool awaited = false) = 0;
+                        SendPace pace = SendPace::kNow) = 0;
   // The same without the copy: the buffer (from AcquireBuffer(len)) goes on the wire
   // as it is and back to the pool once written. The bulk path reads each block
   // straight into one of these.
@@ -138,6 +154,8 @@ class PeerClient {
 
   virtual bool alive() const = 0;
   virtual uint64_t inflight_bytes() const = 0;
+  // Gathered socket writes issued so far (each carries one or more frames).
+  virtual uint64_t writes_issued() const { return 0; }
 };
 
 // xxh3-64 of a block as HashBlocks computes it (an all-zero block and a block beyond

@@ -67,6 +67,18 @@ class PeerTest : public ::testing::Test {
     return PeerClient::Connect(o);
   }
 
+  // A client that holds SendPace::kCoalesced frames for `delay` or until `max_bytes`.
+  std::unique_ptr<PeerClient> MustConnectCoalescing(std::chrono::microseconds delay, uint64_t max_bytes) {
+    PeerClientOptions o;
+    o.target = "127.0.0.1:" + std::to_string(server_->port());
+    o.key = "sekrit-key";
+    o.coalesce_delay = delay;
+    o.coalesce_max_bytes = max_bytes;
+    auto c = PeerClient::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.error().code << ": " << c.error().message;
+    return c.ok() ? std::move(c.value()) : nullptr;
+  }
+
   std::unique_ptr<PeerClient> MustConnect() {
     auto c = Connect();
     EXPECT_TRUE(c.ok()) << c.error().code << ": " << c.error().message;
@@ -866,7 +878,7 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
     const std::string page(4096, static_cast<char>('A' + i));  // awaited, inline, same range
     c->SendData(
         h, static_cast<uint64_t>(i) * kBlock + 8192, page.data(), 4096, [&](const Status& s) { ok += s.ok(); },
-        /*awaited=*/true);
+        SendPace::kAwaited);
   }
   ASSERT_TRUE(c->FinishImage(h).ok());
   EXPECT_EQ(ok.load(), 32);
@@ -877,6 +889,75 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
     want.replace(8192, 4096, std::string(4096, static_cast<char>('A' + i)));
     EXPECT_EQ(got.substr(static_cast<size_t>(i) * kBlock, kBlock), want) << "block " << i;
   }
+}
+
+// An asynchronous mirror's writes (kCoalesced) wait for company; the next frame that
+// may not wait takes them along in one gathered write, in their order (I3: later
+// writes of the same range win on the target).
+TEST_F(PeerTest, CoalescedFramesWaitAndLeaveInOrderWithTheNextUrgentFrame) {
+  StartServer();
+  auto c = MustConnectCoalescing(std::chrono::hours(1), 1u << 20);
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("co.img", 8 * 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  const uint64_t writes_before = c->writes_issued();
+  std::atomic<int> acked{0};
+  for (int i = 0; i < 40; ++i) {  // five rounds over eight pages
+    const std::string page(4096, static_cast<char>('a' + i));
+    c->SendData(h, static_cast<uint64_t>(i % 8) * 4096, page.data(), 4096, [&](const Status& s) { acked += s.ok(); },
+                SendPace::kCoalesced);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(acked.load(), 0) << "held frames were sent before their delay or an urgent frame";
+  EXPECT_EQ(c->writes_issued(), writes_before);
+  ASSERT_TRUE(SendSyncSync(*c, h).ok());
+  EXPECT_EQ(acked.load(), 40);
+  EXPECT_EQ(c->writes_issued(), writes_before + 1) << "40 writes and the sync should share one send";
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  const std::string got = ReadFileBytes(dir_ / "co.img");
+  ASSERT_EQ(got.size(), 8u * 4096);
+  for (int k = 0; k < 8; ++k) EXPECT_EQ(got[static_cast<size_t>(k) * 4096], static_cast<char>('a' + 32 + k)) << k;
+}
+
+TEST_F(PeerTest, ALoneCoalescedFrameLeavesAfterTheDelay) {
+  StartServer();
+  auto c = MustConnectCoalescing(std::chrono::milliseconds(20), 1u << 20);
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("lone.img", 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::promise<Status> acked;
+  const std::string page(4096, 'z');
+  c->SendData(img.value().handle, 0, page.data(), 4096, [&](const Status& s) { acked.set_value(s); },
+              SendPace::kCoalesced);
+  auto f = acked.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the flush timer never fired";
+  EXPECT_TRUE(f.get().ok());
+  ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
+  EXPECT_EQ(ReadFileBytes(dir_ / "lone.img"), page);
+}
+
+TEST_F(PeerTest, CoalescedFramesLeaveOnceTheByteCapIsHeld) {
+  StartServer();
+  auto c = MustConnectCoalescing(std::chrono::hours(1), 64u << 10);
+  ASSERT_TRUE(c);
+  auto img = c->OpenImage("cap.img", 32 * 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  std::atomic<int> acked{0};
+  for (int i = 0; i < 32; ++i) {
+    const std::string page(4096, static_cast<char>('A' + i % 26));
+    c->SendData(img.value().handle, static_cast<uint64_t>(i) * 4096, page.data(), 4096,
+                [&](const Status& s) { acked += s.ok(); }, SendPace::kCoalesced);
+  }
+  // The 16th frame passes 64 KiB on the wire (headers included): the first 16 leave
+  // without any urgent frame and long before the delay.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (acked.load() < 16 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(acked.load(), 16);
+  ASSERT_TRUE(c->FinishImage(img.value().handle).ok());  // takes the rest along
+  EXPECT_EQ(acked.load(), 32);
 }
 
 TEST_F(PeerTest, ConcurrentSendersAllAcked) {
