@@ -162,7 +162,9 @@ class Migration {
   void StopSenders();
   void SenderLoop();
   bool ClaimNext(ImageMigration** img, uint64_t* block);
-  bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block);
+  enum class SendOutcome { kSent, kNone, kStop };  // kNone: nothing sent, go on
+  SendOutcome SendWhenRoom(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::SendPace pace);
+  bool SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::SendPace pace);
   void SendSlices(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::PayloadBuffer owned, uint64_t n,
                   uint64_t slice, const std::function<void(const Status&)>& ack,
                   const std::function<void(uint64_t, const Status&)>& frame_acked);
@@ -210,7 +212,7 @@ class Migration {
   // A Fetch frame (the peer's I/O thread): its blocks go first; without a waiting
   // reader (the target's map on a reattach) they are only marked to be sent.
   void OnFetch(uint32_t handle, uint64_t first, uint64_t count, bool waiting);
-  // The next block a target's reader waits for, if any (ClaimNext).
+  // The next block a target's reader waits for, if any (SenderLoop).
   bool ClaimFetched(ImageMigration** img, uint64_t* block);
   // A block of postcopy was acknowledged: on demand or background, and how long the
   // target's reader waited for it (from its fetch request's arrival here).

@@ -49,8 +49,6 @@ void Migration::StopSenders() {
 
 bool Migration::ClaimNext(ImageMigration** img, uint64_t* block) {
   if (handing_over_.load()) return false;
-  // Postcopy: a block a reader on the target waits for goes before the background.
-  if (postcopy_.load() && ClaimFetched(img, block)) return true;
   std::lock_guard<std::mutex> lock(scan_mu_);
   for (size_t visited = 0; visited <= images_.size(); visited++) {
     if (scan_image_ >= images_.size()) {
@@ -76,7 +74,18 @@ bool Migration::ClaimNext(ImageMigration** img, uint64_t* block) {
 void Migration::SenderLoop() {
   std::shared_ptr<net::PeerClient> peer = this->peer();
   if (!peer) return;
+  // Postcopy: a block a reader on the target waits for goes before the background,
+  // past its limit below, and ahead of its frames still queued (SendPace::kAhead).
+  auto serve_fetched = [&]() -> SendOutcome {
+    ImageMigration* img;
+    uint64_t block;
+    if (!postcopy_.load() || handing_over_.load() || !ClaimFetched(&img, &block)) return SendOutcome::kNone;
+    return SendWhenRoom(*peer, *img, block, net::SendPace::kAhead);
+  };
   while (senders_run_.load()) {
+    SendOutcome fetched = serve_fetched();
+    if (fetched == SendOutcome::kStop) return;
+    if (fetched == SendOutcome::kSent) continue;
     ImageMigration* img;
     uint64_t block;
     if (!ClaimNext(&img, &block)) {
@@ -87,25 +96,35 @@ void Migration::SenderLoop() {
     // blocks ahead of them on the wire, so a write never queues behind a backlog.
     // Postcopy likewise keeps the background push short, so a block a reader on the
     // target fetches waits behind a few blocks at most, not behind the whole window.
+    // Meanwhile this sender serves fetches (holding its claim: see SendWhenRoom).
     const int64_t ahead = img->mirroring() ? 2 : postcopy_.load() ? kPostcopyBlocksAhead : INT64_MAX;
-    while (data_inflight_.load() >= ahead && senders_run_.load())
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    // Wait for room holding the claim: the scan has moved past this block, so giving
-    // it up would leave it for the next pass, and phase 1 would end (the scan wraps)
-    // with blocks never sent. Only stopping or a hand-over (whose map needs the
-    // senders idle) drop it; its bit is still set then.
-    bool room = false;
-    while (!room && senders_run_.load() && !handing_over_.load()) {
-      room = peer->WaitForWindow(ctx_->block_size, milliseconds(200));
-      if (!room && !peer->alive()) return;
+    while (data_inflight_.load() >= ahead && senders_run_.load()) {
+      fetched = serve_fetched();
+      if (fetched == SendOutcome::kStop) return;
+      if (fetched == SendOutcome::kNone) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    if (!room) continue;
-    if (!SendBlock(*peer, *img, block)) return;
+    if (SendWhenRoom(*peer, *img, block, net::SendPace::kNow) == SendOutcome::kStop) return;
   }
 }
 
+// Waits for room in the window, then sends the claimed block. The claim is held while
+// waiting: the scan has moved past this block, so giving it up would leave it for the
+// next pass, and phase 1 would end (the scan wraps) with blocks never sent. Only
+// stopping or a hand-over (whose map needs the senders idle) drop it; its bit is still
+// set then (kNone).
+Migration::SendOutcome Migration::SendWhenRoom(net::PeerClient& peer, ImageMigration& img, uint64_t block,
+                                               net::SendPace pace) {
+  bool room = false;
+  while (!room && senders_run_.load() && !handing_over_.load()) {
+    room = peer.WaitForWindow(ctx_->block_size, milliseconds(200));
+    if (!room && !peer.alive()) return SendOutcome::kStop;
+  }
+  if (!room) return SendOutcome::kNone;
+  return SendBlock(peer, img, block, pace) ? SendOutcome::kSent : SendOutcome::kStop;
+}
+
 // Sends one dirty block. Returns false when this sender should stop.
-bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block) {
+bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t block, net::SendPace pace) {
   const uint64_t bs = ctx_->block_size;
   const uint64_t off = block * bs;
   img.LockBlocks(block, block);
@@ -170,10 +189,13 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     peer.RecycleBuffer(std::move(owned), uint32_t(bs));
     peer.SendZero(img.handle.load(), off, uint64_t(n), ack);
   } else if (slice >= uint64_t(n)) {
-    peer.SendData(img.handle.load(), off, std::move(owned), uint32_t(n), [ack, frame_acked, n](const Status& s) {
-      frame_acked(uint64_t(n), s);
-      ack(s);
-    });
+    peer.SendData(
+        img.handle.load(), off, std::move(owned), uint32_t(n),
+        [ack, frame_acked, n](const Status& s) {
+          frame_acked(uint64_t(n), s);
+          ack(s);
+        },
+        pace);
   } else {
     SendSlices(peer, img, block, std::move(owned), uint64_t(n), slice, ack, frame_acked);
     return true;

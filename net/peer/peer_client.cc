@@ -24,6 +24,7 @@
 #include "net/fd_io.h"
 #include "net/peer/frame.h"
 #include "net/peer/handshake.h"
+#include "net/peer/send_queue.h"
 #include "net/image_name.h"
 
 namespace migratefs::net {
@@ -53,15 +54,12 @@ namespace {
 // Called with the reply frame (Ack) or nullptr (error).
 using ReplyFn = std::function<void(const Status&, const Frame*)>;
 
-struct OutFrame {
-  uint8_t header[wire::kHeaderSize];
-  PayloadBuffer data;               // large payload (data frames)
-  std::string small;                // small payload (open)
-  size_t data_len = 0;
-};
-
+// One gathered write takes at most this much (but always one whole frame): what is
+// taken is committed, and a frame queued ahead (send_queue.h) can pass only what is
+// still queued. With the socket's unsent bytes capped (TCP_NOTSENT_LOWAT) that bounds
+// what such a frame waits behind on a slow link to about one block.
 constexpr size_t kMaxBatchFrames = 64;
-constexpr size_t kMaxBatchBytes = 8u << 20;
+constexpr size_t kMaxBatchBytes = 256u << 10;
 constexpr size_t kReadChunk = 256u << 10;
 
 class PeerClientImpl final : public PeerClient {
@@ -137,6 +135,10 @@ class PeerClientImpl final : public PeerClient {
     }
 
     TunePeerSocket(sock_.native_handle());
+    if (opts_.notsent_lowat > 0) {
+      const int lowat = int(opts_.notsent_lowat);
+      ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    }
     auto hs = RunClientHandshake(sock_.native_handle(), opts_.key, Clock::now() + opts_.connect_timeout);
     if (!hs.ok()) {
       Error e = hs.error();
@@ -212,12 +214,14 @@ class PeerClientImpl final : public PeerClient {
     SendDataFrame(handle, offset, std::move(buf), len, pace, std::move(done));
   }
 
-  void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) override {
-    SendDataFrame(handle, offset, std::move(data), len, SendPace::kNow, std::move(done));
+  void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done,
+                SendPace pace) override {
+    SendDataFrame(handle, offset, std::move(data), len, pace, std::move(done), /*bulk=*/pace == SendPace::kNow);
   }
 
+  // `bulk`: a block copy, which frames queued ahead may pass (send_queue.h).
   void SendDataFrame(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, SendPace pace,
-                     AckFn done) {
+                     AckFn done, bool bulk = false) {
     const bool awaited = pace == SendPace::kAwaited && (features_ & wire::kFeatureAwaitedWrites) != 0;
     const uint16_t flags = awaited ? wire::kFlagAwaited : 0;
     if (len == 0 || len > wire::kMaxDataLength || !data) return RefuseLength(len, std::move(done));
@@ -230,8 +234,13 @@ class PeerClientImpl final : public PeerClient {
     OutFrame f;
     f.data = std::move(data);
     f.data_len = len;
+    f.handle = handle;
+    f.offset = offset;
     const uint64_t ph = PayloadHash(f.data.get(), len);
-    Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)), pace == SendPace::kCoalesced);
+    const SendQueue::Place place = pace == SendPace::kAhead || pace == SendPace::kAwaited ? SendQueue::Place::kAhead
+                                   : bulk                                                 ? SendQueue::Place::kBulk
+                                                                                          : SendQueue::Place::kTail;
+    Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)), place, pace == SendPace::kCoalesced);
   }
 
   PayloadBuffer AcquireBuffer(uint32_t len) override { return pool_.Get(len); }
@@ -374,7 +383,7 @@ class PeerClientImpl final : public PeerClient {
 
   // `may_wait`: a SendPace::kCoalesced frame (see coalesce_delay).
   void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn,
-               bool may_wait = false) {
+               SendQueue::Place place = SendQueue::Place::kTail, bool may_wait = false) {
     h.payload_len = static_cast<uint32_t>(f.data ? f.data_len : f.small.size());
     std::unique_lock<std::mutex> lk(mu_);
     if (dead_) {
@@ -388,13 +397,12 @@ class PeerClientImpl final : public PeerClient {
     if (pending_.empty()) last_progress_ = Clock::now();
     pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes});
     inflight_ += window_bytes;
-    queued_bytes_ += WireBytes(f);
-    queue_.push_back(std::move(f));
+    queue_.Push(std::move(f), place);
     // While a write is under way its completion takes whatever is queued, held frames
     // included. Otherwise a frame that may wait leaves with the flush timer (armed by
     // the first of them), and any other frame leaves now, taking the held ones along.
     if (writing_) return;
-    if (may_wait && opts_.coalesce_delay.count() > 0 && queued_bytes_ < opts_.coalesce_max_bytes) {
+    if (may_wait && opts_.coalesce_delay.count() > 0 && queue_.bytes() < opts_.coalesce_max_bytes) {
       if (!flush_armed_) {
         flush_armed_ = true;
         asio::post(io_, [this] { ArmFlush(); });
@@ -404,8 +412,6 @@ class PeerClientImpl final : public PeerClient {
     writing_ = true;
     asio::post(io_, [this] { WriteMore(); });
   }
-
-  static size_t WireBytes(const OutFrame& f) { return wire::kHeaderSize + f.data_len + f.small.size(); }
 
   // I/O thread: sends the held frames once coalesce_delay has passed.
   void ArmFlush() {
@@ -426,13 +432,7 @@ class PeerClientImpl final : public PeerClient {
     batch_.clear();
     {
       std::lock_guard<std::mutex> lk(mu_);
-      size_t bytes = 0;
-      while (!queue_.empty() && batch_.size() < kMaxBatchFrames && bytes < kMaxBatchBytes) {
-        bytes += WireBytes(queue_.front());
-        batch_.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      queued_bytes_ -= bytes;
+      queue_.TakeBatch(kMaxBatchFrames, kMaxBatchBytes, &batch_);
       if (batch_.empty() || dead_) {
         writing_ = false;
         return;
@@ -559,8 +559,7 @@ class PeerClientImpl final : public PeerClient {
       death_reason_ = reason;
       failed.swap(pending_);
       inflight_ = 0;
-      queue_.clear();
-      queued_bytes_ = 0;
+      queue_.Clear();
     }
     window_cv_.notify_all();
     boost::system::error_code ec;
@@ -595,8 +594,7 @@ class PeerClientImpl final : public PeerClient {
   std::map<uint64_t, Pending> pending_;
   uint64_t inflight_ = 0;
   Clock::time_point last_progress_;
-  std::deque<OutFrame> queue_;
-  uint64_t queued_bytes_ = 0;  // on the wire, of queue_
+  SendQueue queue_;
   bool writing_ = false;       // a gathered write is posted or under way
   bool flush_armed_ = false;   // the coalesce timer is posted or armed
   std::atomic<uint64_t> writes_issued_{0};

@@ -45,12 +45,21 @@ struct PeerClientOptions {
   // behind them (it takes them along). 0 = every frame leaves at once.
   std::chrono::microseconds coalesce_delay{0};
   uint64_t coalesce_max_bytes = 1ull << 20;
+  // TCP_NOTSENT_LOWAT of the connection: the kernel holds at most about this much not
+  // yet sent, the rest waits in the client's queue, where a frame someone waits for can
+  // pass block copies (SendPace::kAhead). Without it a slow link's send buffer grows to
+  // megabytes, and a fetched block or a synchronous write queues behind all of them.
+  // 0 = the kernel's default (unlimited).
+  uint32_t notsent_lowat = 256u << 10;
 };
 
 // How soon a data frame must leave, and how the target applies it.
 enum class SendPace {
-  kNow,  // at once
-  // At once, and a VM waits for the ack (a synchronous mirror): the target writes it
+  kNow,  // at once, in order; a block copy's frame (the bulk overload) may be passed
+  // At once, and ahead of the block copies queued before it that do not overlap it
+  // (send_queue.h): a block a reader on the target waits for.
+  kAhead,
+  // Like kAhead, and a VM waits for the ack (a synchronous mirror): the target writes it
   // through its page cache at once instead of queueing a direct write (wire
   // kFlagAwaited; dropped for a target without kFeatureAwaitedWrites).
   kAwaited,
@@ -122,8 +131,9 @@ class PeerClient {
                         SendPace pace = SendPace::kNow) = 0;
   // The same without the copy: the buffer (from AcquireBuffer(len)) goes on the wire
   // as it is and back to the pool once written. The bulk path reads each block
-  // straight into one of these.
-  virtual void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done) = 0;
+  // straight into one of these; sent kNow it counts as a block copy (passable).
+  virtual void SendData(uint32_t handle, uint64_t offset, PayloadBuffer data, uint32_t len, AckFn done,
+                        SendPace pace = SendPace::kNow) = 0;
   // A 4 KiB-aligned buffer of at least len bytes (fit for O_DIRECT reads), from the
   // pool that SendData returns buffers to. RecycleBuffer takes back one not sent.
   virtual PayloadBuffer AcquireBuffer(uint32_t len) = 0;
