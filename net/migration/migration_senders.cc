@@ -20,6 +20,16 @@ using std::chrono::milliseconds;
 // Background blocks in flight at once in postcopy (see SenderLoop).
 constexpr int64_t kPostcopyBlocksAhead = 4;
 
+// While mirroring: drain blocks in flight at once, from what the link carried lately
+// (bytes acknowledged per second). Two keep a fast link busy; on a slow one each block
+// is long on the wire (512 KiB is 0.1 s at 40 Mbit/s), and a mirrored write that cannot
+// pass one (its own bytes) and the hand-over at `finish` wait for all of them: one
+// then, once the link carries less than two blocks per 100 ms. No rate yet: two.
+int64_t DrainBlocksAhead(double acked_bytes_per_s, uint64_t block_size) {
+  if (acked_bytes_per_s <= 0) return 2;
+  return acked_bytes_per_s * 0.1 < 2.0 * double(block_size) ? 1 : 2;
+}
+
 bool AllZero(const char* p, size_t n) {
   if (n == 0) return true;
   return p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0;
@@ -93,11 +103,14 @@ void Migration::SenderLoop() {
       continue;
     }
     // While mirroring, the VM's writes wait for their acks: keep at most two drain
-    // blocks ahead of them on the wire, so a write never queues behind a backlog.
-    // Postcopy likewise keeps the background push short, so a block a reader on the
-    // target fetches waits behind a few blocks at most, not behind the whole window.
-    // Meanwhile this sender serves fetches (holding its claim: see SendWhenRoom).
-    const int64_t ahead = img->mirroring() ? 2 : postcopy_.load() ? kPostcopyBlocksAhead : INT64_MAX;
+    // blocks ahead of them on the wire (one on a slow link), so a write never queues
+    // behind a backlog. Postcopy likewise keeps the background push short, so a block
+    // a reader on the target fetches waits behind a few blocks at most, not behind the
+    // whole window. Meanwhile this sender serves fetches (holding its claim: see
+    // SendWhenRoom).
+    const int64_t ahead = img->mirroring()  ? DrainBlocksAhead(net_meter_.Rate(), ctx_->block_size)
+                          : postcopy_.load() ? kPostcopyBlocksAhead
+                                             : INT64_MAX;
     while (data_inflight_.load() >= ahead && senders_run_.load()) {
       fetched = serve_fetched();
       if (fetched == SendOutcome::kStop) return;
