@@ -108,9 +108,10 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     o.so_priority = v.value();
     return "";
   }
-  if (name == "mirror_coalesce" || name == "nomirror_coalesce") {
-    if (auto e = no_value(); !e.empty()) return e;
-    o.mirror_coalesce = name == "mirror_coalesce";
+  if (name == "mirror_coalesce_us") {
+    uint64_t v;
+    if (auto e = number(0, 100000, &v); !e.empty()) return e;
+    o.mirror_coalesce_us = static_cast<unsigned>(v);
     return "";
   }
   if (name == "max_threads") {
@@ -288,10 +289,8 @@ migration service:
                       overrides it, and the replies on accepted peer connections)
   so_priority=N       socket priority (skb->priority) of the same connections:
                       0..6 (TC_PRIO_*), or an htb classid such as 0x10010 (1:10)
-  mirror_coalesce / nomirror_coalesce
-                      an asynchronous mirror's writes queued while the peer
-                      connection awaits a reply leave together with it, several
-                      per send (default on; off: each is sent at once)
+  mirror_coalesce_us=N  an asynchronous mirror's writes wait up to N µs for
+                      others to share one send (default 1000; 0..100000, 0 = off)
 
 FUSE:
   allow_other         let users other than root use the mount (permissions are

@@ -25,13 +25,13 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.max_threads, 32u);
   EXPECT_EQ(o.max_background, 64u);
   EXPECT_EQ(o.state_dir, "/run/migratefs");
-  EXPECT_TRUE(o.mirror_coalesce);
+  EXPECT_EQ(o.mirror_coalesce_us, 1000u);
 }
 
 TEST(Options, AllNamedOptions) {
   auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
                   "block_size=1M,allow_other,nowriteback,noxattr,max_threads=8,max_background=128,fsname=imgs,timeout=2.5,"
-                  "state_dir=/var/run/mfs,nomirror_coalesce"});
+                  "state_dir=/var/run/mfs,mirror_coalesce_us=0"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CommandLine& cl = r.value();
   EXPECT_EQ(cl.opts.control, "/run/c.sock");
@@ -39,7 +39,7 @@ TEST(Options, AllNamedOptions) {
   EXPECT_EQ(cl.opts.keyfile, "/k");
   EXPECT_EQ(cl.opts.block_size, 1u << 20);
   EXPECT_EQ(cl.opts.state_dir, "/var/run/mfs");
-  EXPECT_FALSE(cl.opts.mirror_coalesce);
+  EXPECT_EQ(cl.opts.mirror_coalesce_us, 0u);
   EXPECT_TRUE(cl.opts.allow_other);
   EXPECT_FALSE(cl.opts.writeback_cache);
   EXPECT_FALSE(cl.opts.xattr);
@@ -90,7 +90,8 @@ TEST(Options, Rejects) {
            {"/src", "/mnt", "-o", "block_size=128M"},
            {"/src", "/mnt", "-o", "block_size=abc"},
            {"/src", "/mnt", "-o", "max_threads=0"},
-           {"/src", "/mnt", "-o", "mirror_coalesce=1"},
+           {"/src", "/mnt", "-o", "mirror_coalesce_us=100001"},
+           {"/src", "/mnt", "-o", "mirror_coalesce_us=-1"},
            {"/src", "/mnt", "-o", "control"},
            {"/src", "/mnt", "-o", "state_dir"},
            {"/src", "/mnt", "-o", "state_dir=run/mfs"},  // relative: the daemon leaves its cwd

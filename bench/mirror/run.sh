@@ -9,14 +9,14 @@
 #   REPS=1 RUNTIME=2 bash bench/mirror/run.sh # smoke run
 #   TARGET_RAM=1 bash bench/mirror/run.sh     # the target's files on tmpfs: a stand-in for
 #                                             # the other machine's disk (this one has one)
-#   DAEMON_OPTS=nomirror_coalesce bash bench/mirror/run.sh  # A/B of a daemon option
+#   DAEMON_OPTS=mirror_coalesce_us=0 bash bench/mirror/run.sh  # A/B of a daemon option
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-5}
 IMAGE_MB=${IMAGE_MB:-256}
 TARGET_RAM=${TARGET_RAM:-0}
-DAEMON_OPTS=${DAEMON_OPTS:-}  # extra -o options of both daemons, e.g. nomirror_coalesce
+DAEMON_OPTS=${DAEMON_OPTS:-}  # extra -o options of both daemons, e.g. mirror_coalesce_us=0
 OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
 [[ -x $BIN/migratefs ]] || { echo "build first (scripts/build.sh)" >&2; exit 1; }

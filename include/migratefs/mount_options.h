@@ -31,10 +31,9 @@ struct MountOptions {
   // accepts. Unset = the socket is left as the kernel made it.
   std::optional<uint8_t> dscp;         // dscp=NAME|0..63 (CS0..CS7, AF11..AF43, EF, DF, LE, VA)
   std::optional<uint32_t> so_priority;  // so_priority=N (0..6 unprivileged; an htb classid 0xMMMMmmmm works too)
-  // mirror_coalesce / nomirror_coalesce: an asynchronous mirror's writes wait on the
-  // source for an answer the connection expects anyway, and leave with it, several per
-  // send (net::SendPace::kCoalesced); off = each is sent at once.
-  bool mirror_coalesce = true;
+  // mirror_coalesce_us=N: how long an asynchronous mirror's write may wait on the source
+  // for others to share its send (net::SendPace::kCoalesced); 0 = each is sent at once.
+  unsigned mirror_coalesce_us = 1000;
 
   // FUSE tuning.
   bool allow_other = false;

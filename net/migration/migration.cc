@@ -297,7 +297,7 @@ bool Migration::ConnectAndOpen(bool first) {
   // 16 MiB in flight covers 1 Gb/s at 100 ms RTT; more only delays a new limit.
   opts.max_inflight_bytes = 16ull << 20;
   opts.marking = marking_;
-  opts.coalesce = ctx_->mirror_coalesce;
+  opts.coalesce_delay = ctx_->mirror_coalesce;
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);

@@ -73,9 +73,9 @@ struct MigrationContext {
   // The daemon's -o dscp= / so_priority=: the marking of every migration's peer
   // connection whose start does not say otherwise (net/socket_marking.h).
   net::SocketMarking marking;
-  // The daemon's -o mirror_coalesce: an asynchronous mirror's writes may be held for
-  // company on the peer connection (net::PeerClientOptions::coalesce).
-  bool mirror_coalesce = true;
+  // The daemon's -o mirror_coalesce_us=: how long an asynchronous mirror's write may be
+  // held for company on the peer connection (net::PeerClientOptions::coalesce_delay).
+  std::chrono::microseconds mirror_coalesce{1000};
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;

@@ -69,6 +69,7 @@ class PeerClientImpl final : public PeerClient {
         work_(asio::make_work_guard(io_)),
         sock_(io_),
         watchdog_(io_),
+        coalesce_timer_(io_),
         rbuf_(new uint8_t[kReadChunk]) {}
 
   ~PeerClientImpl() override {
@@ -380,7 +381,7 @@ class PeerClientImpl final : public PeerClient {
     return OkStatus();
   }
 
-  // `may_wait`: a SendPace::kCoalesced frame (see PeerClientOptions::coalesce).
+  // `may_wait`: a SendPace::kCoalesced frame (see coalesce_delay).
   void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn,
                SendQueue::Place place = SendQueue::Place::kTail, bool may_wait = false) {
     h.payload_len = static_cast<uint32_t>(f.data ? f.data_len : f.small.size());
@@ -391,7 +392,6 @@ class PeerClientImpl final : public PeerClient {
       asio::post(io_, [fn = std::move(fn), e = std::move(e)] { fn(e, nullptr); });
       return;
     }
-    const bool answer_awaited = !pending_.empty();  // its reply will flush what is held
     h.request_id = next_id_++;
     EncodeHeaderWithPayloadHash(h, payload_hash, f.header);
     if (pending_.empty()) last_progress_ = Clock::now();
@@ -399,26 +399,32 @@ class PeerClientImpl final : public PeerClient {
     inflight_ += window_bytes;
     queue_.Push(std::move(f), place);
     // While a write is under way its completion takes whatever is queued, held frames
-    // included. Otherwise a frame that may wait is held while an earlier request is
-    // unanswered (FlushHeld sends it after the reply), and any other frame leaves now,
-    // taking the held ones along. So whenever frames are held and no write is under
-    // way, a request that was sent is unanswered: its reply, or the connection's
-    // death, ends the hold.
+    // included. Otherwise a frame that may wait leaves with the flush timer (armed by
+    // the first of them), and any other frame leaves now, taking the held ones along.
     if (writing_) return;
-    if (may_wait && opts_.coalesce && answer_awaited && queue_.bytes() < opts_.coalesce_max_bytes) return;
+    if (may_wait && opts_.coalesce_delay.count() > 0 && queue_.bytes() < opts_.coalesce_max_bytes) {
+      if (!flush_armed_) {
+        flush_armed_ = true;
+        asio::post(io_, [this] { ArmFlush(); });
+      }
+      return;
+    }
     writing_ = true;
     asio::post(io_, [this] { WriteMore(); });
   }
 
-  // I/O thread, after the frames of each read and at each watchdog tick: sends the
-  // frames held for company.
-  void FlushHeld() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (writing_ || queue_.empty() || dead_) return;
-      writing_ = true;
-    }
-    WriteMore();
+  // I/O thread: sends the held frames once coalesce_delay has passed.
+  void ArmFlush() {
+    coalesce_timer_.expires_after(opts_.coalesce_delay);
+    coalesce_timer_.async_wait([this](const boost::system::error_code& ec) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        flush_armed_ = false;
+        if (ec || writing_ || queue_.empty() || dead_) return;  // a write under way takes them
+        writing_ = true;
+      }
+      WriteMore();
+    });
   }
 
   // I/O thread: sends the next batch of queued frames with one gathered write.
@@ -467,7 +473,6 @@ class PeerClientImpl final : public PeerClient {
         if (!f.value()) break;
         if (!Dispatch(*f.value())) return;
       }
-      FlushHeld();
       StartRead();
     });
   }
@@ -539,15 +544,6 @@ class PeerClientImpl final : public PeerClient {
         Die("no acknowledgement from " + opts_.target + " for " + std::to_string(opts_.io_timeout.count()) + " ms");
         return;
       }
-      // Frames held behind a reply that is slow to come (a long hash request) leave
-      // once they were seen held at two ticks in a row.
-      bool held;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        held = !writing_ && !queue_.empty();
-      }
-      if (held && held_last_tick_) FlushHeld();
-      held_last_tick_ = held;
       ArmWatchdog();
     });
   }
@@ -570,6 +566,7 @@ class PeerClientImpl final : public PeerClient {
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
     watchdog_.cancel();
+    coalesce_timer_.cancel();
     const Error e = MakeError(errc::kPeerUnreachable, "connection to " + opts_.target + " lost: " + reason);
     for (auto& [id, p] : failed) p.fn(e, nullptr);
   }
@@ -585,6 +582,7 @@ class PeerClientImpl final : public PeerClient {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::socket sock_;
   asio::steady_timer watchdog_;
+  asio::steady_timer coalesce_timer_;  // I/O thread only
   std::thread thread_;
 
   mutable std::mutex mu_;
@@ -598,10 +596,10 @@ class PeerClientImpl final : public PeerClient {
   Clock::time_point last_progress_;
   SendQueue queue_;
   bool writing_ = false;       // a gathered write is posted or under way
+  bool flush_armed_ = false;   // the coalesce timer is posted or armed
   std::atomic<uint64_t> writes_issued_{0};
 
   // I/O thread only.
-  bool held_last_tick_ = false;  // the watchdog saw frames held (FlushHeld)
   std::vector<OutFrame> batch_;
   std::vector<asio::const_buffer> bufs_;
   std::unique_ptr<uint8_t[]> rbuf_;

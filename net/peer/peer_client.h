@@ -40,13 +40,10 @@ struct PeerClientOptions {
   // leave the kernel's defaults. A marking the kernel refuses (EPERM for a priority
   // above 6 without CAP_NET_ADMIN) fails Connect with kIo naming the option.
   SocketMarking marking;
-  // SendPace::kCoalesced frames are held while the connection waits for a reply to an
-  // earlier request: the I/O thread, woken by that reply anyway, sends them along
-  // (Nagle's rule, at the frame level). They also leave once coalesce_max_bytes are
-  // queued, with a frame that may not wait queued behind them, or once the ack
-  // watchdog saw them held at two ticks in a row (within about two seconds).
-  // false = every frame leaves at once.
-  bool coalesce = false;
+  // SendPace::kCoalesced frames wait up to this long for company before they are
+  // sent, unless this many bytes are held or a frame that may not wait is queued
+  // behind them (it takes them along). 0 = every frame leaves at once.
+  std::chrono::microseconds coalesce_delay{0};
   uint64_t coalesce_max_bytes = 1ull << 20;
   // TCP_NOTSENT_LOWAT of the connection: the kernel holds at most about this much not
   // yet sent, the rest waits in the client's queue, where a frame someone waits for can
@@ -67,10 +64,9 @@ enum class SendPace {
   // kFlagAwaited; dropped for a target without kFeatureAwaitedWrites).
   kAwaited,
   // Nobody waits for the ack soon (an asynchronous mirror under its high mark): the
-  // frame may be held behind an unanswered request (PeerClientOptions::coalesce), so
-  // that a stream of small writes costs the I/O thread no wake-up of its own and one
-  // send per reply, and the target one read, instead of one each per write. Order
-  // with every other frame is kept.
+  // frame may be held for PeerClientOptions::coalesce_delay so that a stream of small
+  // writes costs the I/O thread one wake-up and one send per batch, and the target one
+  // read, instead of one each per write. Order with every other frame is kept.
   kCoalesced,
 };
 

@@ -68,33 +68,16 @@ class PeerTest : public ::testing::Test {
     return PeerClient::Connect(o);
   }
 
-  // A client that holds SendPace::kCoalesced frames behind unanswered requests.
-  std::unique_ptr<PeerClient> MustConnectCoalescing(uint64_t max_bytes) {
+  // A client that holds SendPace::kCoalesced frames for `delay` or until `max_bytes`.
+  std::unique_ptr<PeerClient> MustConnectCoalescing(std::chrono::microseconds delay, uint64_t max_bytes) {
     PeerClientOptions o;
     o.target = "127.0.0.1:" + std::to_string(server_->port());
     o.key = "sekrit-key";
-    o.coalesce = true;
+    o.coalesce_delay = delay;
     o.coalesce_max_bytes = max_bytes;
     auto c = PeerClient::Connect(o);
     EXPECT_TRUE(c.ok()) << c.error().code << ": " << c.error().message;
     return c.ok() ? std::move(c.value()) : nullptr;
-  }
-
-  // Leaves an OpenImage of "slow.img" unanswered: the server's session blocks in the
-  // observer until the returned function is called (the open then completes on the
-  // thread that `opener` is, which the caller joins).
-  std::function<void()> StallOpen(PeerClient& c, std::thread* opener) {
-    auto entered = std::make_shared<std::promise<void>>();
-    auto release = std::make_shared<std::promise<void>>();
-    auto released = release->get_future().share();
-    observer_.SetReceivingHook([entered, released](const std::string& name) {
-      if (name != "slow.img") return;
-      entered->set_value();
-      released.wait();
-    });
-    *opener = std::thread([&c] { EXPECT_TRUE(c.OpenImage("slow.img", 4096, kBlock, false).ok()); });
-    EXPECT_EQ(entered->get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
-    return [release] { release->set_value(); };
   }
 
   std::unique_ptr<PeerClient> MustConnect() {
@@ -913,18 +896,16 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
   }
 }
 
-// An asynchronous mirror's writes (kCoalesced) are held while an earlier request is
-// unanswered, and leave together once it is answered, in their order (I3: later
+// An asynchronous mirror's writes (kCoalesced) wait for company; the next frame that
+// may not wait takes them along in one gathered write, in their order (I3: later
 // writes of the same range win on the target).
-TEST_F(PeerTest, CoalescedFramesWaitBehindAnUnansweredRequestAndLeaveWithItsAnswer) {
+TEST_F(PeerTest, CoalescedFramesWaitAndLeaveInOrderWithTheNextUrgentFrame) {
   StartServer();
-  auto c = MustConnectCoalescing(1u << 20);
+  auto c = MustConnectCoalescing(std::chrono::hours(1), 1u << 20);
   ASSERT_TRUE(c);
   auto img = c->OpenImage("co.img", 8 * 4096, kBlock, false);
   ASSERT_TRUE(img.ok());
   const uint32_t h = img.value().handle;
-  std::thread opener;
-  auto release = StallOpen(*c, &opener);
   const uint64_t writes_before = c->writes_issued();
   std::atomic<int> acked{0};
   for (int i = 0; i < 40; ++i) {  // five rounds over eight pages
@@ -933,54 +914,20 @@ TEST_F(PeerTest, CoalescedFramesWaitBehindAnUnansweredRequestAndLeaveWithItsAnsw
                 SendPace::kCoalesced);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(c->writes_issued(), writes_before) << "held frames were sent before the answer they wait behind";
-  release();
-  opener.join();
+  EXPECT_EQ(acked.load(), 0) << "held frames were sent before their delay or an urgent frame";
+  EXPECT_EQ(c->writes_issued(), writes_before);
   ASSERT_TRUE(SendSyncSync(*c, h).ok());
   EXPECT_EQ(acked.load(), 40);
-  // The answer's read sends all 40 in one gathered write; the sync is one more.
-  EXPECT_EQ(c->writes_issued(), writes_before + 2);
+  EXPECT_EQ(c->writes_issued(), writes_before + 1) << "40 writes and the sync should share one send";
   ASSERT_TRUE(c->FinishImage(h).ok());
   const std::string got = ReadFileBytes(dir_ / "co.img");
   ASSERT_EQ(got.size(), 8u * 4096);
   for (int k = 0; k < 8; ++k) EXPECT_EQ(got[static_cast<size_t>(k) * 4096], static_cast<char>('a' + 32 + k)) << k;
 }
 
-// A frame that may not wait takes the held ones along, in order, in the same write.
-TEST_F(PeerTest, HeldCoalescedFramesLeaveWithTheNextUrgentFrame) {
+TEST_F(PeerTest, ALoneCoalescedFrameLeavesAfterTheDelay) {
   StartServer();
-  auto c = MustConnectCoalescing(1u << 20);
-  ASSERT_TRUE(c);
-  auto img = c->OpenImage("urgent.img", 4096, kBlock, false);
-  ASSERT_TRUE(img.ok());
-  const uint32_t h = img.value().handle;
-  std::thread opener;
-  auto release = StallOpen(*c, &opener);
-  const uint64_t writes_before = c->writes_issued();
-  std::atomic<int> acked{0};
-  for (int i = 0; i < 10; ++i) {
-    const std::string page(4096, static_cast<char>('a' + i));
-    c->SendData(h, 0, page.data(), 4096, [&](const Status& s) { acked += s.ok(); }, SendPace::kCoalesced);
-  }
-  AckWaiter synced;
-  c->SendSync(h, synced.fn());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (c->writes_issued() == writes_before && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(c->writes_issued(), writes_before + 1) << "the sync should carry the ten held writes";
-  release();
-  opener.join();
-  EXPECT_TRUE(synced.Wait().ok());
-  EXPECT_EQ(acked.load(), 10);
-  ASSERT_TRUE(c->FinishImage(h).ok());
-  EXPECT_EQ(ReadFileBytes(dir_ / "urgent.img"), std::string(4096, 'j'));
-}
-
-TEST_F(PeerTest, ACoalescedFrameOnAnIdleConnectionLeavesAtOnce) {
-  StartServer();
-  auto c = MustConnectCoalescing(1u << 20);
+  auto c = MustConnectCoalescing(std::chrono::milliseconds(20), 1u << 20);
   ASSERT_TRUE(c);
   auto img = c->OpenImage("lone.img", 4096, kBlock, false);
   ASSERT_TRUE(img.ok());
@@ -989,7 +936,7 @@ TEST_F(PeerTest, ACoalescedFrameOnAnIdleConnectionLeavesAtOnce) {
   c->SendData(img.value().handle, 0, page.data(), 4096, [&](const Status& s) { acked.set_value(s); },
               SendPace::kCoalesced);
   auto f = acked.get_future();
-  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "held with nothing to wait for";
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the flush timer never fired";
   EXPECT_TRUE(f.get().ok());
   ASSERT_TRUE(c->FinishImage(img.value().handle).ok());
   EXPECT_EQ(ReadFileBytes(dir_ / "lone.img"), page);
@@ -997,28 +944,23 @@ TEST_F(PeerTest, ACoalescedFrameOnAnIdleConnectionLeavesAtOnce) {
 
 TEST_F(PeerTest, CoalescedFramesLeaveOnceTheByteCapIsHeld) {
   StartServer();
-  auto c = MustConnectCoalescing(64u << 10);
+  auto c = MustConnectCoalescing(std::chrono::hours(1), 64u << 10);
   ASSERT_TRUE(c);
   auto img = c->OpenImage("cap.img", 32 * 4096, kBlock, false);
   ASSERT_TRUE(img.ok());
-  std::thread opener;
-  auto release = StallOpen(*c, &opener);
-  const uint64_t writes_before = c->writes_issued();
   std::atomic<int> acked{0};
   for (int i = 0; i < 32; ++i) {
     const std::string page(4096, static_cast<char>('A' + i % 26));
     c->SendData(img.value().handle, static_cast<uint64_t>(i) * 4096, page.data(), 4096,
                 [&](const Status& s) { acked += s.ok(); }, SendPace::kCoalesced);
   }
-  // The 16th frame passes 64 KiB on the wire (headers included): it and the ones before
-  // leave although the open is still unanswered.
+  // The 16th frame passes 64 KiB on the wire (headers included): the first 16 leave
+  // without any urgent frame and long before the delay.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (c->writes_issued() == writes_before && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (acked.load() < 16 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  EXPECT_GT(c->writes_issued(), writes_before);
-  release();
-  opener.join();
+  EXPECT_GE(acked.load(), 16);
   ASSERT_TRUE(c->FinishImage(img.value().handle).ok());  // takes the rest along
   EXPECT_EQ(acked.load(), 32);
 }

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <future>
 #include <mutex>
 #include <sstream>
@@ -47,17 +46,8 @@ struct ObserverEvent {
 class RecordingObserver : public ReceiveObserver {
  public:
   void OnReceiving(const std::string& name, dev_t, ino_t) override {
-    std::function<void(const std::string&)> hook;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      events_.push_back({"receiving", name, false});
-      hook = receiving_hook_;
-    }
-    if (hook) hook(name);  // on the session's thread: blocking it stalls the session
-  }
-  void SetReceivingHook(std::function<void(const std::string&)> hook) {
     std::lock_guard<std::mutex> lk(mu_);
-    receiving_hook_ = std::move(hook);
+    events_.push_back({"receiving", name, false});
   }
   void OnReceiveEnded(const std::string& name, dev_t, ino_t, bool complete) override {
     std::lock_guard<std::mutex> lk(mu_);
@@ -71,7 +61,6 @@ class RecordingObserver : public ReceiveObserver {
  private:
   std::mutex mu_;
   std::vector<ObserverEvent> events_;
-  std::function<void(const std::string&)> receiving_hook_;
 };
 
 inline std::string ReadFileBytes(const std::string& path) {
