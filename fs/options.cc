@@ -114,6 +114,12 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     o.mirror_coalesce_us = static_cast<unsigned>(v);
     return "";
   }
+  if (name == "senders") {
+    uint64_t v;
+    if (auto e = number(1, 64, &v); !e.empty()) return e;
+    o.senders = static_cast<unsigned>(v);
+    return "";
+  }
   if (name == "max_threads") {
     uint64_t v;
     if (auto e = number(1, 4096, &v); !e.empty()) return e;
@@ -291,6 +297,8 @@ migration service:
                       0..6 (TC_PRIO_*), or an htb classid such as 0x10010 (1:10)
   mirror_coalesce_us=N  an asynchronous mirror's writes wait up to N µs for
                       others to share one send (default 1000; 0..100000, 0 = off)
+  senders=N           blocks a migration reads and queues at once in bulk copy and
+                      dirty iteration, one thread each (default 8; 1..64)
 
 FUSE:
   allow_other         let users other than root use the mount (permissions are

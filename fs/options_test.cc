@@ -26,12 +26,13 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.max_background, 64u);
   EXPECT_EQ(o.state_dir, "/run/migratefs");
   EXPECT_EQ(o.mirror_coalesce_us, 1000u);
+  EXPECT_EQ(o.senders, 8u);
 }
 
 TEST(Options, AllNamedOptions) {
   auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
                   "block_size=1M,allow_other,nowriteback,noxattr,max_threads=8,max_background=128,fsname=imgs,timeout=2.5,"
-                  "state_dir=/var/run/mfs,mirror_coalesce_us=0"});
+                  "state_dir=/var/run/mfs,mirror_coalesce_us=0,senders=2"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CommandLine& cl = r.value();
   EXPECT_EQ(cl.opts.control, "/run/c.sock");
@@ -40,6 +41,7 @@ TEST(Options, AllNamedOptions) {
   EXPECT_EQ(cl.opts.block_size, 1u << 20);
   EXPECT_EQ(cl.opts.state_dir, "/var/run/mfs");
   EXPECT_EQ(cl.opts.mirror_coalesce_us, 0u);
+  EXPECT_EQ(cl.opts.senders, 2u);
   EXPECT_TRUE(cl.opts.allow_other);
   EXPECT_FALSE(cl.opts.writeback_cache);
   EXPECT_FALSE(cl.opts.xattr);
@@ -92,6 +94,8 @@ TEST(Options, Rejects) {
            {"/src", "/mnt", "-o", "max_threads=0"},
            {"/src", "/mnt", "-o", "mirror_coalesce_us=100001"},
            {"/src", "/mnt", "-o", "mirror_coalesce_us=-1"},
+           {"/src", "/mnt", "-o", "senders=0"},
+           {"/src", "/mnt", "-o", "senders=65"},
            {"/src", "/mnt", "-o", "control"},
            {"/src", "/mnt", "-o", "state_dir"},
            {"/src", "/mnt", "-o", "state_dir=run/mfs"},  // relative: the daemon leaves its cwd

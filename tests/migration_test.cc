@@ -110,7 +110,9 @@ TEST_F(MigrationTest, PhaseOneOnASlowLinkSendsEveryBlockBeforeItEnds) {
       },
       60s));
   const uint64_t sent = at_switch.value("bytes_sent", uint64_t(0));
-  EXPECT_GE(sent, size - 20 * kMiB) << "phase 1 ended with blocks never sent: " << at_switch.dump();
+  // Unacknowledged at the switch: the 16 MiB window, plus per sender (8) one block that
+  // passed the window check alongside the others and one claimed while waiting.
+  EXPECT_GE(sent, size - 24 * kMiB) << "phase 1 ended with blocks never sent: " << at_switch.dump();
   proxy.SetRate(0);
   FinishAndCompare(id, {"vm.img"});
 }

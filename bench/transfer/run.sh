@@ -51,7 +51,7 @@ RSYNC_PID=$!
 trap 'kill $RSYNC_PID 2>/dev/null; bench_teardown' EXIT
 sleep 0.5
 
-daemons_start
+daemons_start ${DAEMON_OPTS:-}   # e.g. DAEMON_OPTS=senders=4 for an A/B
 DISK_TARGET=127.0.0.1:$((PORT + 3))
 extra_target_start c $DISK_TARGET   # its SRC is on the same disk as the source's
 for rep in $(seq $REPS); do

@@ -34,6 +34,9 @@ struct MountOptions {
   // mirror_coalesce_us=N: how long an asynchronous mirror's write may wait on the source
   // for others to share its send (net::SendPace::kCoalesced); 0 = each is sent at once.
   unsigned mirror_coalesce_us = 1000;
+  // senders=N: blocks each outgoing migration reads and has queued at once in phases
+  // 1-2 (one thread each, each with one O_DIRECT read of a block in flight).
+  unsigned senders = 8;
 
   // FUSE tuning.
   bool allow_other = false;

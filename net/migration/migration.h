@@ -61,7 +61,7 @@ struct MigrationContext {
   std::string key;                 // pre-shared key proven to targets ("" = insecure peers)
   std::string instance_id;         // this daemon's, sent with every OpenImage (target_is_self)
   std::string listen;              // this daemon's own listen=HOST:PORT ("" = none)
-  unsigned sender_threads = 4;     // blocks read and in flight at once (queue depth)
+  unsigned sender_threads = 8;     // -o senders=: blocks read and in flight at once (queue depth)
   std::chrono::milliseconds fail_after{std::chrono::minutes(10)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
   // Phase 2 stops iterating when the dirty set stops shrinking (see convergence.h).
