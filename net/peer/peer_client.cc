@@ -410,7 +410,60 @@ class PeerClientImpl final : public PeerClient {
       return;
     }
     writing_ = true;
-    asio::post(io_, [this] { WriteMore(); });
+    if (!opts_.send_from_caller || place == SendQueue::Place::kBulk) {
+      asio::post(io_, [this] { WriteMore(); });
+      return;
+    }
+    std::vector<OutFrame> frames;
+    queue_.TakeBatch(kMaxBatchFrames, kMaxBatchBytes, &frames);
+    lk.unlock();
+    WriteFromCaller(std::move(frames));
+  }
+
+  // Caller's thread, holding the writer's turn (writing_): writes what the socket takes
+  // now, and hands the rest, if any, to the I/O thread. The socket may be closed by Die
+  // (I/O thread) meanwhile: sock_mu_ keeps its descriptor valid across the sendmsg.
+  void WriteFromCaller(std::vector<OutFrame> frames) {
+    writes_issued_.fetch_add(1);
+    std::vector<iovec> iov;
+    size_t total = 0;
+    for (const OutFrame& f : frames) {
+      iov.push_back({const_cast<uint8_t*>(f.header), wire::kHeaderSize});
+      if (f.data) iov.push_back({f.data.get(), f.data_len});
+      if (!f.small.empty()) iov.push_back({const_cast<char*>(f.small.data()), f.small.size()});
+      total += f.WireBytes();
+    }
+    ssize_t n = 0;
+    {
+      std::lock_guard<std::mutex> sl(sock_mu_);
+      if (sock_closed_) return ReleaseFrames(&frames);  // Die failed their requests
+      msghdr msg{};
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = iov.size();
+      // Any error (EAGAIN, a reset) leaves the frames to the I/O thread's write, whose
+      // error handling (Die) is the one place a connection is declared dead.
+      n = ::sendmsg(sock_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) n = 0;
+    }
+    if (size_t(n) < total) {
+      asio::post(io_, [this, frames = std::move(frames), n]() mutable {
+        batch_ = std::move(frames);
+        WriteBatch(size_t(n));
+      });
+      return;
+    }
+    ReleaseFrames(&frames);
+    std::lock_guard<std::mutex> lk(mu_);
+    if (queue_.empty() || dead_) {
+      writing_ = false;
+      return;
+    }
+    asio::post(io_, [this] { WriteMore(); });  // what was queued meanwhile
+  }
+
+  void ReleaseFrames(std::vector<OutFrame>* frames) {
+    for (OutFrame& f : *frames) pool_.Put(std::move(f.data), f.data_len);
+    frames->clear();
   }
 
   // I/O thread: sends the held frames once coalesce_delay has passed.
@@ -439,14 +492,25 @@ class PeerClientImpl final : public PeerClient {
       }
     }
     writes_issued_.fetch_add(1);
+    WriteBatch(0);
+  }
+
+  // I/O thread: writes batch_ but its first `skip` bytes (already on the socket), then
+  // goes on with the queue.
+  void WriteBatch(size_t skip) {
     bufs_.clear();
+    auto add = [&](const void* p, size_t len) {
+      const size_t dropped = std::min(skip, len);
+      skip -= dropped;
+      if (len > dropped) bufs_.emplace_back(static_cast<const uint8_t*>(p) + dropped, len - dropped);
+    };
     for (const OutFrame& f : batch_) {
-      bufs_.emplace_back(f.header, wire::kHeaderSize);
-      if (f.data) bufs_.emplace_back(f.data.get(), f.data_len);
-      if (!f.small.empty()) bufs_.emplace_back(f.small.data(), f.small.size());
+      add(f.header, wire::kHeaderSize);
+      if (f.data) add(f.data.get(), f.data_len);
+      if (!f.small.empty()) add(f.small.data(), f.small.size());
     }
     asio::async_write(sock_, bufs_, [this](const boost::system::error_code& ec, size_t) {
-      for (OutFrame& f : batch_) pool_.Put(std::move(f.data), f.data_len);
+      ReleaseFrames(&batch_);
       if (ec) {
         Die("send: " + ec.message());
         std::lock_guard<std::mutex> lk(mu_);
@@ -563,8 +627,12 @@ class PeerClientImpl final : public PeerClient {
     }
     window_cv_.notify_all();
     boost::system::error_code ec;
-    sock_.shutdown(tcp::socket::shutdown_both, ec);
-    sock_.close(ec);
+    {
+      std::lock_guard<std::mutex> sl(sock_mu_);  // no caller's sendmsg on the descriptor
+      sock_closed_ = true;
+      sock_.shutdown(tcp::socket::shutdown_both, ec);
+      sock_.close(ec);
+    }
     watchdog_.cancel();
     coalesce_timer_.cancel();
     const Error e = MakeError(errc::kPeerUnreachable, "connection to " + opts_.target + " lost: " + reason);
@@ -598,6 +666,8 @@ class PeerClientImpl final : public PeerClient {
   bool writing_ = false;       // a gathered write is posted or under way
   bool flush_armed_ = false;   // the coalesce timer is posted or armed
   std::atomic<uint64_t> writes_issued_{0};
+  std::mutex sock_mu_;        // WriteFromCaller's sendmsg against Die's close
+  bool sock_closed_ = false;  // under sock_mu_
 
   // I/O thread only.
   std::vector<OutFrame> batch_;

@@ -766,6 +766,45 @@ TEST_F(PeerTest, ServerKilledMidStreamFailsPendingAcks) {
   EXPECT_FALSE(c->WaitForWindow(1, std::chrono::milliseconds(10)));
 }
 
+// A frame queued while nothing is being written is written by the caller's thread
+// (PeerClientOptions::send_from_caller). Against a frozen server the socket soon takes
+// only part of one: the I/O thread must finish exactly the rest, and every later frame
+// after it, in order (a byte lost or repeated would fail the frame checksum and drop the
+// connection; a reordering would leave an older pattern on the target).
+TEST_F(PeerTest, FramesTheSocketTakesPartlyAreFinishedInOrder) {
+  ChildServer child(dir_.path(), "k");
+  ASSERT_NE(child.port(), 0);
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(child.port());
+  o.key = "k";
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok()) << cr.error().message;
+  auto& c = cr.value();
+  auto img = c->OpenImage("partial.img", 4ull * kBlock, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+  child.Signal(SIGSTOP);
+  std::atomic<int> ok{0};
+  constexpr int kFrames = 48;  // 24 MiB: far more than both socket buffers hold
+  for (int i = 0; i < kFrames; ++i) {
+    const std::string data = Pattern(kBlock, static_cast<uint32_t>(i));
+    c->SendData(h, static_cast<uint64_t>(i % 4) * kBlock, data.data(), kBlock, [&](const Status& s) { ok += s.ok(); });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  child.Signal(SIGCONT);
+  Status st = SendSyncSync(*c, h);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(ok.load(), kFrames);
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  const std::string got = ReadFileBytes(dir_ / "partial.img");
+  ASSERT_EQ(got.size(), 4u * kBlock);
+  for (int b = 0; b < 4; ++b) {
+    EXPECT_TRUE(got.substr(static_cast<size_t>(b) * kBlock, kBlock) ==
+                Pattern(kBlock, static_cast<uint32_t>(kFrames - 4 + b)))
+        << "block " << b << " is not the last write of it";
+  }
+}
+
 TEST_F(PeerTest, FrozenServerHitsIoTimeout) {
   ChildServer child(dir_.path(), "k");
   PeerClientOptions o;
