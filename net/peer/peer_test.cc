@@ -706,6 +706,14 @@ class ChildServer {
   uint16_t port_ = 0;
 };
 
+// Options of a client of `child` (whose key is "k").
+PeerClientOptions ChildClientOptions(const ChildServer& child) {
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(child.port());
+  o.key = "k";
+  return o;
+}
+
 // Sends until stopped; returns per-ack results.
 struct Blaster {
   std::mutex mu;
@@ -727,9 +735,7 @@ struct Blaster {
 TEST_F(PeerTest, ServerKilledMidStreamFailsPendingAcks) {
   ChildServer child(dir_.path(), "k");
   ASSERT_NE(child.port(), 0);
-  PeerClientOptions o;
-  o.target = "127.0.0.1:" + std::to_string(child.port());
-  o.key = "k";
+  PeerClientOptions o = ChildClientOptions(child);
   o.max_inflight_bytes = 32ull << 20;
   auto cr = PeerClient::Connect(o);
   ASSERT_TRUE(cr.ok()) << cr.error().message;
@@ -774,10 +780,7 @@ TEST_F(PeerTest, ServerKilledMidStreamFailsPendingAcks) {
 TEST_F(PeerTest, FramesTheSocketTakesPartlyAreFinishedInOrder) {
   ChildServer child(dir_.path(), "k");
   ASSERT_NE(child.port(), 0);
-  PeerClientOptions o;
-  o.target = "127.0.0.1:" + std::to_string(child.port());
-  o.key = "k";
-  auto cr = PeerClient::Connect(o);
+  auto cr = PeerClient::Connect(ChildClientOptions(child));
   ASSERT_TRUE(cr.ok()) << cr.error().message;
   auto& c = cr.value();
   auto img = c->OpenImage("partial.img", 4ull * kBlock, kBlock, false);
