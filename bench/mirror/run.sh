@@ -10,12 +10,16 @@
 #   TARGET_RAM=1 bash bench/mirror/run.sh     # the target's files on tmpfs: a stand-in for
 #                                             # the other machine's disk (this one has one)
 #   DAEMON_OPTS=mirror_coalesce_us=0 bash bench/mirror/run.sh  # A/B of a daemon option
+#   PIN=1 bash bench/mirror/run.sh            # two one-core hosts: the source daemon and fio
+#                                             # on CPU 0, the target daemon on CPU 1 (every
+#                                             # mode, the unmirrored image included)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-5}
 IMAGE_MB=${IMAGE_MB:-256}
 TARGET_RAM=${TARGET_RAM:-0}
+PIN=${PIN:-0}
 DAEMON_OPTS=${DAEMON_OPTS:-}  # extra -o options of both daemons, e.g. mirror_coalesce_us=0
 OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
@@ -26,6 +30,13 @@ bench_setup
 trap bench_teardown EXIT
 if [[ $TARGET_RAM == 1 ]]; then mount_ram $((IMAGE_MB * 4 + 256))M $WORK/b/src; fi
 daemons_start "$DAEMON_OPTS"
+FIO_PIN=()
+if [[ $PIN == 1 ]]; then
+  # Every thread of the supervisor and its worker; threads started later inherit it.
+  pin_daemon() { local p; for p in $(cat $WORK/$1.pid) $(pgrep -P "$(cat $WORK/$1.pid)"); do taskset -a -p -c $2 $p >/dev/null; done; }
+  pin_daemon a 0; pin_daemon b 1
+  FIO_PIN=(taskset -c 0)
+fi
 
 # One JSON request on the source's control socket (migratectl has no mirror flags).
 req() {
@@ -44,7 +55,7 @@ jfield() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 
 # fio 4 KiB O_DIRECT random writes; prints "p50_us p99_us iops".
 fio_lat() {
-  fio --name=vm --filename="$1" --size=${IMAGE_MB}M --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+  "${FIO_PIN[@]}" fio --name=vm --filename="$1" --size=${IMAGE_MB}M --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
     --iodepth=$2 --time_based --runtime=$RUNTIME --output-format=json 2>/dev/null |
     python3 -c "import json,sys; w=json.load(sys.stdin)['jobs'][0]['write']; p=w['clat_ns']['percentile'];
 print('%.1f %.1f %.0f' % (p['50.000000']/1e3, p['99.000000']/1e3, w['iops']))"
@@ -99,7 +110,7 @@ declare -A H
 heavy() {  # mode rep
   local img=heavy-$1-$2.img id t0 tc tf
   dd if=/dev/urandom of=$WORK/a/src/$img bs=1M count=$IMAGE_MB status=none
-  fio --name=heavy --filename=$WORK/a/mnt/$img --size=${IMAGE_MB}M --rw=randwrite --bs=16k --direct=1 \
+  "${FIO_PIN[@]}" fio --name=heavy --filename=$WORK/a/mnt/$img --size=${IMAGE_MB}M --rw=randwrite --bs=16k --direct=1 \
     --ioengine=libaio --iodepth=16 --time_based --runtime=$((RUNTIME * 3)) --output-format=json \
     > $WORK/heavy.json 2>/dev/null &
   local fio_pid=$!
@@ -182,6 +193,7 @@ echo "$table"
   echo "fio: \`--rw=randwrite --bs=4k --direct=1 --ioengine=libaio --iodepth=QD --runtime=$RUNTIME\`."
   echo "Async mirror: default backlog (64 MiB, 5 % / 70 %); time spent throttled over the latency runs: ${sync_bl} s."
   echo "Daemon options beyond the defaults: ${DAEMON_OPTS:-none}."
+  if [[ $PIN == 1 ]]; then echo "Pinned (PIN=1): source daemon and fio on CPU 0, target daemon on CPU 1."; fi
   echo
   echo "- before: $before"
   echo "- after:  $after"
