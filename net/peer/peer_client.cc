@@ -62,6 +62,16 @@ constexpr size_t kMaxBatchFrames = 64;
 constexpr size_t kMaxBatchBytes = 256u << 10;
 constexpr size_t kReadChunk = 256u << 10;
 
+// Calls piece(pointer, length) for each part of each frame, in wire order.
+template <typename Fn>
+void ForEachPiece(const std::vector<OutFrame>& frames, Fn&& piece) {
+  for (const OutFrame& f : frames) {
+    piece(f.header, wire::kHeaderSize);
+    if (f.data) piece(f.data.get(), f.data_len);
+    if (!f.small.empty()) piece(f.small.data(), f.small.size());
+  }
+}
+
 class PeerClientImpl final : public PeerClient {
  public:
   explicit PeerClientImpl(const PeerClientOptions& opts)
@@ -426,13 +436,12 @@ class PeerClientImpl final : public PeerClient {
   void WriteFromCaller(std::vector<OutFrame> frames) {
     writes_issued_.fetch_add(1);
     std::vector<iovec> iov;
+    iov.reserve(3 * frames.size());
     size_t total = 0;
-    for (const OutFrame& f : frames) {
-      iov.push_back({const_cast<uint8_t*>(f.header), wire::kHeaderSize});
-      if (f.data) iov.push_back({f.data.get(), f.data_len});
-      if (!f.small.empty()) iov.push_back({const_cast<char*>(f.small.data()), f.small.size()});
-      total += f.WireBytes();
-    }
+    ForEachPiece(frames, [&](const void* p, size_t len) {
+      iov.push_back({const_cast<void*>(p), len});
+      total += len;
+    });
     ssize_t n = 0;
     {
       std::lock_guard<std::mutex> sl(sock_mu_);
@@ -499,16 +508,11 @@ class PeerClientImpl final : public PeerClient {
   // goes on with the queue.
   void WriteBatch(size_t skip) {
     bufs_.clear();
-    auto add = [&](const void* p, size_t len) {
+    ForEachPiece(batch_, [&](const void* p, size_t len) {
       const size_t dropped = std::min(skip, len);
       skip -= dropped;
       if (len > dropped) bufs_.emplace_back(static_cast<const uint8_t*>(p) + dropped, len - dropped);
-    };
-    for (const OutFrame& f : batch_) {
-      add(f.header, wire::kHeaderSize);
-      if (f.data) add(f.data.get(), f.data_len);
-      if (!f.small.empty()) add(f.small.data(), f.small.size());
-    }
+    });
     asio::async_write(sock_, bufs_, [this](const boost::system::error_code& ec, size_t) {
       ReleaseFrames(&batch_);
       if (ec) {
