@@ -13,6 +13,11 @@
 #   PIN=1 bash bench/mirror/run.sh            # two one-core hosts: the source daemon and fio
 #                                             # on CPU 0, the target daemon on CPU 1 (every
 #                                             # mode, the unmirrored image included)
+#   PIN=1 RFS=1 bash bench/mirror/run.sh      # and receive flow steering on lo: each packet
+#                                             # is received (TCP input, softirq) on the CPU
+#                                             # its reader last ran on, as on two hosts where
+#                                             # each receives its own packets; without it the
+#                                             # sender's CPU also runs the receiver's TCP input
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 REPS=${REPS:-3}
@@ -20,6 +25,7 @@ RUNTIME=${RUNTIME:-5}
 IMAGE_MB=${IMAGE_MB:-256}
 TARGET_RAM=${TARGET_RAM:-0}
 PIN=${PIN:-0}
+RFS=${RFS:-0}
 DAEMON_OPTS=${DAEMON_OPTS:-}  # extra -o options of both daemons, e.g. mirror_coalesce_us=0
 OUT=${RESULTS:-$BENCH_ROOT/bench/mirror/RESULTS.md}
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
@@ -36,6 +42,19 @@ if [[ $PIN == 1 ]]; then
   pin_daemon() { local p; for p in $(cat $WORK/$1.pid) $(pgrep -P "$(cat $WORK/$1.pid)"); do taskset -a -p -c $2 $p >/dev/null; done; }
   pin_daemon a 0; pin_daemon b 1
   FIO_PIN=(taskset -c 0)
+fi
+if [[ $RFS == 1 ]]; then
+  [[ $PIN == 1 ]] || { echo "RFS=1 needs PIN=1" >&2; exit 1; }
+  RFS_Q=/sys/class/net/lo/queues/rx-0
+  RFS_SAVED="$(cat /proc/sys/net/core/rps_sock_flow_entries) $(cat $RFS_Q/rps_cpus) $(cat $RFS_Q/rps_flow_cnt)"
+  rfs_restore() {
+    read -r entries cpus cnt <<< "$RFS_SAVED"
+    echo $cnt > $RFS_Q/rps_flow_cnt; echo $cpus > $RFS_Q/rps_cpus; echo $entries > /proc/sys/net/core/rps_sock_flow_entries
+  }
+  trap 'rfs_restore; bench_teardown' EXIT
+  echo 32768 > /proc/sys/net/core/rps_sock_flow_entries
+  echo 3 > $RFS_Q/rps_cpus
+  echo 32768 > $RFS_Q/rps_flow_cnt
 fi
 
 # One JSON request on the source's control socket (migratectl has no mirror flags).
@@ -194,6 +213,7 @@ echo "$table"
   echo "Async mirror: default backlog (64 MiB, 5 % / 70 %); time spent throttled over the latency runs: ${sync_bl} s."
   echo "Daemon options beyond the defaults: ${DAEMON_OPTS:-none}."
   if [[ $PIN == 1 ]]; then echo "Pinned (PIN=1): source daemon and fio on CPU 0, target daemon on CPU 1."; fi
+  if [[ $RFS == 1 ]]; then echo "Receive flow steering on lo (RFS=1): each packet's TCP input runs on its reader's CPU."; fi
   echo
   echo "- before: $before"
   echo "- after:  $after"
