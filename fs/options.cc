@@ -114,6 +114,12 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     o.mirror_coalesce_us = static_cast<unsigned>(v);
     return "";
   }
+  if (name == "mirror_batch_after") {
+    uint64_t v;
+    if (auto e = number(0, 1024, &v); !e.empty()) return e;
+    o.mirror_batch_after = static_cast<unsigned>(v);
+    return "";
+  }
   if (name == "senders") {
     uint64_t v;
     if (auto e = number(1, 64, &v); !e.empty()) return e;
@@ -297,6 +303,9 @@ migration service:
                       0..6 (TC_PRIO_*), or an htb classid such as 0x10010 (1:10)
   mirror_coalesce_us=N  an asynchronous mirror's writes wait up to N µs for
                       others to share one send (default 1000; 0..100000, 0 = off)
+  mirror_batch_after=N  a synchronous mirror's write queued while N are unanswered
+                      waits for their replies to share one send (default 4; 0..1024,
+                      0 = each at once)
   senders=N           blocks a migration reads and queues at once in bulk copy and
                       dirty iteration, one thread each (default 8; 1..64)
 

@@ -84,6 +84,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   ctx.marking = net::SocketMarking{opts.dscp, opts.so_priority};
   ctx.mirror_coalesce = std::chrono::microseconds(opts.mirror_coalesce_us);
   ctx.sender_threads = opts.senders;
+  ctx.mirror_batch_after = opts.mirror_batch_after;
   if (!ctx.marking.empty()) spdlog::info("peer connections marked: {}", net::DescribeMarking(ctx.marking));
   ctx.connect = [](const net::PeerClientOptions& o) -> Result<std::unique_ptr<net::PeerClient>> {
     try {

@@ -298,6 +298,7 @@ bool Migration::ConnectAndOpen(bool first) {
   opts.max_inflight_bytes = 16ull << 20;
   opts.marking = marking_;
   opts.coalesce_delay = ctx_->mirror_coalesce;
+  opts.awaited_batch_after = ctx_->mirror_batch_after;
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);

@@ -76,6 +76,10 @@ struct MigrationContext {
   // The daemon's -o mirror_coalesce_us=: how long an asynchronous mirror's write may be
   // held for company on the peer connection (net::PeerClientOptions::coalesce_delay).
   std::chrono::microseconds mirror_coalesce{1000};
+  // The daemon's -o mirror_batch_after=: a synchronous mirror's write queued behind at
+  // least this many unanswered ones waits for their replies to share a send
+  // (net::PeerClientOptions::awaited_batch_after); 0 = each is sent at once.
+  uint32_t mirror_batch_after = 4;
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;

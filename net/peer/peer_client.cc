@@ -204,7 +204,8 @@ void PeerClientImpl::SendDataFrame(uint32_t handle, uint64_t offset, PayloadBuff
   const SendQueue::Place place = pace == SendPace::kAhead || pace == SendPace::kAwaited ? SendQueue::Place::kAhead
                                  : bulk                                                 ? SendQueue::Place::kBulk
                                                                                         : SendQueue::Place::kTail;
-  Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)), place, pace == SendPace::kCoalesced);
+  Enqueue(h, std::move(f), ph, len, AckOnly(std::move(done)), place, pace == SendPace::kCoalesced,
+          pace == SendPace::kAwaited);
 }
 
 void PeerClientImpl::SendZero(uint32_t handle, uint64_t offset, uint64_t len, AckFn done) {
@@ -324,6 +325,7 @@ void PeerClientImpl::StartRead() {
       if (!f.value()) break;
       if (!Dispatch(*f.value())) return;
     }
+    FlushHeldAwaited();
     StartRead();
   });
 }
@@ -366,6 +368,7 @@ bool PeerClientImpl::Dispatch(const Frame& f) {
       p = std::move(it->second);
       pending_.erase(it);
       inflight_ -= p.window_bytes;
+      if (p.awaited) awaited_unacked_--;
       last_progress_ = Clock::now();
     }
   }
@@ -407,6 +410,8 @@ void PeerClientImpl::Die(const std::string& reason) {
     death_reason_ = reason;
     failed.swap(pending_);
     inflight_ = 0;
+    awaited_unacked_ = 0;
+    held_awaited_ = false;
     queue_.Clear();
   }
   window_cv_.notify_all();

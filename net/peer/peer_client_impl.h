@@ -128,9 +128,10 @@ class PeerClientImpl final : public PeerClient {
   // Runs a request to completion on the calling thread (which must not be the I/O thread).
   Status Blocking(FrameHeader h, OutFrame f, ReplyFn on_reply);
 
-  // `may_wait`: a SendPace::kCoalesced frame (see coalesce_delay).
+  // `may_wait`: a SendPace::kCoalesced frame (see coalesce_delay). `awaited`: a
+  // SendPace::kAwaited one (counted for awaited_batch_after).
   void Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn,
-               SendQueue::Place place = SendQueue::Place::kTail, bool may_wait = false);
+               SendQueue::Place place = SendQueue::Place::kTail, bool may_wait = false, bool awaited = false);
 
   // Caller's thread, holding the writer's turn (writing_): writes what the socket takes
   // now, and hands the rest, if any, to the I/O thread. The socket may be closed by Die
@@ -144,6 +145,12 @@ class PeerClientImpl final : public PeerClient {
 
   // I/O thread: sends the held frames once coalesce_delay has passed.
   void ArmFlush();
+
+  // I/O thread, after a read's replies: sends what awaited_batch_after held, if any.
+  void FlushHeldAwaited();
+
+  // Under mu_: the next batch of the queue into `out`.
+  void TakeBatch(std::vector<OutFrame>* out);
 
   // I/O thread: sends the next batch of queued frames with one gathered write.
   void WriteMore();
@@ -166,6 +173,7 @@ class PeerClientImpl final : public PeerClient {
   struct Pending {
     ReplyFn fn;
     uint64_t window_bytes = 0;
+    bool awaited = false;  // SendPace::kAwaited
   };
 
   const PeerClientOptions opts_;
@@ -189,6 +197,8 @@ class PeerClientImpl final : public PeerClient {
   SendQueue queue_;
   bool writing_ = false;       // a gathered write is posted or under way
   bool flush_armed_ = false;   // the coalesce timer is posted or armed
+  uint32_t awaited_unacked_ = 0;  // SendPace::kAwaited frames without their reply
+  bool held_awaited_ = false;     // an awaited frame is held (awaited_batch_after)
   std::atomic<uint64_t> writes_issued_{0};
   std::mutex sock_mu_;        // WriteFromCaller's sendmsg against Die's close
   bool sock_closed_ = false;  // under sock_mu_

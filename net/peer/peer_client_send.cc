@@ -34,7 +34,7 @@ void ForEachPiece(const std::vector<OutFrame>& frames, Fn&& piece) {
 }  // namespace
 
 void PeerClientImpl::Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, uint64_t window_bytes, ReplyFn fn,
-               SendQueue::Place place, bool may_wait) {
+                             SendQueue::Place place, bool may_wait, bool awaited) {
   h.payload_len = static_cast<uint32_t>(f.data ? f.data_len : f.small.size());
   std::unique_lock<std::mutex> lk(mu_);
   if (dead_) {
@@ -46,14 +46,20 @@ void PeerClientImpl::Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, u
   h.request_id = next_id_++;
   EncodeHeaderWithPayloadHash(h, payload_hash, f.header);
   if (pending_.empty()) last_progress_ = Clock::now();
-  pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes});
+  pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes, awaited});
+  // Held behind enough unanswered awaited frames: their replies will send it (or the
+  // flush timer, if they never come).
+  const bool hold_awaited =
+      awaited && opts_.awaited_batch_after > 0 && awaited_unacked_ >= opts_.awaited_batch_after;
+  if (awaited) awaited_unacked_++;
   inflight_ += window_bytes;
   queue_.Push(std::move(f), place);
   // While a write is under way its completion takes whatever is queued, held frames
   // included. Otherwise a frame that may wait leaves with the flush timer (armed by
   // the first of them), and any other frame leaves now, taking the held ones along.
   if (writing_) return;
-  if (may_wait && opts_.coalesce_delay.count() > 0 && queue_.bytes() < opts_.coalesce_max_bytes) {
+  if ((may_wait || hold_awaited) && opts_.coalesce_delay.count() > 0 && queue_.bytes() < opts_.coalesce_max_bytes) {
+    if (hold_awaited) held_awaited_ = true;
     if (!flush_armed_) {
       flush_armed_ = true;
       asio::post(io_, [this] { ArmFlush(); });
@@ -66,7 +72,7 @@ void PeerClientImpl::Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, u
     return;
   }
   std::vector<OutFrame> frames;
-  queue_.TakeBatch(kMaxBatchFrames, kMaxBatchBytes, &frames);
+  TakeBatch(&frames);
   lk.unlock();
   WriteFromCaller(std::move(frames));
 }
@@ -125,7 +131,7 @@ void PeerClientImpl::WriteMore() {
   batch_.clear();
   {
     std::lock_guard<std::mutex> lk(mu_);
-    queue_.TakeBatch(kMaxBatchFrames, kMaxBatchBytes, &batch_);
+    TakeBatch(&batch_);
     if (batch_.empty() || dead_) {
       writing_ = false;
       return;
@@ -152,6 +158,22 @@ void PeerClientImpl::WriteBatch(size_t skip) {
     }
     WriteMore();
   });
+}
+
+// Every write the writer's turn starts goes on with the queue until it is empty, so
+// whatever awaited_batch_after held leaves with it.
+void PeerClientImpl::TakeBatch(std::vector<OutFrame>* out) {
+  queue_.TakeBatch(kMaxBatchFrames, kMaxBatchBytes, out);
+  held_awaited_ = false;
+}
+
+void PeerClientImpl::FlushHeldAwaited() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!held_awaited_ || writing_ || queue_.empty() || dead_) return;
+    writing_ = true;
+  }
+  WriteMore();
 }
 
 }  // namespace migratefs::net

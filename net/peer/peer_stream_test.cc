@@ -343,6 +343,55 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
   }
 }
 
+// A synchronous mirror under a deep queue (awaited_batch_after): an awaited frame
+// queued behind enough unanswered ones is held until their replies arrive, then leaves
+// with the others held meanwhile in one write, in order. The flush timer is an hour
+// here, so only the replies can send them; below the threshold nothing is held.
+TEST_F(PeerTest, AwaitedFramesBehindTheThresholdLeaveTogetherWithTheReplies) {
+  StartServer();
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(server_->port());
+  o.key = "sekrit-key";
+  o.coalesce_delay = std::chrono::hours(1);
+  o.awaited_batch_after = 3;
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok()) << cr.error().message;
+  auto& c = cr.value();
+  auto img = c->OpenImage("batch.img", 4 * 4096, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  const uint32_t h = img.value().handle;
+
+  // Below the threshold: each leaves at once (else it would wait an hour).
+  std::vector<std::string> pages;
+  for (int i = 0; i < 24; ++i) pages.emplace_back(4096, static_cast<char>('a' + i));
+  std::atomic<int> ok{0}, acked{0};
+  auto ack = [&](const Status& s) {
+    ok += s.ok();
+    acked++;
+  };
+  for (int i = 0; i < 2; ++i) {
+    c->SendData(h, static_cast<uint64_t>(i % 4) * 4096, pages[i].data(), 4096, ack, SendPace::kAwaited);
+  }
+  for (int i = 0; i < 500 && acked.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(acked.load(), 2) << "a write below the threshold was held";
+
+  // 22 more back to back: from the fourth unanswered one on they are held, and each
+  // batch of replies sends what is held by then.
+  const uint64_t writes_before = c->writes_issued();
+  for (int i = 2; i < 24; ++i) {
+    c->SendData(h, static_cast<uint64_t>(i % 4) * 4096, pages[i].data(), 4096, ack, SendPace::kAwaited);
+  }
+  for (int i = 0; i < 1000 && acked.load() < 24; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(acked.load(), 24) << "held frames were not sent when the replies came";
+  EXPECT_EQ(ok.load(), 24);
+  // Each leaving at once would take 22 writes.
+  EXPECT_LE(c->writes_issued() - writes_before, 12u);
+  ASSERT_TRUE(c->FinishImage(h).ok());
+  std::string want;
+  for (int k = 0; k < 4; ++k) want += pages[20 + k];  // the last write of each page wins
+  EXPECT_EQ(ReadFileBytes(dir_ / "batch.img"), want);
+}
+
 // An asynchronous mirror's writes (kCoalesced) wait for company; the next frame that
 // may not wait takes them along in one gathered write, in their order (I3: later
 // writes of the same range win on the target).
