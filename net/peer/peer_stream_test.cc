@@ -349,14 +349,8 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
 // here, so only the replies can send them; below the threshold nothing is held.
 TEST_F(PeerTest, AwaitedFramesBehindTheThresholdLeaveTogetherWithTheReplies) {
   StartServer();
-  PeerClientOptions o;
-  o.target = "127.0.0.1:" + std::to_string(server_->port());
-  o.key = "sekrit-key";
-  o.coalesce_delay = std::chrono::hours(1);
-  o.awaited_batch_after = 3;
-  auto cr = PeerClient::Connect(o);
-  ASSERT_TRUE(cr.ok()) << cr.error().message;
-  auto& c = cr.value();
+  auto c = MustConnectCoalescing(std::chrono::hours(1), 1u << 20, /*awaited_batch_after=*/3);
+  ASSERT_TRUE(c);
   auto img = c->OpenImage("batch.img", 4 * 4096, kBlock, false);
   ASSERT_TRUE(img.ok());
   const uint32_t h = img.value().handle;

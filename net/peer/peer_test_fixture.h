@@ -54,13 +54,16 @@ class PeerTest : public ::testing::Test {
     return PeerClient::Connect(o);
   }
 
-  // A client that holds SendPace::kCoalesced frames for `delay` or until `max_bytes`.
-  std::unique_ptr<PeerClient> MustConnectCoalescing(std::chrono::microseconds delay, uint64_t max_bytes) {
+  // A client that holds SendPace::kCoalesced frames for `delay` or until `max_bytes`
+  // (and SendPace::kAwaited ones behind `awaited_batch_after` unanswered, if not 0).
+  std::unique_ptr<PeerClient> MustConnectCoalescing(std::chrono::microseconds delay, uint64_t max_bytes,
+                                                    uint32_t awaited_batch_after = 0) {
     PeerClientOptions o;
     o.target = "127.0.0.1:" + std::to_string(server_->port());
     o.key = "sekrit-key";
     o.coalesce_delay = delay;
     o.coalesce_max_bytes = max_bytes;
+    o.awaited_batch_after = awaited_batch_after;
     auto c = PeerClient::Connect(o);
     EXPECT_TRUE(c.ok()) << c.error().code << ": " << c.error().message;
     return c.ok() ? std::move(c.value()) : nullptr;
