@@ -59,14 +59,18 @@ struct PeerClientOptions {
   // frame through the I/O thread (the A/B of bench/mirror).
   bool send_from_caller = true;
   // A SendPace::kAwaited frame queued while at least this many awaited frames are
-  // unacknowledged is held like a kCoalesced one (coalesce_delay, coalesce_max_bytes,
-  // or a frame that may not wait), and every batch of acks that arrives also sends what
-  // is held. Under a deep queue of synchronous mirrored writes they then leave several
-  // per sendmsg, reach the target in one read and are answered in one send, instead of
-  // costing both hosts a round of TCP processing each; below the threshold each leaves
-  // at once, so a VM writing at queue depth 1 never waits for it. Needs coalesce_delay
-  // > 0 (the bound on the hold when no ack comes). 0 = never held.
+  // unacknowledged is held like a kCoalesced one (until coalesce_max_bytes are held or a
+  // frame that may not wait is queued), and every batch of acks that arrives also sends
+  // what is held. Under a deep queue of synchronous mirrored writes they then leave
+  // several per sendmsg, reach the target in one read and are answered together,
+  // instead of costing both hosts a round of TCP processing each; below the threshold
+  // each leaves at once, so a VM writing at queue depth 1 never waits for it. 0 = never.
   uint32_t awaited_batch_after = 0;
+  // The longest a held awaited frame waits when no ack comes first: on a slow link the
+  // oldest ack is a whole round trip away, far longer than a batch needs to form, and
+  // waiting for it would halve what a deep queue gets through. (Held together with
+  // kCoalesced frames, the first one's timer applies.) 0 = never held.
+  std::chrono::microseconds awaited_batch_wait{200};
 };
 
 // How soon a data frame must leave, and how the target applies it.

@@ -143,8 +143,8 @@ class PeerClientImpl final : public PeerClient {
     frames->clear();
   }
 
-  // I/O thread: sends the held frames once coalesce_delay has passed.
-  void ArmFlush();
+  // I/O thread: sends the held frames once `delay` has passed.
+  void ArmFlush(std::chrono::microseconds delay);
 
   // I/O thread, after a read's replies: sends what awaited_batch_after held, if any.
   void FlushHeldAwaited();

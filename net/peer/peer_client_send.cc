@@ -49,8 +49,8 @@ void PeerClientImpl::Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, u
   pending_.emplace(h.request_id, Pending{std::move(fn), window_bytes, awaited});
   // Held behind enough unanswered awaited frames: their replies will send it (or the
   // flush timer, if they never come).
-  const bool hold_awaited =
-      awaited && opts_.awaited_batch_after > 0 && awaited_unacked_ >= opts_.awaited_batch_after;
+  const bool hold_awaited = awaited && opts_.awaited_batch_after > 0 && opts_.awaited_batch_wait.count() > 0 &&
+                            awaited_unacked_ >= opts_.awaited_batch_after;
   if (awaited) awaited_unacked_++;
   inflight_ += window_bytes;
   queue_.Push(std::move(f), place);
@@ -58,11 +58,13 @@ void PeerClientImpl::Enqueue(FrameHeader h, OutFrame f, uint64_t payload_hash, u
   // included. Otherwise a frame that may wait leaves with the flush timer (armed by
   // the first of them), and any other frame leaves now, taking the held ones along.
   if (writing_) return;
-  if ((may_wait || hold_awaited) && opts_.coalesce_delay.count() > 0 && queue_.bytes() < opts_.coalesce_max_bytes) {
+  const bool hold = hold_awaited || (may_wait && opts_.coalesce_delay.count() > 0);
+  if (hold && queue_.bytes() < opts_.coalesce_max_bytes) {
     if (hold_awaited) held_awaited_ = true;
     if (!flush_armed_) {
       flush_armed_ = true;
-      asio::post(io_, [this] { ArmFlush(); });
+      const auto delay = hold_awaited ? opts_.awaited_batch_wait : opts_.coalesce_delay;
+      asio::post(io_, [this, delay] { ArmFlush(delay); });
     }
     return;
   }
@@ -114,8 +116,8 @@ void PeerClientImpl::WriteFromCaller(std::vector<OutFrame> frames) {
   asio::post(io_, [this] { WriteMore(); });  // what was queued meanwhile
 }
 
-void PeerClientImpl::ArmFlush() {
-  coalesce_timer_.expires_after(opts_.coalesce_delay);
+void PeerClientImpl::ArmFlush(std::chrono::microseconds delay) {
+  coalesce_timer_.expires_after(delay);
   coalesce_timer_.async_wait([this](const boost::system::error_code& ec) {
     {
       std::lock_guard<std::mutex> lk(mu_);

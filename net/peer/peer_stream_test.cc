@@ -98,6 +98,14 @@ class ChildServer {
   void Signal(int sig) {
     if (pid_ > 0) ::kill(pid_, sig);
   }
+  // SIGSTOP, and returns once the child has stopped (a signal is delivered later).
+  void Freeze() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGSTOP);
+    int st = 0;
+    EXPECT_EQ(::waitpid(pid_, &st, WUNTRACED), pid_);
+    EXPECT_TRUE(WIFSTOPPED(st));
+  }
   void Kill() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
@@ -345,17 +353,21 @@ TEST_F(PeerTest, AwaitedWritesKeepTheirOrderWithBlockWrites) {
 
 // A synchronous mirror under a deep queue (awaited_batch_after): an awaited frame
 // queued behind enough unanswered ones is held until their replies arrive, then leaves
-// with the others held meanwhile in one write, in order. The flush timer is an hour
-// here, so only the replies can send them; below the threshold nothing is held.
+// with the others held meanwhile in one write, in order. The target is frozen while
+// they are queued, so no reply can pass them, and the hold's own bound is an hour, so
+// only the replies can send them; below the threshold nothing is held.
 TEST_F(PeerTest, AwaitedFramesBehindTheThresholdLeaveTogetherWithTheReplies) {
-  StartServer();
-  auto c = MustConnectCoalescing(std::chrono::hours(1), 1u << 20, /*awaited_batch_after=*/3);
-  ASSERT_TRUE(c);
+  ChildServer child(dir_.path(), "k");
+  PeerClientOptions o = ChildClientOptions(child);
+  o.coalesce_delay = std::chrono::hours(1);
+  o.awaited_batch_wait = std::chrono::hours(1);
+  o.awaited_batch_after = 3;
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok()) << cr.error().message;
+  auto& c = cr.value();
   auto img = c->OpenImage("batch.img", 4 * 4096, kBlock, false);
   ASSERT_TRUE(img.ok());
   const uint32_t h = img.value().handle;
-
-  // Below the threshold: each leaves at once (else it would wait an hour).
   std::vector<std::string> pages;
   for (int i = 0; i < 24; ++i) pages.emplace_back(4096, static_cast<char>('a' + i));
   std::atomic<int> ok{0}, acked{0};
@@ -363,27 +375,54 @@ TEST_F(PeerTest, AwaitedFramesBehindTheThresholdLeaveTogetherWithTheReplies) {
     ok += s.ok();
     acked++;
   };
-  for (int i = 0; i < 2; ++i) {
+  child.Freeze();
+  const uint64_t before = c->writes_issued();
+  for (int i = 0; i < 24; ++i) {
     c->SendData(h, static_cast<uint64_t>(i % 4) * 4096, pages[i].data(), 4096, ack, SendPace::kAwaited);
   }
-  for (int i = 0; i < 500 && acked.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(acked.load(), 2) << "a write below the threshold was held";
-
-  // 22 more back to back: from the fourth unanswered one on they are held, and each
-  // batch of replies sends what is held by then.
-  const uint64_t writes_before = c->writes_issued();
-  for (int i = 2; i < 24; ++i) {
-    c->SendData(h, static_cast<uint64_t>(i % 4) * 4096, pages[i].data(), 4096, ack, SendPace::kAwaited);
-  }
+  // The first three left at once, one write each; the other 21 are held.
+  EXPECT_EQ(c->writes_issued() - before, 3u);
+  child.Signal(SIGCONT);
   for (int i = 0; i < 1000 && acked.load() < 24; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(acked.load(), 24) << "held frames were not sent when the replies came";
   EXPECT_EQ(ok.load(), 24);
-  // Each leaving at once would take 22 writes.
-  EXPECT_LE(c->writes_issued() - writes_before, 12u);
+  // The held 21 in one write (two, if a reply arrived apart from the others).
+  EXPECT_LE(c->writes_issued() - before, 5u);
   ASSERT_TRUE(c->FinishImage(h).ok());
   std::string want;
   for (int k = 0; k < 4; ++k) want += pages[20 + k];  // the last write of each page wins
   EXPECT_EQ(ReadFileBytes(dir_ / "batch.img"), want);
+}
+
+// On a slow link the oldest reply is a round trip away: a held awaited frame leaves
+// after awaited_batch_wait without it (here the target is frozen: no reply comes).
+TEST_F(PeerTest, AHeldAwaitedFrameLeavesAfterItsWaitWhenNoReplyComes) {
+  ChildServer child(dir_.path(), "k");
+  PeerClientOptions o = ChildClientOptions(child);
+  o.coalesce_delay = std::chrono::hours(1);  // not the bound that applies
+  o.awaited_batch_after = 1;
+  o.awaited_batch_wait = std::chrono::milliseconds(20);
+  auto cr = PeerClient::Connect(o);
+  ASSERT_TRUE(cr.ok()) << cr.error().message;
+  auto& c = cr.value();
+  auto img = c->OpenImage("slow.img", 8192, kBlock, false);
+  ASSERT_TRUE(img.ok());
+  child.Freeze();
+  const uint64_t before = c->writes_issued();
+  std::atomic<int> ok{0};
+  const std::string page(4096, 'w');
+  for (int i = 0; i < 2; ++i) {
+    c->SendData(img.value().handle, static_cast<uint64_t>(i) * 4096, page.data(), 4096,
+                [&](const Status& s) { ok += s.ok(); }, SendPace::kAwaited);
+  }
+  EXPECT_EQ(c->writes_issued() - before, 1u) << "the second write was not held";
+  for (int i = 0; i < 200 && c->writes_issued() - before < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(c->writes_issued() - before, 2u) << "the held write waited for a reply that never came";
+  child.Signal(SIGCONT);
+  for (int i = 0; i < 500 && ok.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ok.load(), 2);
 }
 
 // An asynchronous mirror's writes (kCoalesced) wait for company; the next frame that

@@ -55,7 +55,8 @@ class PeerTest : public ::testing::Test {
   }
 
   // A client that holds SendPace::kCoalesced frames for `delay` or until `max_bytes`
-  // (and SendPace::kAwaited ones behind `awaited_batch_after` unanswered, if not 0).
+  // (and SendPace::kAwaited ones behind `awaited_batch_after` unanswered, if not 0, for
+  // `delay` too).
   std::unique_ptr<PeerClient> MustConnectCoalescing(std::chrono::microseconds delay, uint64_t max_bytes,
                                                     uint32_t awaited_batch_after = 0) {
     PeerClientOptions o;
@@ -64,6 +65,7 @@ class PeerTest : public ::testing::Test {
     o.coalesce_delay = delay;
     o.coalesce_max_bytes = max_bytes;
     o.awaited_batch_after = awaited_batch_after;
+    o.awaited_batch_wait = delay;
     auto c = PeerClient::Connect(o);
     EXPECT_TRUE(c.ok()) << c.error().code << ": " << c.error().message;
     return c.ok() ? std::move(c.value()) : nullptr;
