@@ -120,6 +120,12 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     o.mirror_batch_after = static_cast<unsigned>(v);
     return "";
   }
+  if (name == "mirror_batch_wait_us") {
+    uint64_t v;
+    if (auto e = number(1, 100000, &v); !e.empty()) return e;
+    o.mirror_batch_wait_us = static_cast<unsigned>(v);
+    return "";
+  }
   if (name == "senders") {
     uint64_t v;
     if (auto e = number(1, 64, &v); !e.empty()) return e;
@@ -306,6 +312,8 @@ migration service:
   mirror_batch_after=N  a synchronous mirror's write queued while N are unanswered
                       waits for their replies to share one send (default 4; 0..1024,
                       0 = each at once)
+  mirror_batch_wait_us=N  the longest such a write waits when no reply comes
+                      first (default 200; 1..100000)
   senders=N           blocks a migration reads and queues at once in bulk copy and
                       dirty iteration, one thread each (default 8; 1..64)
 

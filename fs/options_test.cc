@@ -28,12 +28,13 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.mirror_coalesce_us, 1000u);
   EXPECT_EQ(o.senders, 8u);
   EXPECT_EQ(o.mirror_batch_after, 4u);
+  EXPECT_EQ(o.mirror_batch_wait_us, 200u);
 }
 
 TEST(Options, AllNamedOptions) {
   auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
                   "block_size=1M,allow_other,nowriteback,noxattr,max_threads=8,max_background=128,fsname=imgs,timeout=2.5,"
-                  "state_dir=/var/run/mfs,mirror_coalesce_us=0,senders=2,mirror_batch_after=4"});
+                  "state_dir=/var/run/mfs,mirror_coalesce_us=0,senders=2,mirror_batch_after=4,mirror_batch_wait_us=50"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CommandLine& cl = r.value();
   EXPECT_EQ(cl.opts.control, "/run/c.sock");
@@ -44,6 +45,7 @@ TEST(Options, AllNamedOptions) {
   EXPECT_EQ(cl.opts.mirror_coalesce_us, 0u);
   EXPECT_EQ(cl.opts.senders, 2u);
   EXPECT_EQ(cl.opts.mirror_batch_after, 4u);
+  EXPECT_EQ(cl.opts.mirror_batch_wait_us, 50u);
   EXPECT_TRUE(cl.opts.allow_other);
   EXPECT_FALSE(cl.opts.writeback_cache);
   EXPECT_FALSE(cl.opts.xattr);
@@ -97,6 +99,7 @@ TEST(Options, Rejects) {
            {"/src", "/mnt", "-o", "mirror_coalesce_us=100001"},
            {"/src", "/mnt", "-o", "mirror_coalesce_us=-1"},
            {"/src", "/mnt", "-o", "mirror_batch_after=1025"},
+           {"/src", "/mnt", "-o", "mirror_batch_wait_us=0"},
            {"/src", "/mnt", "-o", "senders=0"},
            {"/src", "/mnt", "-o", "senders=65"},
            {"/src", "/mnt", "-o", "control"},

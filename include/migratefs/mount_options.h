@@ -42,6 +42,8 @@ struct MountOptions {
   // one send (net::PeerClientOptions::awaited_batch_after); 0 = each at once.
   // 4: bench/mirror/RESULTS.md (qd16 IOPS x0.72 -> x0.80 of unmirrored, qd1 unchanged).
   unsigned mirror_batch_after = 4;
+  // mirror_batch_wait_us=N: the longest such a write waits when no reply comes first.
+  unsigned mirror_batch_wait_us = 200;
 
   // FUSE tuning.
   bool allow_other = false;

@@ -85,6 +85,7 @@ Result<std::unique_ptr<Services>> StartServices(const MountOptions& opts, int sr
   ctx.mirror_coalesce = std::chrono::microseconds(opts.mirror_coalesce_us);
   ctx.sender_threads = opts.senders;
   ctx.mirror_batch_after = opts.mirror_batch_after;
+  ctx.mirror_batch_wait = std::chrono::microseconds(opts.mirror_batch_wait_us);
   if (!ctx.marking.empty()) spdlog::info("peer connections marked: {}", net::DescribeMarking(ctx.marking));
   ctx.connect = [](const net::PeerClientOptions& o) -> Result<std::unique_ptr<net::PeerClient>> {
     try {

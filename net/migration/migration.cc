@@ -299,6 +299,7 @@ bool Migration::ConnectAndOpen(bool first) {
   opts.marking = marking_;
   opts.coalesce_delay = ctx_->mirror_coalesce;
   opts.awaited_batch_after = ctx_->mirror_batch_after;
+  opts.awaited_batch_wait = ctx_->mirror_batch_wait;
   auto client = ctx_->connect(opts);
   if (!client.ok()) {
     Pause(client.error().code + ": " + client.error().message);

@@ -80,6 +80,9 @@ struct MigrationContext {
   // least this many unanswered ones waits for their replies to share a send
   // (net::PeerClientOptions::awaited_batch_after); 0 = each is sent at once.
   uint32_t mirror_batch_after = 4;
+  // The daemon's -o mirror_batch_wait_us=: how long such a write waits at most when no
+  // reply comes first (net::PeerClientOptions::awaited_batch_wait).
+  std::chrono::microseconds mirror_batch_wait{200};
   Connector connect;               // seam: tests inject faulty peers
   DelayedCompleter* completer = nullptr;
   EventBus* events = nullptr;
