@@ -1,13 +1,16 @@
-// The fixture of peer_test.cc and peer_stream_test.cc: a PeerServer on loopback
-// receiving into a temp dir, and clients connecting to it.
+// The fixture of the peer_*_test.cc files: a PeerServer on loopback
+// receiving into a temp dir, clients connecting to it, and ChildServer: a PeerServer in
+// a child process, to freeze (SIGSTOP) and kill.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <memory>
 #include <string>
 
@@ -88,5 +91,62 @@ class PeerTest : public ::testing::Test {
   RecordingObserver observer_;
   std::unique_ptr<PeerServer> server_;
 };
+
+// The target daemon runs in a child process so the test can freeze and kill it.
+class ChildServer {
+ public:
+  ChildServer(const std::string& dir, const std::string& key) {
+    int p[2];
+    EXPECT_EQ(::pipe(p), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(p[0]);
+      const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+      PeerServerOptions o;
+      o.listen = "127.0.0.1:0";
+      o.key = key;
+      o.src_dirfd = dfd;
+      auto s = PeerServer::Start(o, nullptr);
+      uint16_t port = s.ok() ? s.value()->port() : 0;
+      (void)!::write(p[1], &port, sizeof port);
+      while (true) ::pause();
+    }
+    ::close(p[1]);
+    EXPECT_EQ(::read(p[0], &port_, sizeof port_), static_cast<ssize_t>(sizeof port_));
+    ::close(p[0]);
+  }
+  ~ChildServer() { Kill(); }
+  void Signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // SIGSTOP, and returns once the child has stopped (a signal is delivered later).
+  void Freeze() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGSTOP);
+    int st = 0;
+    EXPECT_EQ(::waitpid(pid_, &st, WUNTRACED), pid_);
+    EXPECT_TRUE(WIFSTOPPED(st));
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+// Options of a client of `child` (whose key is "k").
+inline PeerClientOptions ChildClientOptions(const ChildServer& child) {
+  PeerClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(child.port());
+  o.key = "k";
+  return o;
+}
+
 
 }  // namespace migratefs::net::testing
