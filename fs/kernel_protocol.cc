@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 namespace migratefs::fs {
@@ -52,6 +53,37 @@ int NotifyResend(int fuse_fd) {
   h.unique = 0;  // a notification, not a reply
   ssize_t n = write(fuse_fd, &h, sizeof(h));
   return n == static_cast<ssize_t>(sizeof(h)) ? 0 : (n < 0 ? errno : EIO);
+}
+
+static_assert(kInitHandleKillprivV2 == FUSE_HANDLE_KILLPRIV_V2);
+
+InitRequestInfo ParseInitRequest(const std::vector<uint8_t>& init) {
+  InitRequestInfo info;
+  fuse_in_header h;
+  fuse_init_in in{};
+  if (init.size() < sizeof(h) + offsetof(fuse_init_in, flags) + sizeof(in.flags)) return info;
+  memcpy(&h, init.data(), sizeof(h));
+  memcpy(&in.flags, init.data() + sizeof(h) + offsetof(fuse_init_in, flags), sizeof(in.flags));
+  info.unique = h.unique;
+  info.flags = in.flags;
+  return info;
+}
+
+bool AddInitReplyFlags(iovec* iov, int count, uint64_t unique, uint32_t flags, std::vector<uint8_t>* storage) {
+  // libfuse sends a reply as the header and then the argument, each its own iovec.
+  if (count != 2 || iov[0].iov_len != sizeof(fuse_out_header)) return false;
+  fuse_out_header h;
+  memcpy(&h, iov[0].iov_base, sizeof(h));
+  if (h.unique != unique || h.error != 0) return false;
+  fuse_init_out out{};
+  if (iov[1].iov_len < offsetof(fuse_init_out, flags) + sizeof(out.flags)) return false;
+  storage->assign(static_cast<const uint8_t*>(iov[1].iov_base),
+                  static_cast<const uint8_t*>(iov[1].iov_base) + iov[1].iov_len);
+  memcpy(&out.flags, storage->data() + offsetof(fuse_init_out, flags), sizeof(out.flags));
+  out.flags |= flags;
+  memcpy(storage->data() + offsetof(fuse_init_out, flags), &out.flags, sizeof(out.flags));
+  iov[1].iov_base = storage->data();
+  return true;
 }
 
 }  // namespace migratefs::fs

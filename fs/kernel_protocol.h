@@ -1,7 +1,10 @@
-// The few raw /dev/fuse exchanges libfuse 3.14 has no API for, all about handing a
-// live connection to a new worker (supervisor.h). Kept apart from the libfuse
-// headers: this file speaks <linux/fuse.h> directly.
+// The few raw /dev/fuse exchanges libfuse 3.14 has no API for: handing a live
+// connection to a new worker (supervisor.h), and INIT flags libfuse does not know
+// (init_reply.h). Kept apart from the libfuse headers: this file speaks
+// <linux/fuse.h> directly.
 #pragma once
+
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <vector>
@@ -23,5 +26,22 @@ std::vector<uint8_t> ReplayableInit(const uint8_t* saved, uint32_t len);
 // this connection and not answered back on its pending queue, so a new worker sees
 // what a dead one had taken. Returns 0 or an errno (EINVAL on kernels without it).
 int NotifyResend(int fuse_fd);
+
+// FUSE_HANDLE_KILLPRIV_V2 (protocol 7.33, Linux 5.11; setid.h says what it asks of
+// the server). libfuse 3.14 neither requests nor knows it.
+inline constexpr uint32_t kInitHandleKillprivV2 = 1u << 28;
+
+// An INIT request's id and the (low 32) flags the kernel offers; zeros if it is
+// too short.
+struct InitRequestInfo {
+  uint64_t unique = 0;
+  uint32_t flags = 0;
+};
+InitRequestInfo ParseInitRequest(const std::vector<uint8_t>& init);
+
+// If iov/count is the successful reply to request `unique` and carries a
+// fuse_init_out, points its argument at a copy in *storage with `flags` added, and
+// returns true. Anything else is left alone (false).
+bool AddInitReplyFlags(iovec* iov, int count, uint64_t unique, uint32_t flags, std::vector<uint8_t>* storage);
 
 }  // namespace migratefs::fs

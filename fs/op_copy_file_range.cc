@@ -5,6 +5,7 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
+#include "fs/setid.h"
 
 namespace migratefs::fs {
 
@@ -21,6 +22,7 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
   ModifyScope scope(out.inode.hook);
   if (scope.hook() != nullptr || in.inode.hook.load(std::memory_order_acquire) != nullptr)
     return ReplyErr(req, EOPNOTSUPP);
+  if (int err = DropSetIdForCaller(req, out.fd)) return ReplyErr(req, err);
   ssize_t n = copy_file_range(in.fd, &off_in, out.fd, &off_out, len, flags);
   if (n < 0) return ReplyErr(req, errno);
   scope.Exit();

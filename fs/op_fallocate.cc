@@ -7,6 +7,7 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
+#include "fs/setid.h"
 
 namespace migratefs::fs {
 
@@ -18,6 +19,7 @@ namespace migratefs::fs {
 // on a watched file they fail with EOPNOTSUPP (callers fall back to copying).
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
   File& f = FileOf(req, fi);
+  if (int err = DropSetIdForCaller(req, f.fd)) return ReplyErr(req, err);
   ModifyScope scope(f.inode.hook);
   ImageHook* hook = scope.hook();
   off_t old_size = 0;

@@ -16,6 +16,13 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   if (fs.splice_read() && (conn->capable & FUSE_CAP_SPLICE_READ)) conn->want |= FUSE_CAP_SPLICE_READ;
 
+  // Set-id bits (setid.h): libfuse asks for HANDLE_KILLPRIV by default, under which
+  // the kernel clears nothing and sends nothing when a buffered write, a truncate or
+  // an fallocate by an unprivileged caller should drop them, and the daemon never
+  // learns of it. Without it the kernel sends the mode change itself; with
+  // HANDLE_KILLPRIV_V2 (added to the reply by init_reply.h) it tells the daemon.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+
   // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE.
   conn->max_write = 1 << 20;
 

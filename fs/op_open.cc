@@ -6,6 +6,7 @@
 #include "fs/fs.h"
 #include "fs/open_file.h"
 #include "fs/ops.h"
+#include "fs/setid.h"
 
 namespace migratefs::fs {
 
@@ -18,7 +19,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int fd = open(in.ProcPath().c_str(), flags);
   if (fd < 0) return ReplyErr(req, errno);
   if (OpensForWrite(fi->flags)) {
-    if (int err = FinishWriteOpen(in, fd, fi->flags)) {
+    // O_TRUNC modifies the file (FUSE_OPEN_KILL_SUIDGID, which libfuse 3.14 drops).
+    int err = (fi->flags & O_TRUNC) ? DropSetIdForCaller(req, fd) : 0;
+    if (err == 0) err = FinishWriteOpen(in, fd, fi->flags);
+    if (err != 0) {
       close(fd);
       return ReplyErr(req, err);
     }

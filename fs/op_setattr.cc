@@ -7,6 +7,7 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
+#include "fs/setid.h"
 
 namespace migratefs::fs {
 namespace {
@@ -52,6 +53,11 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (in.type != S_IFREG) return ReplyErr(req, in.type == S_IFDIR ? EISDIR : EINVAL);
     if (int err = Truncate(in, f, attr->st_size)) return ReplyErr(req, err);
+  }
+  // FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2, setid.h): the kernel found the caller
+  // without CAP_FSETID; libfuse 3.14 passes the bit on as FUSE_SET_ATTR_KILL_SUID.
+  if ((to_set & FUSE_SET_ATTR_KILL_SUID) && in.type == S_IFREG) {
+    if (int err = DropSetIdBits(req, f != nullptr ? f->fd : in.fd)) return ReplyErr(req, err);
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     timespec tv[2] = {TimeArg(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr->st_atim),

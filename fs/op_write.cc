@@ -7,6 +7,7 @@
 #include "fs/fs.h"
 #include "fs/ops.h"
 #include "fs/completions.h"
+#include "fs/setid.h"
 
 namespace migratefs::fs {
 namespace {
@@ -30,6 +31,11 @@ const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
   File& f = FileOf(req, fi);
   size_t len = fuse_buf_size(bufv);
+  // A write(2) the kernel sends through (direct I/O, or a set-id file under
+  // HANDLE_KILLPRIV_V2) carries the writer's identity; its writeback never does.
+  if (!fi->writepage) {
+    if (int err = DropSetIdForCaller(req, f.fd)) return ReplyErr(req, err);
+  }
   ModifyScope scope(f.inode.hook);
   ImageHook* hook = scope.hook();
   if (hook != nullptr) {

@@ -171,8 +171,9 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
   }
   if (name == "insecure" || name == "allow_other" || name == "writeback" || name == "nowriteback" ||
       name == "debug" || name == "splice" || name == "nosplice" || name == "supervise" || name == "nosupervise" ||
-      name == "xattr" || name == "noxattr") {
+      name == "xattr" || name == "noxattr" || name == "killpriv_v2" || name == "nokillpriv_v2") {
     if (name == "splice" || name == "nosplice") cl->splice_read = name == "splice";
+    if (name == "killpriv_v2" || name == "nokillpriv_v2") cl->killpriv_v2 = name == "killpriv_v2";
     if (name == "supervise" || name == "nosupervise") cl->supervise = name == "supervise";
     if (auto e = no_value(); !e.empty()) return e;
     if (name == "insecure") o.insecure = true;
@@ -329,6 +330,10 @@ FUSE:
   max_background=N    asynchronous requests in flight in the kernel (default 64)
   splice / nosplice   take large WRITE payloads from the kernel through a pipe
                       (default splice: one copy fewer per write)
+  killpriv_v2 / nokillpriv_v2
+                      the daemon clears set-user/group-ID bits on writes by
+                      unprivileged callers, so the kernel stops asking for
+                      security.capability before every write (default killpriv_v2)
   timeout=SECS        attribute and entry cache time (default 1)
   read_ahead_kb=N     kernel read-ahead for the mount (default 1024; 0 = kernel's)
   dirty_max_mb=N      dirty page cache the kernel may hold for the mount before

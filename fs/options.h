@@ -21,6 +21,9 @@ struct CommandLine {
   unsigned read_ahead_kb = 1024;  // read_ahead_kb= (0 = kernel default)
   unsigned dirty_max_mb = 1024;   // dirty_max_mb= (0 = kernel default: 1 % of dirtyable memory)
   bool splice_read = true;        // splice / nosplice: WRITE payloads through a pipe
+  // killpriv_v2 / nokillpriv_v2: take over clearing set-id bits (init_reply.h, setid.h)
+  // so the kernel stops asking for security.capability before every write.
+  bool killpriv_v2 = true;
   // Run the worker under a supervisor that restarts it (supervisor.h); nosupervise
   // runs one process that takes the mount down with it, as before.
   bool supervise = true;

@@ -33,7 +33,7 @@ TEST(Options, Defaults) {
 
 TEST(Options, AllNamedOptions) {
   auto r = Parse({"-o", "control=/run/c.sock,listen=0.0.0.0:7000,keyfile=/k", "/src", "-f", "/mnt", "-o",
-                  "block_size=1M,allow_other,nowriteback,noxattr,max_threads=8,max_background=128,fsname=imgs,timeout=2.5,"
+                  "block_size=1M,allow_other,nowriteback,noxattr,nokillpriv_v2,max_threads=8,max_background=128,fsname=imgs,timeout=2.5,"
                   "state_dir=/var/run/mfs,mirror_coalesce_us=0,senders=2,mirror_batch_after=4,mirror_batch_wait_us=50"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CommandLine& cl = r.value();
@@ -49,6 +49,8 @@ TEST(Options, AllNamedOptions) {
   EXPECT_TRUE(cl.opts.allow_other);
   EXPECT_FALSE(cl.opts.writeback_cache);
   EXPECT_FALSE(cl.opts.xattr);
+  EXPECT_FALSE(cl.killpriv_v2);
+  EXPECT_TRUE(Parse({"/src", "/mnt"}).value().killpriv_v2);
   EXPECT_EQ(cl.opts.max_threads, 8u);
   EXPECT_EQ(cl.opts.max_background, 128u);
   EXPECT_TRUE(cl.opts.foreground);

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/init_reply.h"
 #include "fs/kernel_protocol.h"
 
 namespace migratefs::fs {
@@ -106,11 +107,9 @@ bool Session::NewLowLevelSession(const CommandLine& cl, const std::string& src, 
   return true;
 }
 
-bool Session::ProcessInit(const std::vector<uint8_t>& init) {
-  fuse_buf buf{};
-  buf.mem = const_cast<uint8_t*>(init.data());
-  buf.size = init.size();
-  fuse_session_process_buf(se_, &buf);
+bool Session::ProcessInit(const std::vector<uint8_t>& init, uint32_t extra_flags) {
+  const uint32_t added = ProcessInitAddingFlags(se_, init, extra_flags);
+  if (added & kInitHandleKillprivV2) spdlog::debug("FUSE init: HANDLE_KILLPRIV_V2 (the daemon clears set-id bits)");
   return fs_->initialized();
 }
 
@@ -156,6 +155,9 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl, RestartSt
   // a worker that takes this connection over later replays them (Resume).
   std::vector<uint8_t> init;
   const int fuse_fd = fuse_session_fd(s->se_);
+  if (cl.killpriv_v2) {
+    if (int err = InstallPlainIo(s->se_, fuse_fd)) return Fail("cannot route the FUSE session's I/O: " + std::string(strerror(-err)));
+  }
   if (int err = ReadInitRequest(fuse_fd, &init)) {
     return Fail("MNT '" + s->mountpoint_ + "': no INIT from the kernel: " + strerror(err));
   }
@@ -164,7 +166,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl, RestartSt
   memcpy(h.init, init.data(), init.size());
   h.init_len = static_cast<uint32_t>(init.size());
   h.fuse_fd = fuse_fd;
-  if (!s->ProcessInit(init)) return Fail("the kernel's FUSE protocol is too old for libfuse " + std::string(fuse_pkgversion()));
+  if (!s->ProcessInit(init, cl.killpriv_v2 ? kInitHandleKillprivV2 : 0)) return Fail("the kernel's FUSE protocol is too old for libfuse " + std::string(fuse_pkgversion()));
   h.mounted.store(1);
   return s;
 }

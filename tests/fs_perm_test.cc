@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/fs_test_util.h"
 
@@ -97,6 +99,48 @@ TEST_F(FsPerm, PermissionDeniedIsEnforced) {
   EXPECT_NE(Both("rm -f $R/pub/roots").status, 0);
   EXPECT_EQ(Both("cat $R/readonly").status, 0);
   EXPECT_EQ(ReadFile(m_.src() + "/readonly"), "r");
+}
+
+// A set-user-ID file (and a set-group-ID one whose group may execute it) that an
+// unprivileged caller modifies loses those bits, as on the plain file system: the
+// classic guard against writing code into a setuid-root program. Every way of
+// modifying is tried (buffered and direct write, truncate, open with O_TRUNC,
+// fallocate); a set-group-ID file without group execute keeps its bit (the old
+// mandatory-locking mark), and root (CAP_FSETID) keeps every bit. The modes are
+// compared in SRC and as the kernel reports them through the mount.
+TEST_F(FsPerm, SetIdBitsFallWhenAnUnprivilegedCallerModifies) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"append", "echo x >> $R/pub/append"},
+      {"direct", "dd if=/dev/zero of=$R/pub/direct bs=4096 count=1 oflag=direct conv=notrunc status=none"},
+      {"truncate", "truncate -s 1 $R/pub/truncate"},
+      {"otrunc", ": > $R/pub/otrunc"},
+      {"falloc", "fallocate -l 65536 $R/pub/falloc"},
+  };
+  for (const std::string& r : {m_.src(), m_.ref()}) {
+    for (const auto& [name, script] : cases) {
+      for (const char* kind : {"-u", "-gx", "-g"}) {
+        const std::string path = r + "/pub/" + name + kind;
+        WriteFile(path, std::string(8192, 'a'));
+        chmod(path.c_str(), std::string(kind) == "-u" ? 04777 : std::string(kind) == "-gx" ? 02777 : 02666);
+      }
+    }
+    WriteFile(r + "/pub/root-u", "a");
+    chmod((r + "/pub/root-u").c_str(), 06777);
+  }
+  for (const auto& [name, script] : cases) {
+    for (const char* kind : {"-u", "-gx", "-g"}) {
+      std::string s = script;
+      s.replace(s.find("$R/pub/" + name) + 7 + name.size(), 0, kind);
+      ASSERT_EQ(Both(s).status, 0) << s;
+      const std::string rel = "/pub/" + name + kind;
+      EXPECT_EQ(Owner(m_.src() + rel), Owner(m_.ref() + rel)) << s << " (mode in SRC)";
+      EXPECT_EQ(Owner(m_.mnt() + rel), Owner(m_.ref() + rel)) << s << " (mode the mount reports)";
+    }
+  }
+  // Root writes through the mount and keeps both bits.
+  ASSERT_EQ(Shell("echo x >> " + Q(m_.mnt() + "/pub/root-u") + " && echo x >> " + Q(m_.ref() + "/pub/root-u")).status, 0);
+  EXPECT_EQ(Owner(m_.mnt() + "/pub/root-u"), Owner(m_.ref() + "/pub/root-u"));
+  EXPECT_EQ(Owner(m_.src() + "/pub/root-u").substr(4), "106777");
 }
 
 TEST(FsPermNoAllowOther, OtherUsersAreLockedOut) {
