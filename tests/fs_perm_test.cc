@@ -137,6 +137,12 @@ TEST_F(FsPerm, SetIdBitsFallWhenAnUnprivilegedCallerModifies) {
       EXPECT_EQ(Owner(m_.mnt() + rel), Owner(m_.ref() + rel)) << s << " (mode the mount reports)";
     }
   }
+  // A file written through the mount before it became set-user-ID: the kernel had
+  // marked its inode as having nothing to clear (S_NOSEC), and chmod must undo that.
+  ASSERT_EQ(Shell("for R in " + Q(m_.mnt()) + " " + Q(m_.ref()) + "; do echo x > $R/pub/later && chmod 4777 $R/pub/later; done").status, 0);
+  ASSERT_EQ(Both("echo y >> $R/pub/later").status, 0);
+  EXPECT_EQ(Owner(m_.src() + "/pub/later"), Owner(m_.ref() + "/pub/later"));
+  EXPECT_EQ(Owner(m_.mnt() + "/pub/later"), Owner(m_.ref() + "/pub/later"));
   // Root writes through the mount and keeps both bits.
   ASSERT_EQ(Shell("echo x >> " + Q(m_.mnt() + "/pub/root-u") + " && echo x >> " + Q(m_.ref() + "/pub/root-u")).status, 0);
   EXPECT_EQ(Owner(m_.mnt() + "/pub/root-u"), Owner(m_.ref() + "/pub/root-u"));
