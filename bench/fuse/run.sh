@@ -5,7 +5,8 @@
 #   sudo bench/fuse/run.sh            # full run (~20 min): 2 GiB file, 10 s runs, 3 reps
 #   REPS=1 RUNTIME=3 SIZE=512m BONNIE=0 bench/fuse/run.sh   # smoke run
 #
-# Systems are interleaved (native, migratefs, ll for each workload, workloads inside
+# Systems are interleaved (native, migratefs, ll for each workload, first one rotated
+# each rep, workloads inside
 # each repetition); caches are dropped before every run. Prints a table of medians
 # with ratios to native and writes it, with the exact commands, to RESULTS.md
 # (RESULTS=path to write elsewhere). Not a test: numbers vary a lot on shared VMs.
