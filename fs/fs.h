@@ -76,6 +76,13 @@ class Fs {
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
+  // WRITEs whose payload arrived in a pipe, and all WRITEs (op_write.cc).
+  uint64_t piped_writes() const { return piped_writes_.load(std::memory_order_relaxed); }
+  uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
+  void CountWrite(bool piped) {
+    writes_.fetch_add(1, std::memory_order_relaxed);
+    if (piped) piped_writes_.fetch_add(1, std::memory_order_relaxed);
+  }
   // Set once INIT has been answered (read by the read-ahead tuner).
   bool initialized() const { return initialized_.load(); }
   void set_initialized() { initialized_.store(true); }
@@ -95,6 +102,8 @@ class Fs {
   bool writeback_ = false;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
+  std::atomic<uint64_t> writes_{0};
+  std::atomic<uint64_t> piped_writes_{0};
   fuse_session* se_ = nullptr;
   std::mutex held_mu_;
   bool serving_ = false;

@@ -1,8 +1,6 @@
 #include "fs/init_reply.h"
 
-#include <fcntl.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include "fs/kernel_protocol.h"
 
@@ -20,30 +18,18 @@ struct PendingInit {
 };
 thread_local PendingInit* t_pending = nullptr;
 
-ssize_t Writev(int fd, iovec* iov, int count, void*) {
+}  // namespace
+
+void AmendInitReply(iovec* iov, int count) {
   if (t_pending != nullptr && !t_pending->added &&
       AddInitReplyFlags(iov, count, t_pending->unique, t_pending->flags, &t_pending->storage)) {
     t_pending->added = true;
   }
-  return writev(fd, iov, count);
-}
-
-ssize_t Read(int fd, void* buf, size_t len, void*) { return read(fd, buf, len); }
-
-ssize_t Splice(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len, unsigned int flags, void*) {
-  return splice(fd_in, off_in, fd_out, off_out, len, flags);
-}
-
-}  // namespace
-
-int InstallPlainIo(fuse_session* se, int fd) {
-  static const fuse_custom_io io = {Writev, Read, Splice, Splice};
-  return fuse_session_custom_io(se, &io, fd);
 }
 
 uint32_t ProcessInitAddingFlags(fuse_session* se, const std::vector<uint8_t>& init, uint32_t wanted) {
   const InitRequestInfo info = ParseInitRequest(init);
-  PendingInit pending{info.unique, wanted & info.flags};
+  PendingInit pending{info.unique, wanted & info.flags, false, {}};
   if (pending.flags != 0) t_pending = &pending;
   fuse_buf buf{};
   buf.mem = const_cast<uint8_t*>(init.data());

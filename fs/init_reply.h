@@ -8,26 +8,29 @@
 // small buffered write waits for the daemon. With it the kernel sets SB_NOSEC, asks
 // once per inode, and leaves clearing set-id bits to the server.
 //
-// How: the session's /dev/fuse I/O goes through fuse_session_custom_io with the same
-// syscalls libfuse would make (read, writev, splice both ways, so SPLICE_READ stays
-// available), and the one writev that carries the INIT reply gets the flags added.
-// The worker that takes a connection over (Session::Resume) needs none of this: the
-// kernel keeps what the first INIT negotiated.
+// How: the session's /dev/fuse I/O is the daemon's own (device_io.h), and its writev
+// hands every reply to AmendInitReply first; the one that carries the INIT reply gets
+// the flags added. A worker that takes a connection over (Session::Resume) adds
+// nothing: the kernel keeps what the first INIT negotiated.
 #pragma once
 
 #include <fuse_lowlevel.h>
+
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <vector>
 
 namespace migratefs::fs {
 
-// Routes se's /dev/fuse I/O (fd: its mounted fd) through plain syscalls. 0 or -errno.
-int InstallPlainIo(fuse_session* se, int fd);
+// Called by the session's writev (device_io.cc) with each reply about to be written:
+// adds the flags to the INIT reply ProcessInitAddingFlags is answering on this thread;
+// leaves every other reply alone.
+void AmendInitReply(iovec* iov, int count);
 
 // Has libfuse process `init` (the INIT request read from the connection) and adds
 // those of `wanted` that the kernel offered to the flags of libfuse's reply. Needs
-// InstallPlainIo. Returns the flags added (0 when the kernel offered none of them).
+// InstallDeviceIo. Returns the flags added (0 when the kernel offered none of them).
 uint32_t ProcessInitAddingFlags(fuse_session* se, const std::vector<uint8_t>& init, uint32_t wanted);
 
 }  // namespace migratefs::fs

@@ -1,3 +1,4 @@
+#include "fs/device_io.h"
 #include "fs/fs.h"
 #include "fs/ops.h"
 
@@ -23,8 +24,20 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // HANDLE_KILLPRIV_V2 (added to the reply by init_reply.h) it tells the daemon.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 
-  // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE.
+  // libfuse 3.14's receive buffer holds 256 pages: 1 MiB is the largest WRITE. With
+  // SPLICE_READ it is one page less where pipes may not exceed 1 MiB, or libfuse
+  // would never use its pipe (device_io.h: reading into memory is both a copy more
+  // and the window in which a killed worker loses requests).
   conn->max_write = 1 << 20;
+  if (conn->want & FUSE_CAP_SPLICE_READ) {
+    const size_t spliced = SplicedMaxWrite();
+    if (spliced >= 64 * 1024) {
+      conn->max_write = static_cast<unsigned>(spliced);
+    } else {
+      spdlog::warn("FUSE: pipes of this process hold {} bytes; WRITEs are read into memory", spliced);
+      conn->want &= ~FUSE_CAP_SPLICE_READ;
+    }
+  }
 
   // The writeback cache lets the kernel absorb small buffered writes and send them
   // as large WRITEs later; it is the single biggest buffered-write win. The kernel

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/device_io.h"
 #include "fs/init_reply.h"
 #include "fs/kernel_protocol.h"
 
@@ -155,9 +156,7 @@ Result<std::unique_ptr<Session>> Session::Mount(const CommandLine& cl, RestartSt
   // a worker that takes this connection over later replays them (Resume).
   std::vector<uint8_t> init;
   const int fuse_fd = fuse_session_fd(s->se_);
-  if (cl.killpriv_v2) {
-    if (int err = InstallPlainIo(s->se_, fuse_fd)) return Fail("cannot route the FUSE session's I/O: " + std::string(strerror(-err)));
-  }
+  if (int err = InstallDeviceIo(s->se_, fuse_fd)) return Fail("cannot route the FUSE session's I/O: " + std::string(strerror(-err)));
   if (int err = ReadInitRequest(fuse_fd, &init)) {
     return Fail("MNT '" + s->mountpoint_ + "': no INIT from the kernel: " + strerror(err));
   }
@@ -203,6 +202,9 @@ Result<std::unique_ptr<Session>> Session::Resume(const CommandLine& cl, RestartS
   const std::string dev = "/dev/fd/" + std::to_string(h.fuse_fd);
   if (fuse_session_mount(s->se_, dev.c_str()) != 0) return Fail("cannot take over " + dev);
   s->mounted_ = true;
+  if (int err = InstallDeviceIo(s->se_, fuse_session_fd(s->se_))) {
+    return Fail("cannot route the FUSE session's I/O: " + std::string(strerror(-err)));
+  }
   if (!s->ProcessInit(ReplayableInit(h.init, h.init_len))) return Fail("libfuse refused the saved INIT");
   return s;
 }

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "fs/device_io.h"
 #include "tests/fs_test_util.h"
 
 namespace migratefs::fs::testing {
@@ -264,6 +265,50 @@ TEST(FsConcurrent, DirectWritersOnOneImage) { ConcurrentWriters("allow_other", O
 TEST(FsConcurrent, WritersWithoutSplice) {
   ConcurrentWriters("allow_other,nosplice", 0);
   ConcurrentWriters("allow_other,nosplice", O_DIRECT);
+}
+
+// Large WRITEs must reach the daemon through a pipe when splice is on (the default):
+// libfuse 3.14 silently reads every request into memory when its pipe cannot hold
+// max_write + 4 KiB, which unprivileged processes (no CAP_SYS_RESOURCE) cannot grow
+// past 1 MiB; that copy is also where a killed worker loses requests (fs/device_io.h).
+void WriteAndSync(const std::string& path, size_t bytes, int open_flags) {
+  int fd = open(path.c_str(), O_CREAT | O_RDWR | open_flags, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  constexpr size_t kChunk = 1 << 20;
+  AlignedBuf buf = Aligned(kChunk);
+  for (size_t done = 0; done < bytes; done += kChunk) {
+    std::string data = Pattern(kChunk, static_cast<uint32_t>(done / kChunk));
+    memcpy(buf.get(), data.data(), kChunk);
+    ASSERT_EQ(pwrite(fd, buf.get(), kChunk, static_cast<off_t>(done)), static_cast<ssize_t>(kChunk));
+  }
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+}
+
+TEST(FsSplice, LargeWritesArriveInAPipe) {
+  InProcessMount m("allow_other");
+  WriteAndSync(m.mnt() + "/buffered", 32 << 20, 0);
+  WriteAndSync(m.mnt() + "/direct", 8 << 20, O_DIRECT);
+  const Fs& fs = m.session().fs();
+  EXPECT_GT(fs.writes(), 0u);
+  // Every 1 MiB O_DIRECT write yields at least one large WRITE; writeback of 32 MiB many.
+  EXPECT_GE(fs.piped_writes(), 8u) << fs.writes() << " WRITEs";
+  EXPECT_EQ(ReadFile(m.src() + "/direct"), ReadFile(m.mnt() + "/direct"));
+}
+
+TEST(FsSplice, NosplicePrefaultsTheReceiveBuffers) {
+  const size_t before = PrefaultedPages();
+  InProcessMount m("allow_other,nosplice");
+  WriteAndSync(m.mnt() + "/buffered", 16 << 20, 0);
+  EXPECT_EQ(m.session().fs().piped_writes(), 0u);
+  // At least one worker's whole buffer (1 MiB + its header page) was made resident
+  // before the kernel copied a request into it.
+  EXPECT_GE(PrefaultedPages() - before, 257u);
+  std::string data = ReadFile(m.src() + "/buffered");
+  ASSERT_EQ(data.size(), size_t(16) << 20);
+  for (size_t i = 0; i < 16; i++) {
+    EXPECT_TRUE(data.compare(i << 20, 1 << 20, Pattern(1 << 20, static_cast<uint32_t>(i))) == 0) << "MiB " << i;
+  }
 }
 
 }  // namespace
