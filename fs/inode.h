@@ -43,6 +43,13 @@ struct Inode {
   // cache (writable and not FOPEN_DIRECT_IO). While it is non-zero, SRC alone cannot
   // say where the file's data is (see op_lseek.cc).
   std::atomic<int> cached_writers{0};
+  // Held around each buffered write to the backing file (op_write.cc). The backing
+  // file system takes the inode lock exclusively for a buffered write anyway (ext4,
+  // xfs, tmpfs); without this, the workers serving the kernel's parallel writeback
+  // WRITEs of one file wait for that lock by spinning on its owner in the kernel
+  // (rwsem_spin_on_owner: a quarter of the daemon's CPU under `dd bs=8k`), CPU the
+  // copy itself needs on a small machine. A futex puts them to sleep instead.
+  std::mutex buffered_write_mu;
   uint64_t nlookup = 0;  // guarded by InodeTable's lock
   // The last name the kernel learnt this inode by (guarded by InodeTable's lock):
   // lets the daemon tell the kernel to drop its cached dentry and inode.

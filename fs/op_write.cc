@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 
 #include "fs/direct_io.h"
 #include "fs/file.h"
@@ -51,6 +52,7 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
     dst.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     dst.buf[0].fd = f.fd;
     dst.buf[0].pos = off;
+    std::lock_guard<std::mutex> serial(f.inode.buffered_write_mu);
     n = fuse_buf_copy(&dst, bufv, static_cast<fuse_buf_copy_flags>(0));
   } else if ((data = PayloadOf(bufv, len)) == nullptr) {
     return ReplyErr(req, EIO);
@@ -61,6 +63,7 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
     if (f.direct()) {
       n = DirectPwrite(f, data, len, off);
     } else {
+      std::lock_guard<std::mutex> serial(f.inode.buffered_write_mu);
       n = pwrite(f.fd, data, len, off);
       if (n < 0) n = -errno;
     }
