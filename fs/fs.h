@@ -76,13 +76,19 @@ class Fs {
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
-  // WRITEs whose payload arrived in a pipe, and all WRITEs (op_write.cc).
+  // WRITEs whose payload arrived in a pipe, all WRITEs, the largest of each and the
+  // largest READ asked for (op_write.cc, op_read.cc): what the kernel and libfuse
+  // negotiated, as the daemon sees it.
   uint64_t piped_writes() const { return piped_writes_.load(std::memory_order_relaxed); }
   uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
-  void CountWrite(bool piped) {
+  size_t largest_write() const { return largest_write_.load(std::memory_order_relaxed); }
+  size_t largest_read() const { return largest_read_.load(std::memory_order_relaxed); }
+  void CountWrite(bool piped, size_t len) {
     writes_.fetch_add(1, std::memory_order_relaxed);
     if (piped) piped_writes_.fetch_add(1, std::memory_order_relaxed);
+    RaiseTo(largest_write_, len);
   }
+  void CountRead(size_t len) { RaiseTo(largest_read_, len); }
   // Set once INIT has been answered (read by the read-ahead tuner).
   bool initialized() const { return initialized_.load(); }
   void set_initialized() { initialized_.store(true); }
@@ -104,6 +110,14 @@ class Fs {
   bool splice_read_ = false;
   std::atomic<uint64_t> writes_{0};
   std::atomic<uint64_t> piped_writes_{0};
+  std::atomic<size_t> largest_write_{0};
+  std::atomic<size_t> largest_read_{0};
+  // Almost always one relaxed load: the maximum is reached within the first requests.
+  static void RaiseTo(std::atomic<size_t>& max, size_t v) {
+    size_t cur = max.load(std::memory_order_relaxed);
+    while (v > cur && !max.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
   fuse_session* se_ = nullptr;
   std::mutex held_mu_;
   bool serving_ = false;

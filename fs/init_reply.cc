@@ -12,7 +12,7 @@ namespace {
 // other writev sees nullptr and costs one thread-local load.
 struct PendingInit {
   uint64_t unique;
-  uint32_t flags;
+  InitReplyAmendment amend;
   bool added = false;
   std::vector<uint8_t> storage;
 };
@@ -22,21 +22,22 @@ thread_local PendingInit* t_pending = nullptr;
 
 void AmendInitReply(iovec* iov, int count) {
   if (t_pending != nullptr && !t_pending->added &&
-      AddInitReplyFlags(iov, count, t_pending->unique, t_pending->flags, &t_pending->storage)) {
+      AmendInitReplyMessage(iov, count, t_pending->unique, t_pending->amend, &t_pending->storage)) {
     t_pending->added = true;
   }
 }
 
-uint32_t ProcessInitAddingFlags(fuse_session* se, const std::vector<uint8_t>& init, uint32_t wanted) {
+uint32_t ProcessInitAmending(fuse_session* se, const std::vector<uint8_t>& init, const InitReplyAmendment& wanted) {
   const InitRequestInfo info = ParseInitRequest(init);
-  PendingInit pending{info.unique, wanted & info.flags, false, {}};
-  if (pending.flags != 0) t_pending = &pending;
+  PendingInit pending{info.unique, wanted, false, {}};
+  pending.amend.flags &= info.flags;
+  if (pending.amend.flags != 0 || pending.amend.max_pages != 0) t_pending = &pending;
   fuse_buf buf{};
   buf.mem = const_cast<uint8_t*>(init.data());
   buf.size = init.size();
   fuse_session_process_buf(se, &buf);
   t_pending = nullptr;
-  return pending.added ? pending.flags : 0;
+  return pending.added ? pending.amend.flags : 0;
 }
 
 }  // namespace migratefs::fs

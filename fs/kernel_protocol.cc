@@ -69,7 +69,8 @@ InitRequestInfo ParseInitRequest(const std::vector<uint8_t>& init) {
   return info;
 }
 
-bool AddInitReplyFlags(iovec* iov, int count, uint64_t unique, uint32_t flags, std::vector<uint8_t>* storage) {
+bool AmendInitReplyMessage(iovec* iov, int count, uint64_t unique, const InitReplyAmendment& amend,
+                           std::vector<uint8_t>* storage) {
   // libfuse sends a reply as the header and then the argument, each its own iovec.
   if (count != 2 || iov[0].iov_len != sizeof(fuse_out_header)) return false;
   fuse_out_header h;
@@ -80,8 +81,12 @@ bool AddInitReplyFlags(iovec* iov, int count, uint64_t unique, uint32_t flags, s
   storage->assign(static_cast<const uint8_t*>(iov[1].iov_base),
                   static_cast<const uint8_t*>(iov[1].iov_base) + iov[1].iov_len);
   memcpy(&out.flags, storage->data() + offsetof(fuse_init_out, flags), sizeof(out.flags));
-  out.flags |= flags;
+  out.flags |= amend.flags;
   memcpy(storage->data() + offsetof(fuse_init_out, flags), &out.flags, sizeof(out.flags));
+  const size_t pages_at = offsetof(fuse_init_out, max_pages);
+  if (amend.max_pages != 0 && (out.flags & FUSE_MAX_PAGES) && iov[1].iov_len >= pages_at + sizeof(out.max_pages)) {
+    memcpy(storage->data() + pages_at, &amend.max_pages, sizeof(out.max_pages));
+  }
   iov[1].iov_base = storage->data();
   return true;
 }

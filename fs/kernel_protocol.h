@@ -31,6 +31,10 @@ int NotifyResend(int fuse_fd);
 // the server). libfuse 3.14 neither requests nor knows it.
 inline constexpr uint32_t kInitHandleKillprivV2 = 1u << 28;
 
+// The largest READ the daemon asks for, in pages (init_reply.h): 1 MiB, libfuse's
+// FUSE_MAX_MAX_PAGES and the kernel's default limit (fuse_max_pages_limit).
+inline constexpr uint16_t kReadPages = 256;
+
 // An INIT request's id and the (low 32) flags the kernel offers; zeros if it is
 // too short.
 struct InitRequestInfo {
@@ -39,9 +43,16 @@ struct InitRequestInfo {
 };
 InitRequestInfo ParseInitRequest(const std::vector<uint8_t>& init);
 
+// What the daemon changes in libfuse's INIT reply.
+struct InitReplyAmendment {
+  uint32_t flags = 0;      // added to the reply's flags
+  uint16_t max_pages = 0;  // replaces the reply's max_pages when it sets FUSE_MAX_PAGES (0: kept)
+};
+
 // If iov/count is the successful reply to request `unique` and carries a
-// fuse_init_out, points its argument at a copy in *storage with `flags` added, and
+// fuse_init_out, points its argument at a copy in *storage with `amend` applied, and
 // returns true. Anything else is left alone (false).
-bool AddInitReplyFlags(iovec* iov, int count, uint64_t unique, uint32_t flags, std::vector<uint8_t>* storage);
+bool AmendInitReplyMessage(iovec* iov, int count, uint64_t unique, const InitReplyAmendment& amend,
+                           std::vector<uint8_t>* storage);
 
 }  // namespace migratefs::fs

@@ -39,11 +39,12 @@ struct Reply {
     iov[0] = {&h, sizeof(h)};
     iov[1] = {&out, sizeof(out)};
   }
-  uint32_t SentFlags() const {
+  fuse_init_out Sent() const {
     fuse_init_out sent;
     memcpy(&sent, iov[1].iov_base, sizeof(sent));
-    return sent.flags;
+    return sent;
   }
+  uint32_t SentFlags() const { return Sent().flags; }
 };
 
 TEST(KernelProtocol, ParsesTheIdAndFlagsOfAnInitRequest) {
@@ -59,19 +60,37 @@ TEST(KernelProtocol, ParsesTheIdAndFlagsOfAnInitRequest) {
 
 TEST(KernelProtocol, AddsFlagsToTheMatchingInitReplyOnly) {
   std::vector<uint8_t> storage;
+  const InitReplyAmendment v2{kInitHandleKillprivV2, 0};
   Reply ok(42, 0, FUSE_ASYNC_READ);
-  ASSERT_TRUE(AddInitReplyFlags(ok.iov, 2, 42, kInitHandleKillprivV2, &storage));
+  ASSERT_TRUE(AmendInitReplyMessage(ok.iov, 2, 42, v2, &storage));
   EXPECT_EQ(ok.SentFlags(), uint32_t(FUSE_ASYNC_READ | FUSE_HANDLE_KILLPRIV_V2));
   EXPECT_EQ(ok.out.flags, uint32_t(FUSE_ASYNC_READ));  // libfuse's own buffer is not written
 
   Reply other(44, 0, FUSE_ASYNC_READ);
-  EXPECT_FALSE(AddInitReplyFlags(other.iov, 2, 42, kInitHandleKillprivV2, &storage));
+  EXPECT_FALSE(AmendInitReplyMessage(other.iov, 2, 42, v2, &storage));
   EXPECT_EQ(other.SentFlags(), uint32_t(FUSE_ASYNC_READ));
 
   Reply refused(42, -EPROTO, 0);
-  EXPECT_FALSE(AddInitReplyFlags(refused.iov, 2, 42, kInitHandleKillprivV2, &storage));
+  EXPECT_FALSE(AmendInitReplyMessage(refused.iov, 2, 42, v2, &storage));
   Reply header_only(42, 0, 0);
-  EXPECT_FALSE(AddInitReplyFlags(header_only.iov, 1, 42, kInitHandleKillprivV2, &storage));
+  EXPECT_FALSE(AmendInitReplyMessage(header_only.iov, 1, 42, v2, &storage));
+}
+
+// max_pages means something only with FUSE_MAX_PAGES in the reply; max_write stays.
+TEST(KernelProtocol, ReplacesMaxPagesOnlyWhenTheReplyNegotiatesIt) {
+  std::vector<uint8_t> storage;
+  const InitReplyAmendment pages{0, kReadPages};
+  Reply with(42, 0, FUSE_MAX_PAGES);
+  with.out.max_pages = 255;
+  with.out.max_write = 255 * 4096;
+  ASSERT_TRUE(AmendInitReplyMessage(with.iov, 2, 42, pages, &storage));
+  EXPECT_EQ(with.Sent().max_pages, kReadPages);
+  EXPECT_EQ(with.Sent().max_write, 255u * 4096);
+  EXPECT_EQ(with.SentFlags(), uint32_t(FUSE_MAX_PAGES));
+
+  Reply without(42, 0, FUSE_ASYNC_READ);
+  ASSERT_TRUE(AmendInitReplyMessage(without.iov, 2, 42, pages, &storage));
+  EXPECT_EQ(without.Sent().max_pages, 0);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace migratefs::fs {
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   File& f = FileOf(req, fi);
+  Fs::Of(req).CountRead(size);
   // A read is not a modification, but the same scope keeps the hook alive while it is
   // asked, at the same cost: a target in postcopy waits here for remote blocks.
   ModifyScope scope(f.inode.hook);

@@ -32,7 +32,7 @@ const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
   File& f = FileOf(req, fi);
   size_t len = fuse_buf_size(bufv);
-  Fs::Of(req).CountWrite(InPipe(bufv));
+  Fs::Of(req).CountWrite(InPipe(bufv), len);
   // A write(2) the kernel sends through (direct I/O, or a set-id file under
   // HANDLE_KILLPRIV_V2) carries the writer's identity; its writeback never does.
   if (!fi->writepage) {

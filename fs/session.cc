@@ -109,7 +109,10 @@ bool Session::NewLowLevelSession(const CommandLine& cl, const std::string& src, 
 }
 
 bool Session::ProcessInit(const std::vector<uint8_t>& init, uint32_t extra_flags) {
-  const uint32_t added = ProcessInitAddingFlags(se_, init, extra_flags);
+  InitReplyAmendment amend;
+  amend.flags = extra_flags;
+  amend.max_pages = kReadPages;
+  const uint32_t added = ProcessInitAmending(se_, init, amend);
   if (added & kInitHandleKillprivV2) spdlog::debug("FUSE init: HANDLE_KILLPRIV_V2 (the daemon clears set-id bits)");
   return fs_->initialized();
 }

@@ -296,6 +296,20 @@ TEST(FsSplice, LargeWritesArriveInAPipe) {
   EXPECT_EQ(ReadFile(m.src() + "/direct"), ReadFile(m.mnt() + "/direct"));
 }
 
+// WRITEs are held to what libfuse's pipe takes, READs are not (init_reply.h).
+TEST(FsSplice, ReadsStayAtOneMebibyte) {
+  InProcessMount m("allow_other");
+  WriteAndSync(m.mnt() + "/img", 4 << 20, O_DIRECT);
+  int fd = open((m.mnt() + "/img").c_str(), O_RDONLY | O_DIRECT);
+  ASSERT_GE(fd, 0);
+  AlignedBuf buf = Aligned(1 << 20);
+  for (int i = 0; i < 4; i++) ASSERT_EQ(pread(fd, buf.get(), 1 << 20, off_t(i) << 20), 1 << 20);
+  close(fd);
+  const Fs& fs = m.session().fs();
+  EXPECT_EQ(fs.largest_read(), size_t(1) << 20);
+  EXPECT_EQ(fs.largest_write(), SplicedMaxWrite());
+}
+
 TEST(FsSplice, NosplicePrefaultsTheReceiveBuffers) {
   const size_t before = PrefaultedPages();
   InProcessMount m("allow_other,nosplice");
