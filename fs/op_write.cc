@@ -9,6 +9,7 @@
 #include "fs/ops.h"
 #include "fs/completions.h"
 #include "fs/setid.h"
+#include "fs/write_behind.h"
 
 namespace migratefs::fs {
 namespace {
@@ -70,6 +71,9 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
     if (token != nullptr) return hook->FinishWrite(token, n, WriteCompletion(req, n > 0 ? size_t(n) : 0));
   }
   if (n < 0) return ReplyErr(req, static_cast<int>(-n));
+  // Before the reply: once the WRITE is answered the kernel may release the file,
+  // and f.fd with it.
+  if (!f.direct() && Fs::Of(req).options().write_behind) WriteBehind(f.fd, off, size_t(n));
   // The hook may acknowledge later (throttle, mirroring); the worker moves on.
   if (hook != nullptr) return hook->AfterWrite(off, data, n, WriteCompletion(req, n));
   scope.Exit();

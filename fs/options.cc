@@ -171,7 +171,8 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
   }
   if (name == "insecure" || name == "allow_other" || name == "writeback" || name == "nowriteback" ||
       name == "debug" || name == "splice" || name == "nosplice" || name == "supervise" || name == "nosupervise" ||
-      name == "xattr" || name == "noxattr" || name == "killpriv_v2" || name == "nokillpriv_v2") {
+      name == "xattr" || name == "noxattr" || name == "killpriv_v2" || name == "nokillpriv_v2" ||
+      name == "write_behind" || name == "nowrite_behind") {
     if (name == "splice" || name == "nosplice") cl->splice_read = name == "splice";
     if (name == "killpriv_v2" || name == "nokillpriv_v2") cl->killpriv_v2 = name == "killpriv_v2";
     if (name == "supervise" || name == "nosupervise") cl->supervise = name == "supervise";
@@ -182,6 +183,7 @@ std::string ApplyOption(const std::string& opt, CommandLine* cl) {
     if (name == "nowriteback") o.writeback_cache = false;
     if (name == "debug") o.debug = true;
     if (name == "xattr" || name == "noxattr") o.xattr = name == "xattr";
+    if (name == "write_behind" || name == "nowrite_behind") o.write_behind = name == "write_behind";
     return "";
   }
   if (kMountFlags.count(name)) {
@@ -323,6 +325,9 @@ FUSE:
                       always checked against the files' owner and mode)
   writeback           kernel writeback cache for buffered writes (default)
   nowriteback         send every buffered write to the daemon as it happens
+  write_behind / nowrite_behind
+                      start writing a large buffered WRITE's range of the backing
+                      file to disk at once, so fsync waits less (default write_behind)
   noxattr             no extended attributes through the mount (EOPNOTSUPP):
                       the kernel then stops asking for security.capability
                       before every write(2), a round trip each (default xattr)

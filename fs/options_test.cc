@@ -21,6 +21,7 @@ TEST(Options, Defaults) {
   EXPECT_FALSE(o.foreground);
   EXPECT_TRUE(o.writeback_cache);
   EXPECT_TRUE(o.xattr);
+  EXPECT_TRUE(o.write_behind);
   EXPECT_EQ(o.block_size, 512u * 1024);
   EXPECT_EQ(o.max_threads, 32u);
   EXPECT_EQ(o.max_background, 64u);
@@ -51,6 +52,7 @@ TEST(Options, AllNamedOptions) {
   EXPECT_FALSE(cl.opts.xattr);
   EXPECT_FALSE(cl.killpriv_v2);
   EXPECT_TRUE(Parse({"/src", "/mnt"}).value().killpriv_v2);
+  EXPECT_FALSE(Parse({"/src", "/mnt", "-o", "nowrite_behind"}).value().opts.write_behind);
   EXPECT_EQ(cl.opts.max_threads, 8u);
   EXPECT_EQ(cl.opts.max_background, 128u);
   EXPECT_TRUE(cl.opts.foreground);

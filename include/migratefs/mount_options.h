@@ -49,6 +49,10 @@ struct MountOptions {
   // FUSE tuning.
   bool allow_other = false;
   bool writeback_cache = true;   // writeback / nowriteback
+  // write_behind / nowrite_behind: after a large buffered WRITE the daemon starts the
+  // backing file's write-out of that range at once (sync_file_range, fs/write_behind.h),
+  // so an fsync finds most of it on the disk already.
+  bool write_behind = true;
   // xattr / noxattr: with noxattr every extended-attribute call gets ENOSYS, which
   // the kernel remembers per call (EOPNOTSUPP to callers from then on), so it stops
   // asking for security.capability before each write(2) (fs/op_xattr.cc).
