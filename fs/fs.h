@@ -76,15 +76,13 @@ class Fs {
   // Ask for SPLICE_READ at INIT (large WRITE payloads arrive in a pipe).
   bool splice_read() const { return splice_read_; }
   void set_splice_read(bool on) { splice_read_ = on; }
-  // WRITEs whose payload arrived in a pipe, all WRITEs, the largest of each and the
-  // largest READ asked for (op_write.cc, op_read.cc): what the kernel and libfuse
-  // negotiated, as the daemon sees it.
+  // WRITEs whose payload arrived in a pipe, the largest WRITE and the largest READ
+  // asked for (op_write.cc, op_read.cc): what the kernel and libfuse negotiated, as
+  // the daemon sees it. Small WRITEs cost one load here, not a shared increment.
   uint64_t piped_writes() const { return piped_writes_.load(std::memory_order_relaxed); }
-  uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
   size_t largest_write() const { return largest_write_.load(std::memory_order_relaxed); }
   size_t largest_read() const { return largest_read_.load(std::memory_order_relaxed); }
   void CountWrite(bool piped, size_t len) {
-    writes_.fetch_add(1, std::memory_order_relaxed);
     if (piped) piped_writes_.fetch_add(1, std::memory_order_relaxed);
     RaiseTo(largest_write_, len);
   }
@@ -108,7 +106,6 @@ class Fs {
   bool writeback_ = false;
   std::atomic<bool> initialized_{false};
   bool splice_read_ = false;
-  std::atomic<uint64_t> writes_{0};
   std::atomic<uint64_t> piped_writes_{0};
   std::atomic<size_t> largest_write_{0};
   std::atomic<size_t> largest_read_{0};

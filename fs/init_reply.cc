@@ -13,7 +13,7 @@ namespace {
 struct PendingInit {
   uint64_t unique;
   InitReplyAmendment amend;
-  bool added = false;
+  bool amended = false;
   std::vector<uint8_t> storage;
 };
 thread_local PendingInit* t_pending = nullptr;
@@ -21,9 +21,9 @@ thread_local PendingInit* t_pending = nullptr;
 }  // namespace
 
 void AmendInitReply(iovec* iov, int count) {
-  if (t_pending != nullptr && !t_pending->added &&
+  if (t_pending != nullptr && !t_pending->amended &&
       AmendInitReplyMessage(iov, count, t_pending->unique, t_pending->amend, &t_pending->storage)) {
-    t_pending->added = true;
+    t_pending->amended = true;
   }
 }
 
@@ -37,7 +37,7 @@ uint32_t ProcessInitAmending(fuse_session* se, const std::vector<uint8_t>& init,
   buf.size = init.size();
   fuse_session_process_buf(se, &buf);
   t_pending = nullptr;
-  return pending.added ? pending.amend.flags : 0;
+  return pending.amended ? pending.amend.flags : 0;
 }
 
 }  // namespace migratefs::fs

@@ -31,9 +31,10 @@ const char* PayloadOf(fuse_bufvec* bufv, size_t len) {
 }  // namespace
 
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi) {
-  File& f = FileOf(req, fi);
+  Fs& fs = Fs::Of(req);
+  File& f = fs.handles().FileAt(fi->fh);
   size_t len = fuse_buf_size(bufv);
-  Fs::Of(req).CountWrite(InPipe(bufv), len);
+  fs.CountWrite(InPipe(bufv), len);
   // A write(2) the kernel sends through (direct I/O, or a set-id file under
   // HANDLE_KILLPRIV_V2) carries the writer's identity; its writeback never does.
   if (!fi->writepage) {
@@ -73,7 +74,7 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fu
   if (n < 0) return ReplyErr(req, static_cast<int>(-n));
   // Before the reply: once the WRITE is answered the kernel may release the file,
   // and f.fd with it.
-  if (!f.direct() && Fs::Of(req).options().write_behind) WriteBehind(f.fd, off, size_t(n));
+  if (!f.direct() && fs.options().write_behind) WriteBehind(f.fd, off, size_t(n));
   // The hook may acknowledge later (throttle, mirroring); the worker moves on.
   if (hook != nullptr) return hook->AfterWrite(off, data, n, WriteCompletion(req, n));
   scope.Exit();

@@ -55,8 +55,8 @@ class Session {
   // Creates se_ for fs_ with cl's mount options; false if libfuse refused them.
   bool NewLowLevelSession(const CommandLine& cl, const std::string& src, std::string* kopts);
   // Feeds INIT bytes to the libfuse session, adding those of `extra_flags` the kernel
-  // offers to its reply (init_reply.h; the session's I/O must be device_io.h's);
-  // true once the file system is initialized.
+  // offers to its reply and asking for READs of kReadPages (init_reply.h; the
+  // session's I/O must be device_io.h's); true once the file system is initialized.
   bool ProcessInit(const std::vector<uint8_t>& init, uint32_t extra_flags = 0);
 
   std::unique_ptr<RestartState> own_state_;
