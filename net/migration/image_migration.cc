@@ -89,7 +89,10 @@ void ImageMigration::MarkDirty(uint64_t off, uint64_t len) {
   uint64_t first = off / block_size_;
   uint64_t last = (off + len - 1) / block_size_;
   uint64_t fresh = bitmap_.SetRange(first, last - first + 1);
-  if (fresh) owner_->dirty_meter().Add(fresh * block_size_);
+  if (fresh) {
+    owner_->dirty_meter().Add(fresh * block_size_);
+    owner_->work_bell().Ring();  // a bit already set was rung for when it was set
+  }
 }
 
 // Joins the two things a throttled, mirrored write waits for: the peer's ack and the

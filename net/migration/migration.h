@@ -47,6 +47,7 @@
 #include "net/migration/mirror_backlog.h"
 #include "net/migration/rate_meter.h"
 #include "net/migration/token_bucket.h"
+#include "net/migration/work_bell.h"
 #include "net/peer/peer_client.h"
 
 namespace migratefs::migration {
@@ -128,6 +129,8 @@ class Migration {
   RateMeter& disk_meter() { return disk_meter_; }
   RateMeter& net_meter() { return net_meter_; }
   RateMeter& dirty_meter() { return dirty_meter_; }
+  // Rung by whoever gives the senders work (work_bell.h).
+  WorkBell& work_bell() { return work_bell_; }
   DelayedCompleter& completer() { return *ctx_->completer; }
   void NoteSent(uint64_t bytes);      // block data (phases 1-2)
   void NoteMirrored(uint64_t bytes);  // forwarded VM writes (phase 3)
@@ -239,6 +242,7 @@ class Migration {
 
   mutable std::mutex mu_;        // phase, reasons, peer_, flags below
   std::condition_variable cv_;   // wakes the control thread and sleepers
+  WorkBell work_bell_;           // wakes idle senders (SenderLoop)
   std::string phase_;
   std::string reason_;
   bool stop_ = false;            // cancel / destruction

@@ -54,6 +54,7 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
   handing_over_.store(true);  // senders claim no more blocks
   auto fail = [&](const Error& e) {
     handing_over_.store(false);
+    work_bell_.RingAll();
     return unfence(e);
   };
   const auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -98,6 +99,7 @@ Status Migration::HandOver(std::shared_ptr<net::PeerClient> peer,
   MarkPostcopy(true);
   postcopy_.store(true);
   handing_over_.store(false);
+  work_bell_.RingAll();
   for (auto& img : images_) img->SetMirroring(false);
   for (auto& img : images_) {
     if (const int err = PersistFence(img->fd(), target_); err != 0) {
@@ -168,6 +170,7 @@ void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count, bool wa
     // Marked before the open's ack returns (the I/O thread dispatches in order), so
     // the control thread never sees "nothing missing" before the map is in.
     for (uint64_t b = first; b < first + count && b < img->bitmap().size(); b++) img->bitmap().Set(b);
+    work_bell_.Ring();
     return;
   }
   count = std::min(count, kMaxFetchRun);
@@ -182,9 +185,12 @@ void Migration::OnFetch(uint32_t handle, uint64_t first, uint64_t count, bool wa
   }
   // The background push goes on right after the miss: a reader that missed there
   // is likely to read on (seed 002's locality; xNBD does the same).
-  std::lock_guard<std::mutex> lock(scan_mu_);
-  scan_image_ = index;
-  scan_block_ = first + count;
+  {
+    std::lock_guard<std::mutex> lock(scan_mu_);
+    scan_image_ = index;
+    scan_block_ = first + count;
+  }
+  work_bell_.Ring();  // a reader waits: an idle sender serves it now, not at its next look
 }
 
 void Migration::TakeEarlyMap(ImageMigration& img) {
@@ -192,6 +198,7 @@ void Migration::TakeEarlyMap(ImageMigration& img) {
   for (const EarlyRun& r : early_map_)
     if (r.handle == img.handle.load())
       for (uint64_t b = r.first; b < r.first + r.count && b < img.bitmap().size(); b++) img.bitmap().Set(b);
+  work_bell_.Ring();
 }
 
 bool Migration::ClaimFetched(ImageMigration** img, uint64_t* block) {

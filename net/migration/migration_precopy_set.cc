@@ -72,6 +72,7 @@ void Migration::DeferHottest() {
 void Migration::ReleaseDeferred() {
   if (!deferring_.exchange(false)) return;
   for (auto& img : images_) img->deferred().ClearAll();
+  work_bell_.RingAll();
 }
 
 bool Migration::Deferred(ImageMigration& img, uint64_t block) const {

@@ -17,6 +17,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// How long an idle sender sleeps when nobody rings (work_bell.h): a change that
+// forgets to ring costs at most this much delay, never a stuck migration.
+constexpr milliseconds kIdleBackstop{100};
+
 // Background blocks in flight at once in postcopy (see SenderLoop).
 constexpr int64_t kPostcopyBlocksAhead = 4;
 
@@ -53,6 +57,7 @@ void Migration::StartSenders() {
 void Migration::StopSenders() {
   senders_run_.store(false);
   cv_.notify_all();
+  work_bell_.RingAll();
   for (auto& t : senders_) t.join();
   senders_.clear();
 }
@@ -93,15 +98,18 @@ void Migration::SenderLoop() {
     return SendWhenRoom(*peer, *img, block, net::SendPace::kAhead);
   };
   while (senders_run_.load()) {
+    // Read before looking: work published after this wakes the wait below at once.
+    const uint64_t seen = work_bell_.generation();
     SendOutcome fetched = serve_fetched();
     if (fetched == SendOutcome::kStop) return;
     if (fetched == SendOutcome::kSent) continue;
     ImageMigration* img;
     uint64_t block;
     if (!ClaimNext(&img, &block)) {
-      std::this_thread::sleep_for(milliseconds(2));
+      if (senders_run_.load()) work_bell_.WaitPast(seen, kIdleBackstop);
       continue;
     }
+    work_bell_.Ring();  // there may be more: the next idle sender looks too
     // While mirroring, the VM's writes wait for their acks: keep at most two drain
     // blocks ahead of them on the wire (one on a slow link), so a write never queues
     // behind a backlog. Postcopy likewise keeps the background push short, so a block
@@ -175,6 +183,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   auto ack = [this, &img, block, n](const Status& s) {
     if (!s.ok()) {
       img.bitmap().Set(block);
+      work_bell_.Ring();
       OnPeerError(s);
     } else if (postcopy_.load()) {
       NotePostcopyAck(&img, block, uint64_t(n));
@@ -252,6 +261,7 @@ void Migration::SendSlices(net::PeerClient& peer, ImageMigration& img, uint64_t 
       if (img.mirroring() || img.resize_generation() != generation || !senders_run_.load()) {
         img.bitmap().Set(block);
         img.UnlockBlocks(block, block);
+        work_bell_.Ring();
         break;
       }
     }
