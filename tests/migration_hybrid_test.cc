@@ -506,5 +506,50 @@ TEST_F(MigrationHybridTest, SourceGoneForGoodFailsRemoteReadsAfterTheTimeout) {
   EXPECT_EQ(in[0].value("state", ""), "failed") << in.dump();
 }
 
+// The source's senders while a post-copy push runs on a slow link. They must sleep
+// until something changes for them (net/migration/work_bell.h), not poll: each poll
+// wakes the source's worker on a host whose other VMs need the cores, for the whole
+// push (minutes on a WAN). One second of it, from 300 ms after the hand-over.
+class PostcopyWakeupsTest : public MigrationHybridTest {
+ protected:
+  uint64_t WakeupsInOneSecondOfPush(const std::string& id) {
+    HandOver(id);
+    std::this_thread::sleep_for(300ms);
+    const pid_t worker = a_->WorkerPid();
+    EXPECT_GT(worker, 0);
+    const uint64_t before = VoluntaryContextSwitches(worker);
+    std::this_thread::sleep_for(1s);
+    const uint64_t woke = VoluntaryContextSwitches(worker) - before;
+    EXPECT_EQ(Progress(id).value("phase", ""), "postcopy") << "the push ended during the sample: it proves nothing";
+    return woke;
+  }
+};
+
+// A slow link and no limit: the push keeps kPostcopyBlocksAhead blocks in flight and
+// the other senders wait for room. They checked every 200 µs; now an ack rings.
+TEST_F(PostcopyWakeupsTest, SendersWaitingForRoomSleep) {
+  StartDaemons();
+  ThrottledProxy proxy(std::stoi(target_addr_.substr(target_addr_.rfind(':') + 1)));
+  WritePatternFile(a_->Src("vm.img"), 32ull << 20, 5);
+  const std::string id = StartHybrid("vm.img", 0, 0, proxy.address());
+  proxy.SetRate(1000000);
+  const uint64_t woke = WakeupsInOneSecondOfPush(id);
+  EXPECT_LT(woke, 1500u) << "the source's threads woke " << woke << " times in 1 s of a 1 MB/s push";
+  proxy.SetRate(0);
+  ExpectFinishedIdentical(id);
+}
+
+// A network limit of 500 KB/s: the senders wait for its tokens. They checked every
+// 10 ms for a changed limit; now a change rings (and still applies at once:
+// ExpectFinishedIdentical lifts the limit and the push must end within its bound).
+TEST_F(PostcopyWakeupsTest, SendersWaitingForTheNetworkLimitSleep) {
+  StartDaemons();
+  WritePatternFile(a_->Src("vm.img"), 32ull << 20, 6);
+  const std::string id = StartHybrid("vm.img", 0, 500, target_addr_);
+  const uint64_t woke = WakeupsInOneSecondOfPush(id);
+  EXPECT_LT(woke, 400u) << "the source's threads woke " << woke << " times in 1 s of a 500 KB/s push";
+  ExpectFinishedIdentical(id);
+}
+
 }  // namespace
 }  // namespace migratefs::testing

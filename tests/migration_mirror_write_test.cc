@@ -11,8 +11,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,25 +23,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
-
-// Voluntary context switches of every thread of `pid` so far: each time one of them
-// went to sleep and was woken again.
-uint64_t VoluntarySwitches(pid_t pid) {
-  uint64_t total = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-    std::ifstream status(task.path() / "status");
-    std::string key;
-    while (status >> key) {
-      if (key == "voluntary_ctxt_switches:") {
-        uint64_t n = 0;
-        status >> n;
-        total += n;
-        break;
-      }
-    }
-  }
-  return total;
-}
 
 // The source's SRC is a 24 MiB tmpfs holding a 16 MiB image whose second half is a
 // hole; once the tmpfs is full, writes into the hole fail locally with ENOSPC, after
@@ -134,9 +113,9 @@ TEST_F(MigrationTest, IdleSendersSleepWhileTheMirrorLeavesNothingDirty) {
   std::this_thread::sleep_for(500ms);  // the last drain's acks
   const pid_t worker = a_->WorkerPid();
   ASSERT_GT(worker, 0);
-  const uint64_t before = VoluntarySwitches(worker);
+  const uint64_t before = VoluntaryContextSwitches(worker);
   std::this_thread::sleep_for(1s);
-  const uint64_t woke = VoluntarySwitches(worker) - before;
+  const uint64_t woke = VoluntaryContextSwitches(worker) - before;
   EXPECT_LT(woke, 1000u) << "the source's threads woke " << woke << " times in 1 s of an idle phase 3";
   // Work still reaches them at once: a write while mirroring is acknowledged and the
   // copies end equal.

@@ -271,7 +271,7 @@ class Migration {
   std::atomic<int64_t> last_ack_ns_{0};       // steady_clock of the last ack of any frame
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_mirrored_{0};
-  std::atomic<uint64_t> limit_generation_{0};
+  WorkBell limit_bell_;  // rung when the network limit changes (PayNetwork)
 
   // Hybrid copy and postcopy.
   uint64_t data_blocks_ = 0;               // the base of precopy_pct (CountDataBlocks)

@@ -22,7 +22,7 @@ using std::chrono::milliseconds;
 
 Status Migration::SetNetworkLimit(uint64_t kbps) {
   net_bucket_.SetRate(kbps * 1000);
-  limit_generation_.fetch_add(1);
+  limit_bell_.RingAll();
   return OkStatus();
 }
 

@@ -58,6 +58,7 @@ void Migration::StopSenders() {
   senders_run_.store(false);
   cv_.notify_all();
   work_bell_.RingAll();
+  limit_bell_.RingAll();
   for (auto& t : senders_) t.join();
   senders_.clear();
 }
@@ -120,9 +121,11 @@ void Migration::SenderLoop() {
                           : postcopy_.load() ? kPostcopyBlocksAhead
                                              : INT64_MAX;
     while (data_inflight_.load() >= ahead && senders_run_.load()) {
+      const uint64_t room_seen = work_bell_.generation();
       fetched = serve_fetched();
       if (fetched == SendOutcome::kStop) return;
-      if (fetched == SendOutcome::kNone) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      // Until a block's ack makes room or a fetch comes (both ring).
+      if (fetched == SendOutcome::kNone && data_inflight_.load() >= ahead) work_bell_.WaitPast(room_seen, kIdleBackstop);
     }
     if (SendWhenRoom(*peer, *img, block, net::SendPace::kNow) == SendOutcome::kStop) return;
   }
@@ -190,6 +193,9 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
     }
     NoteInflight(&img, block, -1);
     data_inflight_.fetch_sub(1);
+    // Room for senders holding a claim (SenderLoop): all of them, since the one
+    // Ring() would wake may be an idle one that does not pass it on.
+    work_bell_.RingAll();
   };
   // Bytes count as sent when the target acknowledges their frame: the rate the broker
   // reads is what crossed the link, not how fast the send queue filled.
@@ -284,16 +290,16 @@ void Migration::SendSlices(net::PeerClient& peer, ImageMigration& img, uint64_t 
 }
 
 // Waits until the network limit allows `bytes` more (paid after sending). Wakes early
-// when the limit changes, so a raised limit applies at once.
+// when the limit changes (SetNetworkLimit rings), so a raised limit applies at once,
+// and when the senders stop.
 void Migration::PayNetwork(uint64_t bytes) {
+  uint64_t seen = limit_bell_.generation();
   auto until = Clock::now() + net_bucket_.Reserve(bytes);
-  uint64_t gen = limit_generation_.load();
   while (senders_run_.load()) {
     auto now = Clock::now();
     if (now >= until) return;
-    std::this_thread::sleep_for(std::min<Clock::duration>(until - now, milliseconds(10)));
-    if (limit_generation_.load() != gen) {
-      gen = limit_generation_.load();
+    if (limit_bell_.WaitPast(seen, until - now)) {
+      seen = limit_bell_.generation();
       until = Clock::now() + net_bucket_.Reserve(0);
     }
   }

@@ -12,7 +12,7 @@ void WorkBell::RingImpl(bool all) {
   else cv_.notify_one();
 }
 
-bool WorkBell::WaitPast(uint64_t seen, std::chrono::milliseconds timeout) {
+bool WorkBell::WaitPast(uint64_t seen, std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   waiters_.fetch_add(1);
   const bool rung = cv_.wait_for(lock, timeout, [&] { return generation_.load() != seen; });

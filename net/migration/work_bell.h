@@ -18,6 +18,9 @@
 // A ring between the read and the wait is never lost: the wait returns at once. The
 // timeout is a backstop for a change nobody rings for; missing one costs latency only.
 //
+// The same bell serves any "sleep until this changes or a deadline passes": the
+// network limit's wait in PayNetwork is one (rung when the limit changes).
+//
 // Cost of a ring nobody waits for: one atomic add and one atomic load (a VM write in
 // phases 1-2 that dirties a fresh block pays it).
 #pragma once
@@ -39,7 +42,7 @@ class WorkBell {
 
   // Blocks until the generation differs from `seen` (a ring since it was read) or
   // `timeout` passes. Returns true if rung.
-  bool WaitPast(uint64_t seen, std::chrono::milliseconds timeout);
+  bool WaitPast(uint64_t seen, std::chrono::nanoseconds timeout);
 
   // Senders asleep in WaitPast right now (for tests and the progress report).
   int waiting() const { return waiters_.load(); }

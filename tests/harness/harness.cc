@@ -317,6 +317,24 @@ nlohmann::json Daemon::Request(const nlohmann::json& req, std::chrono::milliseco
   return ::testing::AssertionSuccess();
 }
 
+uint64_t VoluntaryContextSwitches(pid_t pid) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream status(task.path() / "status");
+    std::string key;
+    while (status >> key) {
+      if (key == "voluntary_ctxt_switches:") {
+        uint64_t n = 0;
+        status >> n;
+        total += n;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
 void WritePatternFile(const std::string& path, uint64_t size, uint64_t seed) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   std::mt19937_64 rng(seed);

@@ -105,6 +105,9 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 
 // Writes `size` bytes of a deterministic pattern derived from `seed`.
 void WritePatternFile(const std::string& path, uint64_t size, uint64_t seed);
+// Voluntary context switches of every thread of `pid` so far (/proc/PID/task/*/status):
+// each time one of them went to sleep and was woken again.
+uint64_t VoluntaryContextSwitches(pid_t pid);
 
 // A key file with random bytes, mode 0600.
 void WriteKeyFile(const std::string& path);
