@@ -185,8 +185,7 @@ bool Migration::SendBlock(net::PeerClient& peer, ImageMigration& img, uint64_t b
   // flight when the last frame's ack arrives.
   auto ack = [this, &img, block, n](const Status& s) {
     if (!s.ok()) {
-      img.bitmap().Set(block);
-      work_bell_.Ring();
+      img.bitmap().Set(block);  // the RingAll below wakes a sender for it
       OnPeerError(s);
     } else if (postcopy_.load()) {
       NotePostcopyAck(&img, block, uint64_t(n));

@@ -44,7 +44,7 @@ class WorkBell {
   // `timeout` passes. Returns true if rung.
   bool WaitPast(uint64_t seen, std::chrono::nanoseconds timeout);
 
-  // Senders asleep in WaitPast right now (for tests and the progress report).
+  // Threads asleep in WaitPast right now (for tests).
   int waiting() const { return waiters_.load(); }
 
  private:
